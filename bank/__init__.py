@@ -1,0 +1,26 @@
+"""bank: detect features in images with a bank of one-class autoencoders.
+
+Importing ``bank`` does not import TensorFlow; training and loading models do.
+"""
+
+__version__ = "0.1.0"
+
+from .detector import AutoencoderDetector, NotFittedError
+from .images import ImageError, InputSpec
+from .registry import Registry, RegistryError
+from .router import BankResult, Router
+from .stats import ErrorStats, fit_error_stats
+
+__all__ = [
+    "AutoencoderDetector",
+    "BankResult",
+    "ErrorStats",
+    "ImageError",
+    "InputSpec",
+    "NotFittedError",
+    "Registry",
+    "RegistryError",
+    "Router",
+    "__version__",
+    "fit_error_stats",
+]

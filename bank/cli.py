@@ -1,0 +1,329 @@
+"""The ``bank`` command: a thin layer over the Python API.
+
+Results go to stdout (a table, or one JSON document with ``--json``);
+progress, warnings and skipped inputs go to stderr. Exit status: 0 on
+success, 1 on an error (or when no input image could be read), 2 on a usage
+error. Heavy imports (TensorFlow) happen inside the commands that need them,
+so ``bank --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .images import ImageError
+from .registry import Registry, RegistryError
+from .stats import DEFAULT_THRESHOLD
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr, exit status 1."""
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _emit_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _table(rows: list[list[object]], header: list[str]) -> str:
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return "" if v is None else str(v)
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    return Registry(getattr(args, "registry", None))
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        _say(f"skipped {len(skipped)} input(s) that could not be read:")
+        for name, reason in skipped:
+            _say(f"  {name}: {reason}")
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import class_images
+    from .detector import AutoencoderDetector
+    from .images import InputSpec, parse_size
+
+    data = class_images(args.data, args.class_name)
+    skipped = []
+    if not hasattr(data, "images"):  # an IDX array
+        images = data
+    else:
+        images, skipped = data.images, data.skipped
+        _report_skipped(skipped)
+        if not images:
+            raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(args.data)}")
+    spec = None
+    if args.size or args.color:
+        from .images import infer_spec, validate_array
+
+        guess = infer_spec(validate_array(images) if not isinstance(images, list) else images)
+        h, w = parse_size(args.size) if args.size else (guess.height, guess.width)
+        spec = InputSpec(h, w, args.color or guess.color)
+    params = {}
+    if args.filters:
+        params["filters"] = [int(f) for f in args.filters.split(",")]
+    if args.latent:
+        params["latent_dim"] = args.latent
+    det = AutoencoderDetector(
+        spec=spec, architecture=args.architecture, params=params or None, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed, patience=args.patience, verbose=0 if args.json else "auto",
+    )
+    n = len(images)
+    _say(f"training class {args.class_name!r} on {n} image(s)")
+    with contextlib.redirect_stdout(sys.stderr):  # Keras progress stays off stdout
+        det.fit(images)
+    entry = _registry(args).register(args.class_name, det)
+    summary = {
+        "class": entry.class_name,
+        "version": entry.version,
+        "path": str(entry.path),
+        "input_spec": det.spec_.to_dict(),
+        "architecture": {"name": det.architecture_, "params": det.params_},
+        "training": det.training_,
+        "stats": det.stats_.to_dict(),
+        "skipped": [{"image": n, "error": r} for n, r in skipped],
+    }
+    if args.json:
+        _emit_json(summary)
+    else:
+        t, s = det.training_, det.stats_
+        print(f"registered class {entry.class_name!r} version {entry.version} (active) at {entry.path}")
+        print(f"  input {det.spec_}, {det.architecture_} autoencoder {det.params_}")
+        print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} calibration;"
+              f" {t['epochs_run']} epochs, best {t['best_epoch']}")
+        print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    rows, out = [], []
+    for name in reg.classes():
+        try:
+            active = reg.active_version(name)
+            e = reg.entry(name, active)
+            s = e.stats
+            item = {"class": name, "active": active, "versions": reg.versions(name), "input_spec": e.spec.to_dict(),
+                    "architecture": e.card["architecture"]["name"], "stats": s.to_dict(),
+                    "created": e.card.get("created"), "broken": None}
+            rows.append([name, active, ",".join(map(str, item["versions"])), str(e.spec), item["architecture"],
+                         s.n, s.mean, s.std, item["created"]])
+        except RegistryError as err:
+            item = {"class": name, "versions": reg.versions(name), "broken": str(err)}
+            rows.append([name, "BROKEN", ",".join(map(str, item["versions"])), str(err), "", "", "", "", ""])
+        out.append(item)
+    if args.json:
+        _emit_json({"registry": str(reg.root), "classes": out})
+    elif not rows:
+        print(f"no classes in {reg.root} (train one with 'bank train CLASS DATA', or run 'bank demo')")
+    else:
+        print(_table(rows, ["class", "active", "versions", "input", "model", "n", "mean err", "std err", "created"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    e = _registry(args).entry(args.class_name, args.version)
+    if args.json:
+        _emit_json(e.card)
+        return 0
+    c, s = e.card, e.stats
+    print(f"class {e.class_name!r} version {e.version} ({e.path})")
+    print(f"  created      {c.get('created')}")
+    print(f"  input        {e.spec}")
+    print(f"  model        {c['architecture']['name']} {c['architecture']['params']}")
+    t = c.get("training", {})
+    print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
+          f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}), "
+          f"seed {t.get('seed')}")
+    print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} (per-pixel MSE on held-out images)")
+    print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
+    print(f"  flag at      z > {DEFAULT_THRESHOLD:g}, i.e. error > {s.mean + DEFAULT_THRESHOLD * s.std:.6g}"
+          " (change with --threshold)")
+    print(f"  versions     {c.get('versions')}")
+    print(f"  sha256       {c['model_sha256']}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    removed = _registry(args).remove(args.class_name, args.version)
+    if args.json:
+        _emit_json({"class": args.class_name, "removed": removed})
+    else:
+        print(f"removed class {args.class_name!r} version(s) {', '.join(map(str, removed))}")
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    _registry(args).activate(args.class_name, args.version)
+    if args.json:
+        _emit_json({"class": args.class_name, "active": args.version})
+    else:
+        print(f"class {args.class_name!r}: version {args.version} is active")
+    return 0
+
+
+def _route(args: argparse.Namespace):
+    from .data import load_images
+    from .router import Router
+
+    loaded = load_images(args.paths)
+    _report_skipped(loaded.skipped)
+    if not loaded.images:
+        raise CommandError(f"no readable images in {', '.join(args.paths)}")
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    router = Router.from_registry(_registry(args), classes, threshold=args.threshold)
+    return router.score(loaded.images, names=loaded.names), loaded.skipped
+
+
+def _json_result(result, skipped) -> dict:
+    return {"classes": result.classes, "threshold": result.threshold, "results": result.records(),
+            "skipped": [{"image": n, "error": r} for n, r in skipped]}
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    result, skipped = _route(args)
+    if args.json:
+        _emit_json(_json_result(result, skipped))
+        return 0
+    rows = []
+    for i, rec in enumerate(result.records()):
+        k = result.classes.index(rec["nearest"])
+        rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k], result.z[i, k]])
+    print(_table(rows, ["image", "label", "nearest", "error", "z"]))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    result, skipped = _route(args)
+    if args.json:
+        _emit_json(_json_result(result, skipped))
+        return 0
+    rows = []
+    for i, name in enumerate(result.names):
+        for k, c in enumerate(result.classes):
+            rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.p_value[i, k],
+                         "FLAG" if result.flags[i, k] else ""])
+    print(_table(rows, ["image", "class", "error", "z", "score", "p", "flag"]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    reg = _registry(args)
+    _say(f"demo: one autoencoder per digit of scikit-learn's 8x8 digits, registered into {reg.root}")
+    out = run_demo(reg, epochs=args.epochs, seed=args.seed, progress=_say)
+    if args.json:
+        _emit_json(out)
+        return 0
+    print(f"argmin accuracy on {out['n_test']} held-out digits: {out['accuracy']:.3f}")
+    print(f"called unknown (every class flags, z > {out['threshold']:g}): {out['unknown_rate']:.1%}")
+    print(f"trained {len(out['classes'])} classes in {out['train_seconds']} s into {out['registry']}")
+    rows = []
+    for rec in out["examples"]:
+        for c, v in rec["classes"].items():
+            rows.append([rec["image"], c, v["error"], v["z"], v["score"], "FLAG" if v["flag"] else ""])
+    print("\nscores of a few held-out digits:")
+    print(_table(rows, ["image", "class", "error", "z", "score", "flag"]))
+    print("\nnext: 'bank list', 'bank classify IMAGE...', 'bank score IMAGE...'")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS,
+                        help="registry folder (default: $BANK_REGISTRY, else ./registry)")
+    common.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+
+    p = argparse.ArgumentParser(prog="bank", description="Detect features in images with a bank of one-class "
+                                "autoencoders: one model per class, scored against its own held-out errors.")
+    p.add_argument("--version", action="version", version=f"bank {__version__}")
+    p.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help, description=help)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("train", cmd_train, "train one class model and register it as the active version")
+    sp.add_argument("class_name", metavar="CLASS", help="class name (a folder-safe name)")
+    sp.add_argument("data", metavar="DATA", nargs="+", help="images or folders of the class; a folder with a "
+                    "sub-folder named CLASS; or a folder of MNIST IDX files (images labelled CLASS)")
+    sp.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
+    sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
+                    "at most 128, else 64x64)")
+    sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
+    sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
+    sp.add_argument("--architecture", choices=["auto", "conv", "dense"], default="auto",
+                    help="auto: dense up to 16x16, conv above (default)")
+    sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64")
+    sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
+    sp.add_argument("--batch-size", type=int, default=64, help="default 64")
+    sp.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
+
+    add("list", cmd_list, "list the classes, their versions and which is active")
+
+    sp = add("show", cmd_show, "show a class model's card: input, training, error statistics")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("--version", type=int, help="a version (default: the active one)")
+
+    sp = add("remove", cmd_remove, "remove a class, or one version of it")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("--version", type=int, help="remove only this version")
+
+    sp = add("activate", cmd_activate, "make a version of a class the active one (roll back or forward)")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("version", metavar="VERSION", type=int)
+
+    for name, func, help in (
+        ("classify", cmd_classify, "per image: the class whose model reconstructs it best, or unknown"),
+        ("score", cmd_score, "per image and class: error, z, Gaussian score, p-value and flag"),
+    ):
+        sp = add(name, func, help)
+        sp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders of images")
+        sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help=f"flag a class when z exceeds this (default {DEFAULT_THRESHOLD:g})")
+        sp.add_argument("--classes", metavar="A,B,...", help="route through these classes only")
+
+    sp = add("demo", cmd_demo, "train and test a digit bank on scikit-learn's bundled 8x8 digits (no data needed)")
+    sp.add_argument("--epochs", type=int, default=60, help="most epochs per digit (default 60)")
+    sp.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CommandError, RegistryError, ImageError, ValueError, FileNotFoundError) as e:
+        _say(f"bank {args.command}: error: {e}")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"bank {args.command}: interrupted")
+        return 130

@@ -1,0 +1,202 @@
+"""Datasets in: files and folders of images, labelled folder trees, MNIST IDX.
+
+A folder run never stops for one bad file: every unreadable input is named in
+``Loaded.skipped`` with its reason, and the rest load.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .images import ImageError, read_image
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def image_extensions() -> set[str]:
+    """Lower-case file endings Pillow can open (".png", ".jpg", ...)."""
+    Image.init()
+    return {ext.lower() for ext in Image.registered_extensions()}
+
+
+@dataclass
+class Loaded:
+    """Images read from files: the images, their names, and what was skipped."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+
+def list_image_files(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders into image files, in a stable order.
+
+    A folder contributes its image files (by extension, recursively, hidden
+    entries left out); a file named explicitly is always kept, so a text file
+    named ``.png`` is tried and reported, not silently dropped. Missing paths
+    come back in the second list as (name, reason).
+    """
+    exts = image_extensions()
+    files: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, names in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files.extend(
+                    Path(root, n) for n in sorted(names) if not n.startswith(".") and Path(n).suffix.lower() in exts
+                )
+        elif p.exists():
+            files.append(p)
+        else:
+            missing.append((str(p), "no such file or folder"))
+    return files, missing
+
+
+def load_images(paths: Iterable[str | os.PathLike]) -> Loaded:
+    """Read every image under ``paths``; unreadable ones go to ``skipped``."""
+    files, skipped = list_image_files(paths)
+    out = Loaded(skipped=list(skipped))
+    for f in files:
+        try:
+            out.images.append(read_image(f))
+            out.names.append(str(f))
+        except ImageError as e:
+            out.skipped.append((e.source, e.reason))
+    return out
+
+
+# ------------------------------------------------------------------- IDX
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (MNIST's format), gzip'd or raw, into a NumPy array."""
+    name = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        opener = gzip.open if head == b"\x1f\x8b" else open
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{name}: cannot read IDX file ({e})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"{name}: not an IDX file (bad magic number)")
+    ndim = data[3]
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise ValueError(f"{name}: truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise ValueError(f"{name}: IDX body has {len(data) - header} bytes, header says {expected} for shape {shape}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def find_idx(folder: str | os.PathLike, split: str = "train") -> tuple[Path, Path]:
+    """The (images, labels) IDX files of ``split`` in ``folder``, gzip'd or raw."""
+    if split not in IDX_NAMES:
+        raise ValueError(f"split: expected one of {sorted(IDX_NAMES)}, got {split!r}")
+    found = []
+    for stem in IDX_NAMES[split]:
+        for cand in (Path(folder, stem + ".gz"), Path(folder, stem)):
+            if cand.is_file():
+                found.append(cand)
+                break
+        else:
+            raise FileNotFoundError(f"{folder}: no {stem}[.gz] (expected MNIST's IDX file names)")
+    return found[0], found[1]
+
+
+def load_idx_split(folder: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-style images (N, H, W) uint8 and labels (N,) from an IDX folder."""
+    img_path, lab_path = find_idx(folder, split)
+    images, labels = read_idx(img_path), read_idx(lab_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(
+            f"{folder}: IDX images {images.shape} and labels {labels.shape} do not pair up as (N, H, W) and (N,)"
+        )
+    return images, labels
+
+
+def is_idx_folder(path: str | os.PathLike) -> bool:
+    try:
+        find_idx(path, "train")
+        return True
+    except (FileNotFoundError, ValueError):
+        try:
+            find_idx(path, "test")
+            return True
+        except (FileNotFoundError, ValueError):
+            return False
+
+
+# --------------------------------------------------------- labelled data
+
+@dataclass
+class Labelled:
+    """Images by class: for each class name either an array batch or files."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, list[Path]] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.arrays) | set(self.files), key=_natural)
+
+
+def _natural(name: str) -> tuple:
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def load_labelled(path: str | os.PathLike, split: str = "train") -> Labelled:
+    """Labelled images: an IDX folder (``split`` chooses train or test), or a
+    root folder with one sub-folder of images per class."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    if p.is_dir() and is_idx_folder(p):
+        images, labels = load_idx_split(p, split)
+        return Labelled(arrays={str(int(c)): images[labels == c] for c in np.unique(labels)})
+    if not p.is_dir():
+        raise ValueError(f"{p}: expected a folder with one sub-folder per class, or a folder of MNIST IDX files")
+    out = Labelled()
+    for sub in sorted(q for q in p.iterdir() if q.is_dir() and not q.name.startswith(".")):
+        files, _ = list_image_files([sub])
+        if files:
+            out.files[sub.name] = files
+    if not out.files:
+        raise ValueError(f"{p}: found no sub-folders with images (expected one sub-folder per class)")
+    return out
+
+
+def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_name: str) -> np.ndarray | Loaded:
+    """The training images of one class, from what a user points ``bank train`` at.
+
+    - an IDX folder: the training images labelled ``class_name``;
+    - a folder with a sub-folder named ``class_name``: that sub-folder;
+    - otherwise: the files and folders themselves are the class's images.
+    Returns a uint8 array for IDX data, else a :class:`Loaded`.
+    """
+    paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        root = Path(paths[0])
+        if is_idx_folder(root):
+            labelled = load_labelled(root, "train")
+            if class_name not in labelled.arrays:
+                raise ValueError(f"{root}: no images labelled {class_name!r}; labels are {labelled.classes}")
+            return labelled.arrays[class_name]
+        if (root / class_name).is_dir():
+            return load_images([root / class_name])
+    return load_images(paths)

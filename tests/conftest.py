@@ -1,0 +1,33 @@
+"""Shared fixtures: small real data, and one tiny trained bank per test session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bank import AutoencoderDetector, Registry
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 8x8 digits as float images in [0, 1] and labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target
+
+
+def tiny_detector(images, **kw) -> AutoencoderDetector:
+    """A quick detector: few epochs, fixed seed, silent."""
+    kw = {"epochs": 8, "batch_size": 32, "seed": 0, "verbose": 0, **kw}
+    return AutoencoderDetector(**kw).fit(images)
+
+
+@pytest.fixture(scope="session")
+def bank_registry(tmp_path_factory, digits):
+    """A registry holding digit classes 0, 1 and 7, trained on the first 1,400 digits."""
+    images, labels = digits
+    reg = Registry(tmp_path_factory.mktemp("registry"))
+    for d in (0, 1, 7):
+        reg.register(str(d), tiny_detector(images[:1400][labels[:1400] == d]))
+    return reg

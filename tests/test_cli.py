@@ -1,0 +1,118 @@
+"""Every command, in-process, on tiny data; bad input is named and skipped."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bank.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def digit_folders(tmp_path_factory):
+    """PNG folders of digits 0 and 1 (scaled up to 16x16), plus a bad file in each."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    root = tmp_path_factory.mktemp("digits")
+    for digit in (0, 1):
+        folder = root / str(digit)
+        folder.mkdir()
+        for i, img in enumerate(d.images[d.target == digit][:70]):
+            Image.fromarray((img * 255 / 16).astype(np.uint8)).resize((16, 16)).save(folder / f"{i:03d}.png")
+        (folder / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(digit_folders, tmp_path_factory):
+    reg = tmp_path_factory.mktemp("cli_registry")
+    for digit in ("0", "1"):
+        code = main(["train", digit, str(digit_folders), "--registry", str(reg), "--epochs", "4", "--json"])
+        assert code == 0
+    return reg
+
+
+def test_train_reports_the_skipped_file_and_registers(digit_folders, tmp_path, capsys):
+    code, out, err = run(capsys, "train", "zero", str(digit_folders / "0"), "--registry", str(tmp_path),
+                         "--epochs", "2", "--size", "12x12", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["class"] == "zero" and summary["version"] == 1
+    assert summary["input_spec"] == {"height": 12, "width": 12, "color": "gray", "scaling": "unit"}
+    assert [s["image"].endswith("zz_corrupt.png") for s in summary["skipped"]] == [True]
+    assert "zz_corrupt.png" in err
+    assert summary["training"]["n_images"] == 70
+    assert summary["stats"]["n"] == summary["training"]["n_calibration"]
+
+
+def test_list_show_activate_remove(trained, capsys):
+    code, out, _ = run(capsys, "list", "--registry", str(trained))
+    assert code == 0 and "16x16 gray" in out and out.splitlines()[0].startswith("class")
+    code, out, _ = run(capsys, "list", "--registry", str(trained), "--json")
+    assert [c["class"] for c in json.loads(out)["classes"]] == ["0", "1"]
+    code, out, _ = run(capsys, "show", "1", "--registry", str(trained))
+    assert code == 0 and "error stats" in out and "flag at" in out
+    code, out, _ = run(capsys, "show", "1", "--registry", str(trained), "--json")
+    assert json.loads(out)["class"] == "1"
+    code, _, err = run(capsys, "show", "nope", "--registry", str(trained))
+    assert code == 1 and "no class 'nope'" in err
+    code, _, err = run(capsys, "activate", "1", "9", "--registry", str(trained))
+    assert code == 1 and "version 9" in err
+
+
+def test_classify_and_score_a_folder_with_a_bad_file(trained, digit_folders, capsys):
+    code, out, err = run(capsys, "classify", str(digit_folders), "--registry", str(trained), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert len(doc["results"]) == 140 and len(doc["skipped"]) == 2
+    truth = [r["image"].split("/")[-2] for r in doc["results"]]
+    assert np.mean([r["nearest"] == t for r, t in zip(doc["results"], truth)]) >= 0.9
+    assert "skipped 2" in err
+    code, out, _ = run(capsys, "classify", str(digit_folders / "1" / "000.png"), "--registry", str(trained))
+    assert code == 0 and "000.png" in out and "label" in out
+    code, out, _ = run(capsys, "score", str(digit_folders / "0" / "000.png"), "--registry", str(trained))
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["image", "class", "error", "z", "score", "p", "flag"] and len(lines) == 4
+
+
+def test_classify_with_nothing_readable_fails_clearly(trained, tmp_path, capsys):
+    (tmp_path / "a.png").write_text("text, not an image")
+    code, out, err = run(capsys, "classify", str(tmp_path / "a.png"), "--registry", str(trained))
+    assert code == 1 and out == "" and "a.png" in err and "no readable images" in err
+
+
+def test_classify_against_an_empty_registry_says_so(tmp_path, digit_folders, capsys):
+    code, _, err = run(capsys, "classify", str(digit_folders / "0"), "--registry", str(tmp_path / "empty"))
+    assert code == 1 and "train one first" in err
+
+
+def test_bad_class_name_writes_nothing(digit_folders, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "../escape", str(digit_folders / "0"), "--registry", str(tmp_path / "r"),
+                       "--epochs", "1")
+    assert code == 1 and "class name" in err
+    assert not (tmp_path / "escape").exists()
+
+
+def test_demo_json_reports_accuracy(tmp_path, capsys):
+    code, out, _ = run(capsys, "demo", "--registry", str(tmp_path), "--epochs", "4", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["n_test"] == 450 and doc["accuracy"] >= 0.85
+    assert doc["classes"] == [str(d) for d in range(10)]
+
+
+def test_help_is_fast_and_does_not_import_tensorflow():
+    code = "import sys; from bank.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n" \
+           "print('tensorflow' in sys.modules, file=sys.stderr)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "classify" in out.stdout and out.stderr.strip() == "False"

@@ -1,0 +1,75 @@
+"""The router: same numbers as each model alone, one call per spec, verdicts."""
+
+import numpy as np
+import pytest
+
+from bank import Router
+from bank import stats as st
+from conftest import tiny_detector
+
+
+def test_router_equals_each_model_alone(bank_registry, digits):
+    images, _ = digits
+    test = images[1400:1460]
+    router = Router.from_registry(bank_registry)
+    assert router.classes == ["0", "1", "7"]
+    res = router.score(test)
+    for k, c in enumerate(router.classes):
+        det = bank_registry.load_detector(c)
+        np.testing.assert_allclose(res.errors[:, k], det.reconstruction_error(test), rtol=1e-5)
+        np.testing.assert_allclose(res.z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(res.score, np.exp(-res.z**2 / 2))
+    np.testing.assert_allclose(res.p_value, st.upper_p_value(res.z))
+    assert (res.flags == (res.z > 3.0)).all()
+
+
+def test_argmin_classifies_held_out_digits(bank_registry, digits):
+    images, labels = digits
+    mask = np.isin(labels[1400:], [0, 1, 7])
+    test, truth = images[1400:][mask], labels[1400:][mask]
+    nearest = Router.from_registry(bank_registry).score(test).nearest
+    assert np.mean(np.array(nearest, dtype=int) == truth) >= 0.9
+
+
+def test_single_image_scores_as_in_a_batch(bank_registry, digits):
+    images, _ = digits
+    router = Router.from_registry(bank_registry)
+    batch = router.errors(images[1400:1432])
+    one = router.errors(images[1405:1406])
+    np.testing.assert_allclose(one[0], batch[5], rtol=1e-5)
+
+
+def test_classes_with_different_specs_each_get_their_own_size(digits, bank_registry):
+    images, labels = digits
+    from bank import InputSpec
+
+    big = tiny_detector(images[labels == 3][:80], spec=InputSpec(12, 12, "gray"), epochs=2)
+    dets = {c: bank_registry.load_detector(c) for c in bank_registry.classes()}
+    router = Router({**dets, "3@12": big})
+    assert len(router.groups) == 2
+    odd = [np.random.default_rng(0).random((20, 9, 3), dtype=np.float32)]  # any size, colour
+    err = router.errors(odd)
+    assert err.shape == (1, 4) and np.isfinite(err).all()
+    np.testing.assert_allclose(err[0, 3], big.reconstruction_error(odd)[0], rtol=1e-5)
+
+
+def test_unknown_when_every_class_flags(bank_registry, digits):
+    images, _ = digits
+    router = Router.from_registry(bank_registry, threshold=3.0)
+    noise = np.random.default_rng(1).random((5, 8, 8), dtype=np.float32)
+    res = router.score(np.concatenate([images[1400:1403], noise]), names=list("abcdefgh"))
+    assert res.unknown[3:].all()
+    assert res.labels[3:] == ["unknown"] * 5
+    rec = res.records()[3]
+    assert rec["label"] is None and rec["unknown"] is True and rec["nearest"] in router.classes
+    assert set(rec["classes"]["0"]) == {"error", "z", "score", "p_value", "flag"}
+
+
+def test_router_refuses_an_empty_bank_and_bad_input(bank_registry):
+    with pytest.raises(ValueError, match="at least one class"):
+        Router({})
+    router = Router.from_registry(bank_registry, classes=["1"])
+    with pytest.raises(ValueError, match="shape"):
+        router.errors(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="threshold"):
+        Router.from_registry(bank_registry, classes=["1"], threshold=-1)
