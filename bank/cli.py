@@ -194,19 +194,22 @@ def _route(args: argparse.Namespace):
     if not loaded.images:
         raise CommandError(f"no readable images in {', '.join(args.paths)}")
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    router = Router.from_registry(_registry(args), classes, threshold=args.threshold)
-    return router.score(loaded.images, names=loaded.names), loaded.skipped
+    router = Router.from_registry(_registry(args), classes, threshold=args.threshold, skip_broken=args.skip_broken)
+    for name, reason in router.skipped:
+        _say(f"skipped broken class {name!r}: {reason}")
+    return router.score(loaded.images, names=loaded.names), loaded.skipped, router.skipped
 
 
-def _json_result(result, skipped) -> dict:
+def _json_result(result, skipped, skipped_classes) -> dict:
     return {"classes": result.classes, "threshold": result.threshold, "results": result.records(),
-            "skipped": [{"image": n, "error": r} for n, r in skipped]}
+            "skipped": [{"image": n, "error": r} for n, r in skipped],
+            "skipped_classes": [{"class": n, "error": r} for n, r in skipped_classes]}
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    result, skipped = _route(args)
+    result, *skipped = _route(args)
     if args.json:
-        _emit_json(_json_result(result, skipped))
+        _emit_json(_json_result(result, *skipped))
         return 0
     rows = []
     for i, rec in enumerate(result.records()):
@@ -217,9 +220,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    result, skipped = _route(args)
+    result, *skipped = _route(args)
     if args.json:
-        _emit_json(_json_result(result, skipped))
+        _emit_json(_json_result(result, *skipped))
         return 0
     rows = []
     for i, name in enumerate(result.names):
@@ -227,6 +230,38 @@ def cmd_score(args: argparse.Namespace) -> int:
             rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.p_value[i, k],
                          "FLAG" if result.flags[i, k] else ""])
     print(_table(rows, ["image", "class", "error", "z", "score", "p", "flag"]))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    entries = sum(len(reg.versions(c)) for c in reg.classes())
+    problems = reg.verify(load=not args.quick)
+    leftovers = reg.leftovers()
+    if args.json:
+        _emit_json({"registry": str(reg.root), "ok": not problems, "entries": entries,
+                    "problems": [{"class": p.class_name, "version": p.version, "error": str(p)} for p in problems],
+                    "leftovers": [str(p) for p in leftovers]})
+    else:
+        for p in problems:
+            print(f"BROKEN  {p}")
+        if leftovers:
+            print(f"{len(leftovers)} leftover(s) of interrupted writes (readers ignore them; 'bank registry gc' "
+                  "removes them)")
+        print(f"{reg.root}: {entries} entries checked, {len(problems)} problem(s)"
+              + ("" if args.quick else ", every model loaded in safe mode"))
+    return 1 if problems else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    gone = reg.gc()
+    if args.json:
+        _emit_json({"registry": str(reg.root), "removed": [str(p) for p in gone]})
+    else:
+        for p in gone:
+            print(f"removed {p}")
+        print(f"{reg.root}: removed {len(gone)} leftover(s) of interrupted writes")
     return 0
 
 
@@ -310,6 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help=f"flag a class when z exceeds this (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--classes", metavar="A,B,...", help="route through these classes only")
+        sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say which "
+                        "were skipped (default: refuse to run when any class is broken)")
+
+    rp = sub.add_parser("registry", help="check or clean the registry", description="check or clean the registry")
+    rsub = rp.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    sp = rsub.add_parser("verify", parents=[common], help="check every entry: card, checksum, model loads in safe "
+                         "mode; exit 1 if any is broken")
+    sp.add_argument("--quick", action="store_true", help="check cards and checksums only; do not load the models")
+    sp.set_defaults(func=cmd_verify)
+    sp = rsub.add_parser("gc", parents=[common], help="remove the leftovers of interrupted writes")
+    sp.set_defaults(func=cmd_gc)
 
     sp = add("demo", cmd_demo, "train and test a digit bank on scikit-learn's bundled 8x8 digits (no data needed)")
     sp.add_argument("--epochs", type=int, default=60, help="most epochs per digit (default 60)")

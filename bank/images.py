@@ -142,6 +142,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         if os.path.getsize(path) == 0:
             raise ImageError(name, "empty file")
         with Image.open(path) as im:
+            if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
+                raise ImageError(name, f"{im.width}x{im.height} is more pixels than the limit of "
+                                 f"{Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS); refused as a possible "
+                                 "decompression bomb")
             im.seek(0)  # first frame of an animation
             im = ImageOps.exif_transpose(im)
             arr = _pil_to_array(im)

@@ -7,10 +7,16 @@ Layout (see registry/README.md)::
     <root>/<class>/ACTIVE                  the active version number
 
 An entry is written in full to a hidden temporary folder beside its final
-place, then renamed into place: a reader sees a whole entry or none. The
-rename fails when another writer took that version number, so concurrent
-writers each get their own version. Loading verifies the model's sha256 and
-uses Keras safe mode; nothing is pickled.
+place, then renamed into place: a reader sees a whole entry or none. Writers
+of one class take turns, under a lock on ``<class>/.lock``, only for the short
+step that picks the version number, renames and activates, so versions are
+unique and the newest registration is the active one. A writer killed at any
+point leaves at most a hidden leftover, which readers ignore and
+:meth:`Registry.gc` (or the class's next registration) removes.
+
+Loading verifies the model's sha256 and uses Keras safe mode (no Lambda
+layers, no arbitrary code); nothing is pickled. The registry never follows a
+symbolic link out of its root.
 """
 
 from __future__ import annotations
@@ -23,8 +29,16 @@ import platform
 import shutil
 import sys
 import unicodedata
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locks; gc then only clears leftovers older than a day
+    fcntl = None
 from pathlib import Path
 
 from .images import InputSpec
@@ -36,6 +50,9 @@ CARD_FILE = "card.json"
 ACTIVE_FILE = "ACTIVE"
 MAX_NAME = 100
 ENV_VAR = "BANK_REGISTRY"
+LOCK_FILE = ".lock"
+TMP_PREFIX = ".tmp-"
+STALE_SECONDS = 86400  # without locks, a leftover this old is abandoned
 
 
 class RegistryError(Exception):
@@ -142,6 +159,48 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(fh.fileno())
 
 
+@contextmanager
+def _locked(path: Path, blocking: bool = True, create: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path`` (created if need be); yields whether it was taken.
+
+    The operating system drops the lock when its holder dies, even by SIGKILL,
+    so a lock is never left stale.
+    """
+    fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    try:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _no_link(path: Path, what: str) -> Path:
+    """``path`` itself, refusing a symbolic link (it could lead out of the registry)."""
+    if path.is_symlink():
+        raise RegistryError(f"{what}: {path} is a symbolic link; the registry does not follow links")
+    return path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a registry, found by :meth:`Registry.verify`."""
+
+    class_name: str
+    version: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"class {self.class_name!r}" + (f" version {self.version}" if self.version is not None else "")
+        return self.reason if self.reason.startswith(where) else f"{where}: {self.reason}"
+
+
 class Registry:
     """A folder of class models, one sub-folder per class and version."""
 
@@ -152,47 +211,60 @@ class Registry:
         return f"Registry({str(self.root)!r})"
 
     def _class_dir(self, name: str) -> Path:
-        return self.root / validate_class_name(name)
+        name = validate_class_name(name)
+        return _no_link(self.root / name, f"class {name!r}")
 
     # ------------------------------------------------------------ reading
 
     def classes(self) -> list[str]:
-        """Names of the classes with at least one version."""
+        """Names of the classes with at least one version (folders that are not valid classes are left out)."""
         if not self.root.is_dir():
             return []
-        names = [d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-        return sorted((n for n in names if self.versions(n)), key=lambda n: (not n.isdigit(), n.zfill(12)))
+        names = []
+        for d in self.root.iterdir():
+            if d.name.startswith(".") or d.is_symlink() or not d.is_dir():
+                continue
+            try:
+                if validate_class_name(d.name) == d.name and self.versions(d.name):
+                    names.append(d.name)
+            except RegistryError:
+                continue
+        return sorted(names, key=lambda n: (not n.isdigit(), n.zfill(12)))
 
     def versions(self, name: str) -> list[int]:
         """Version numbers present for a class, ascending (broken ones too)."""
         d = self._class_dir(name)
         if not d.is_dir():
             return []
-        return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())
+        return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
 
     def active_version(self, name: str) -> int:
-        """The active version: the one ACTIVE names, else the newest."""
+        """The version ``ACTIVE`` names; the newest when there is no ``ACTIVE`` file yet."""
         versions = self.versions(name)
         if not versions:
             raise RegistryError(f"no class {name!r} in {self.root} (classes: {', '.join(self.classes()) or 'none'})")
+        path = _no_link(self._class_dir(name) / ACTIVE_FILE, f"class {name!r}")
         try:
-            v = int((self._class_dir(name) / ACTIVE_FILE).read_text().strip())
-            if v in versions:
-                return v
-        except (OSError, ValueError):
-            pass
-        return versions[-1]
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return versions[-1]  # a first registration killed before it wrote ACTIVE
+        except (OSError, UnicodeDecodeError) as e:
+            raise RegistryError(f"class {name!r}: cannot read {ACTIVE_FILE} ({e})") from None
+        if not text.isdigit() or int(text) not in versions:
+            raise RegistryError(f"class {name!r}: {ACTIVE_FILE} names version {text!r}, which is not there "
+                                f"(versions: {versions}); choose one with 'bank activate {name} VERSION'")
+        return int(text)
 
     def entry(self, name: str, version: int | None = None) -> Entry:
         """The parsed entry of a class (its active version by default)."""
         name = validate_class_name(name)
         v = self.active_version(name) if version is None else int(version)
         where = f"class {name!r} version {v}"
-        path = self._class_dir(name) / str(v)
+        path = _no_link(self._class_dir(name) / str(v), where)
         if not path.is_dir():
             raise RegistryError(f"{where}: not in {self.root} (versions: {self.versions(name)})")
         try:
-            text = (path / CARD_FILE).read_text(encoding="utf-8")
+            text = _no_link(path / CARD_FILE, where).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise RegistryError(f"{where}: cannot read card.json ({e})") from None
         card = parse_card(text, where)
@@ -200,16 +272,20 @@ class Registry:
             raise RegistryError(f"{where}: card.json says class {card['class']!r} version {card['version']!r}")
         return Entry(name, v, path, card)
 
-    def load_detector(self, name: str, version: int | None = None):
-        """Load a fitted :class:`~bank.detector.AutoencoderDetector`, checking the model's sha256."""
-        e = self.entry(name, version)
+    def check_model(self, e: Entry) -> None:
+        """Raise :class:`RegistryError` unless the entry's model file matches its checksum."""
         where = f"class {e.class_name!r} version {e.version}"
         try:
-            digest = sha256_file(e.model_path)
+            digest = sha256_file(_no_link(e.model_path, where))
         except OSError as err:
             raise RegistryError(f"{where}: cannot read {MODEL_FILE} ({err})") from None
         if digest != e.card["model_sha256"]:
             raise RegistryError(f"{where}: {MODEL_FILE} checksum mismatch (file changed or corrupt); not loaded")
+
+    def load_detector(self, name: str, version: int | None = None):
+        """Load a fitted :class:`~bank.detector.AutoencoderDetector`, checking the model's sha256."""
+        e = self.entry(name, version)
+        self.check_model(e)
         from . import models  # noqa: F401  (quiet TensorFlow start-up)
         import keras
 
@@ -217,56 +293,109 @@ class Registry:
 
         try:
             model = keras.saving.load_model(e.model_path, compile=False, safe_mode=True)
-        except Exception as err:  # Keras raises many kinds for a bad file
-            raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
+        except Exception as err:  # Keras raises many kinds for a bad or unsafe file
+            raise RegistryError(f"class {e.class_name!r} version {e.version}: cannot load {MODEL_FILE} "
+                                f"({type(err).__name__}: {err})") from None
         return AutoencoderDetector.from_card(e.card, model)
+
+    def verify(self, load: bool = True) -> list[Problem]:
+        """Check every version of every class; return what is wrong (empty when healthy).
+
+        Checks names, cards, checksums, ``ACTIVE``, and (with ``load``) that
+        each model loads in Keras safe mode with the card's input shape.
+        """
+        problems: list[Problem] = []
+        if not self.root.is_dir():
+            return [Problem("", None, f"{self.root} is not a folder")]
+        for d in sorted(self.root.iterdir()):
+            if d.name.startswith("."):
+                continue
+            try:
+                name = validate_class_name(d.name)
+                if name != d.name:
+                    raise RegistryError(f"folder {d.name!r} is not in Unicode NFC form")
+                self._class_dir(name)
+            except RegistryError as err:
+                if d.is_dir() or d.is_symlink():
+                    problems.append(Problem(d.name, None, str(err)))
+                continue
+            if not d.is_dir():
+                continue
+            for v in self.versions(name):
+                try:
+                    e = self.entry(name, v)
+                    if load:
+                        det = self.load_detector(name, v)
+                        shape = tuple(det.model_.input_shape[1:])
+                        if shape != e.spec.shape:
+                            raise RegistryError(f"model input {shape} does not match the card's {e.spec.shape}")
+                    else:
+                        self.check_model(e)
+                except RegistryError as err:
+                    problems.append(Problem(name, v, str(err)))
+            try:
+                self.active_version(name)
+            except RegistryError as err:
+                if self.versions(name):
+                    problems.append(Problem(name, None, str(err)))
+        return problems
 
     # ------------------------------------------------------------ writing
 
     def register(self, name: str, detector) -> Entry:
-        """Add a fitted detector as the next version of ``name`` and make it active."""
+        """Add a fitted detector as the next version of ``name`` and make it active.
+
+        Safe with other writers in other processes; a writer that dies
+        midway leaves only a hidden leftover (see :meth:`gc`).
+        """
         name = validate_class_name(name)
         fields = detector.card_fields()  # raises NotFittedError first
-        cdir = self.root / name
+        cdir = self._class_dir(name)
         cdir.mkdir(parents=True, exist_ok=True)
-        tmp = cdir / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            detector.model_.save(tmp / MODEL_FILE)
-            card = {
-                "format_version": FORMAT_VERSION,
-                "class": name,
-                "version": None,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                **fields,
-                "model_file": MODEL_FILE,
-                "model_sha256": sha256_file(tmp / MODEL_FILE),
-                "versions": _versions_stamp(),
-            }
-            version = (self.versions(name) or [0])[-1] + 1
-            while True:
-                card["version"] = version
-                _write_text(tmp / CARD_FILE, json.dumps(card, indent=2))
-                try:
-                    os.rename(tmp, cdir / str(version))
-                    break
-                except OSError:
-                    if not (cdir / str(version)).exists():
-                        raise
-                    version += 1  # another writer took it
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self.activate(name, version)
+        self._gc_class(cdir)
+        token = f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = cdir / token
+        with _locked(cdir / f"{token}.lock"):  # marks tmp as in progress for gc
+            try:
+                tmp.mkdir()
+                detector.model_.save(tmp / MODEL_FILE)
+                card = {
+                    "format_version": FORMAT_VERSION,
+                    "class": name,
+                    "version": None,
+                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    **fields,
+                    "model_file": MODEL_FILE,
+                    "model_sha256": sha256_file(tmp / MODEL_FILE),
+                    "versions": _versions_stamp(),
+                }
+                with _locked(cdir / LOCK_FILE):
+                    version = (self.versions(name) or [0])[-1] + 1
+                    card["version"] = version
+                    _write_text(tmp / CARD_FILE, json.dumps(card, indent=2))
+                    os.rename(tmp, cdir / str(version))  # fails, rather than merge, if the number is taken
+                    self._write_active(cdir, version)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            finally:
+                (cdir / f"{token}.lock").unlink(missing_ok=True)
         return self.entry(name, version)
+
+    def _write_active(self, cdir: Path, version: int) -> None:
+        tmp = cdir / f".active-{uuid.uuid4().hex}"
+        _write_text(tmp, f"{int(version)}\n")
+        os.replace(tmp, _no_link(cdir / ACTIVE_FILE, f"class {cdir.name!r}"))
 
     def activate(self, name: str, version: int) -> None:
         """Make ``version`` the active one, in one atomic rename."""
         name = validate_class_name(name)
         self.entry(name, version)  # must exist and parse
-        tmp = self.root / name / f".active-{uuid.uuid4().hex}"
-        _write_text(tmp, f"{int(version)}\n")
-        os.replace(tmp, self.root / name / ACTIVE_FILE)
+        cdir = self._class_dir(name)
+        with _locked(cdir / LOCK_FILE):
+            if int(version) not in self.versions(name):
+                raise RegistryError(f"class {name!r} version {version}: removed meanwhile")
+            self._write_active(cdir, int(version))
 
     def remove(self, name: str, version: int | None = None) -> list[int]:
         """Remove one version, or the whole class when ``version`` is None.
@@ -280,18 +409,87 @@ class Registry:
             raise RegistryError(f"no class {name!r} in {self.root}")
         if version is not None and int(version) not in versions:
             raise RegistryError(f"class {name!r} has no version {version} (versions: {versions})")
-        cdir = self.root / name
+        cdir = self._class_dir(name)
         trash = self.root / f".trash-{uuid.uuid4().hex}"
         if version is None:
-            os.rename(cdir, trash)
+            with _locked(cdir / LOCK_FILE):
+                os.rename(cdir, trash)
             shutil.rmtree(trash, ignore_errors=True)
             return versions
-        was_active = self.active_version(name) == int(version)
-        os.rename(cdir / str(int(version)), trash)
+        with _locked(cdir / LOCK_FILE):
+            try:
+                was_active = self.active_version(name) == int(version)
+            except RegistryError:
+                was_active = True  # ACTIVE was unreadable: repair it
+            rest = [v for v in versions if v != int(version)]
+            if rest and was_active:  # re-point first: ACTIVE never names a missing version
+                self._write_active(cdir, rest[-1])
+            os.rename(cdir / str(int(version)), trash)
         shutil.rmtree(trash, ignore_errors=True)
-        rest = self.versions(name)
         if not rest:
             shutil.rmtree(cdir, ignore_errors=True)
-        elif was_active:
-            self.activate(name, rest[-1])
         return [int(version)]
+
+    # ------------------------------------------------------------ cleaning
+
+    def leftovers(self) -> list[Path]:
+        """Hidden remains of interrupted writes and removals, not in use by a live writer."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if p.name.startswith(".trash-")]
+        for d in self.root.iterdir():
+            if not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
+                found += self._class_leftovers(d)
+        return sorted(found)
+
+    def gc(self) -> list[Path]:
+        """Remove the leftovers of interrupted writes; return what was removed."""
+        gone = self.leftovers()
+        for p in gone:
+            _remove_path(p)
+        return gone
+
+    def _gc_class(self, cdir: Path) -> None:
+        for p in self._class_leftovers(cdir):
+            _remove_path(p)
+
+    @staticmethod
+    def _class_leftovers(cdir: Path) -> list[Path]:
+        found = []
+        now = time.time()
+        for p in cdir.iterdir():
+            try:
+                age = now - p.lstat().st_mtime
+                if p.name.startswith(".active-"):
+                    stale = _is_free(cdir / LOCK_FILE)  # written and renamed while holding the class lock
+                elif p.name.startswith(TMP_PREFIX) and p.name.endswith(".lock"):
+                    # a lock whose folder is gone; young ones may belong to a writer about to start
+                    stale = age > 60 and not (cdir / p.name[: -len(".lock")]).exists() and _is_free(p)
+                elif p.name.startswith(TMP_PREFIX):
+                    lock = cdir / f"{p.name}.lock"
+                    stale = _is_free(lock) if fcntl is not None else age > STALE_SECONDS
+                    if stale and lock.exists():
+                        found.append(lock)
+                else:
+                    continue
+            except FileNotFoundError:  # finished or cleaned meanwhile
+                continue
+            if stale:
+                found.append(p)
+        return found
+
+
+def _is_free(lock: Path) -> bool:
+    """True when no live process holds ``lock`` (or it does not exist)."""
+    try:
+        with _locked(lock, blocking=False, create=False) as taken:
+            return taken
+    except FileNotFoundError:
+        return True
+
+
+def _remove_path(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)

@@ -99,12 +99,65 @@ class Router:
             groups.setdefault(det.spec_, []).append(k)
         self.groups = groups
         self._fns: dict[InputSpec, object] = {}
+        self.registry = None  # set by from_registry, with the loaded versions and any classes skipped
+        self.versions: dict[str, tuple[int, str]] = {}
+        self.skipped: list[tuple[str, str]] = []
+        self._all_classes = False
 
     @classmethod
-    def from_registry(cls, registry, classes: Sequence[str] | None = None, **kwargs) -> Router:
-        """Load the active version of every class (or of ``classes``)."""
+    def from_registry(cls, registry, classes: Sequence[str] | None = None, *, skip_broken: bool = False,
+                      **kwargs) -> Router:
+        """Load the active version of every class (or of ``classes``).
+
+        A broken entry (bad checksum, card or model) raises
+        :class:`~bank.registry.RegistryError` naming it, unless
+        ``skip_broken``: then the rest load and ``skipped`` lists
+        ``(class, reason)`` for each one left out.
+        """
         names = list(classes) if classes else registry.classes()
-        return cls({n: registry.load_detector(n) for n in names}, **kwargs)
+        return cls._loaded(registry, names, not classes, skip_broken, None, kwargs)
+
+    def reload(self) -> Router:
+        """A new router over the registry's current active versions; this one is left as it was.
+
+        Work in flight finishes on the old router. A class whose new active
+        entry is broken keeps the version already loaded (and is listed in
+        the new router's ``skipped``); a class removed from the registry is
+        dropped when the router serves all classes.
+        """
+        if self.registry is None:
+            raise ValueError("reload needs a router made by Router.from_registry")
+        names = self.registry.classes() if self._all_classes else self.classes
+        kwargs = {"threshold": self.threshold, "batch_size": self.batch_size}
+        return self._loaded(self.registry, names, self._all_classes, True, self, kwargs)
+
+    @classmethod
+    def _loaded(cls, registry, names, all_classes, skip_broken, previous, kwargs) -> Router:
+        from .registry import RegistryError
+
+        detectors, versions, skipped = {}, {}, []
+        for n in names:
+            try:
+                e = registry.entry(n)
+                key = (e.version, e.card["model_sha256"])
+                if previous is not None and previous.versions.get(n) == key:
+                    detectors[n] = previous.detectors[n]  # unchanged: no need to load it again
+                else:
+                    detectors[n] = registry.load_detector(n, e.version)
+                versions[n] = key
+            except RegistryError as err:
+                if previous is not None and n in previous.detectors:
+                    detectors[n], versions[n] = previous.detectors[n], previous.versions[n]
+                    skipped.append((n, f"{err}; still using version {versions[n][0]}"))
+                elif skip_broken:
+                    skipped.append((n, str(err)))
+                else:
+                    raise
+        if not detectors and skipped:
+            raise RegistryError("no class could be loaded: " + "; ".join(r for _, r in skipped))
+        router = cls(detectors, **kwargs)
+        router.registry, router.versions, router.skipped, router._all_classes = registry, versions, skipped, all_classes
+        return router
 
     def _fn(self, spec: InputSpec):
         if spec not in self._fns:

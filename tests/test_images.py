@@ -1,5 +1,6 @@
 """Decoding every common file kind and mode, and bringing images to a spec."""
 
+import contextlib
 import io
 
 import numpy as np
@@ -108,6 +109,28 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
         read_image(p)
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims a size and holds no pixels: what a bomb looks like to the opener."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [10_000, 60_000])  # past Pillow's limit, and past twice it
+def test_huge_claimed_dimensions_are_refused_without_decoding(tmp_path, side):
+    p = tmp_path / "huge.png"
+    p.write_bytes(_png_header_only(side, side))
+    with pytest.warns(Image.DecompressionBombWarning) if side == 10_000 else contextlib.nullcontext():
+        with pytest.raises(ImageError, match="decompression bomb") as e:
+            read_image(p)
+    assert e.value.source == str(p)
+
+
 def test_to_spec_converts_colour_by_luminosity_and_resizes():
     rgb = np.zeros((1, 4, 6, 3), dtype=np.float32)
     rgb[..., 1] = 1.0  # pure green
@@ -131,6 +154,9 @@ def test_tiny_1x1_image_resizes(tmp_path):
         (np.zeros((8, 8)), "shape"),
         (np.zeros((2, 8, 8, 2)), "channels"),
         (np.full((1, 4, 4), np.nan, dtype=np.float32), "NaN"),
+        (np.full((1, 4, 4), -np.inf), "infinity"),
+        (np.zeros((1, 4, 4), dtype=np.complex64), "dtype"),
+        (np.array([["a"]]), "shape"),
         (np.full((1, 4, 4), 2.0), r"\[0, 1\]"),
         (np.zeros((1, 4, 4), dtype=np.int64), "dtype"),
         (np.zeros((1, 4, 4), dtype=object), "dtype"),
@@ -180,3 +206,25 @@ def test_any_image_pillow_writes_loads_in_range(tmp_path_factory, w, h, mode, fm
     assert arr.shape[:2] == (h, w) and arr.shape[2] in (1, 3)
     assert np.isfinite(arr).all() and 0.0 <= arr.min() and arr.max() <= 1.0
     assert to_spec([arr], InputSpec(8, 8, "rgb")).shape == (1, 8, 8, 3)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=hs.binary(max_size=300), cut=hs.integers(0, 400), flip=hs.integers(0, 400),
+       fmt=hs.sampled_from(["PNG", "JPEG", "GIF", "BMP", "TIFF", None]))
+def test_any_bytes_give_an_image_or_an_image_error(tmp_path_factory, data, cut, flip, fmt):
+    """Random bytes, and real images cut short or with a byte flipped: never another exception."""
+    if fmt is not None:
+        buf = io.BytesIO()
+        Image.new("RGB", (9, 6), (10, 200, 30)).save(buf, format=fmt)
+        raw = bytearray(buf.getvalue())
+        raw[flip % len(raw)] ^= 0xFF
+        data = bytes(raw[: max(1, len(raw) - cut)])
+    p = tmp_path_factory.mktemp("b") / "x.img"
+    p.write_bytes(data)
+    try:
+        arr = read_image(p)
+    except ImageError as e:
+        assert e.source == str(p) and str(p) in str(e)
+    else:
+        assert arr.ndim == 3 and arr.shape[2] in (1, 3) and np.isfinite(arr).all()
+        assert 0.0 <= arr.min() and arr.max() <= 1.0
