@@ -352,7 +352,8 @@ class Registry:
         fields = detector.card_fields()  # raises NotFittedError first
         cdir = self._class_dir(name)
         cdir.mkdir(parents=True, exist_ok=True)
-        self._gc_class(cdir)
+        for p in self._trash() + self._class_leftovers(cdir):  # clear what interrupted writes left
+            _remove_path(p)
         token = f"{TMP_PREFIX}{uuid.uuid4().hex}"
         tmp = cdir / token
         with _locked(cdir / f"{token}.lock"):  # marks tmp as in progress for gc
@@ -436,7 +437,7 @@ class Registry:
         """Hidden remains of interrupted writes and removals, not in use by a live writer."""
         if not self.root.is_dir():
             return []
-        found = [p for p in self.root.iterdir() if p.name.startswith(".trash-")]
+        found = self._trash()
         for d in self.root.iterdir():
             if not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
                 found += self._class_leftovers(d)
@@ -449,9 +450,9 @@ class Registry:
             _remove_path(p)
         return gone
 
-    def _gc_class(self, cdir: Path) -> None:
-        for p in self._class_leftovers(cdir):
-            _remove_path(p)
+    def _trash(self) -> list[Path]:
+        """Removed entries not yet deleted; removal renames first, so they are never read again."""
+        return [p for p in self.root.iterdir() if p.name.startswith(".trash-")]
 
     @staticmethod
     def _class_leftovers(cdir: Path) -> list[Path]:
