@@ -125,6 +125,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         try:
             active = reg.active_version(name)
             e = reg.entry(name, active)
+            reg.check_model(e)
             s = e.stats
             item = {"class": name, "active": active, "versions": reg.versions(name), "input_spec": e.spec.to_dict(),
                     "architecture": e.card["architecture"]["name"], "stats": s.to_dict(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -234,6 +235,11 @@ def test_list_marks_the_active_version_and_a_broken_class(two_classes, fitted, c
     rows = {c["class"]: c for c in json.loads(capsys.readouterr().out)["classes"]}
     assert rows["0"]["active"] == 1 and rows["0"]["versions"] == [1, 2]
     assert "not valid JSON" in rows["1"]["broken"]
+    model = two_classes.entry("0").model_path
+    model.write_bytes(model.read_bytes() + b"x")
+    assert main(["list", "--registry", str(two_classes.root)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^0\s+BROKEN\s+1,2\s+class '0' version 1: model.keras checksum mismatch", out, re.M)
 
 
 # ------------------------------------------------------------ security
