@@ -14,6 +14,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .images import ImageError
@@ -61,20 +62,24 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
 
 # ---------------------------------------------------------------- commands
 
+def _class_data(args: argparse.Namespace) -> tuple:
+    """The images of one class that DATA points at: (images, names, skipped), skipped reported."""
+    from .data import Loaded, class_images
+
+    data = class_images(args.data, args.class_name)
+    if not isinstance(data, Loaded):  # an IDX array
+        return data, [f"{args.class_name} #{i}" for i in range(len(data))], []
+    _report_skipped(data.skipped)
+    if not data.images:
+        raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
+    return data.images, data.names, data.skipped
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import class_images
     from .detector import AutoencoderDetector
     from .images import InputSpec, parse_size
 
-    data = class_images(args.data, args.class_name)
-    skipped = []
-    if not hasattr(data, "images"):  # an IDX array
-        images = data
-    else:
-        images, skipped = data.images, data.skipped
-        _report_skipped(skipped)
-        if not images:
-            raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(args.data)}")
+    images, _, skipped = _class_data(args)
     spec = None
     if args.size or args.color:
         from .images import infer_spec, validate_array
@@ -186,18 +191,24 @@ def cmd_activate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _router(args: argparse.Namespace):
+    from .router import Router
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    router = Router.from_registry(_registry(args), classes, threshold=args.threshold, skip_broken=args.skip_broken)
+    for name, reason in router.skipped:
+        _say(f"skipped broken class {name!r}: {reason}")
+    return router
+
+
 def _route(args: argparse.Namespace):
     from .data import load_images
-    from .router import Router
 
     loaded = load_images(args.paths)
     _report_skipped(loaded.skipped)
     if not loaded.images:
         raise CommandError(f"no readable images in {', '.join(args.paths)}")
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    router = Router.from_registry(_registry(args), classes, threshold=args.threshold, skip_broken=args.skip_broken)
-    for name, reason in router.skipped:
-        _say(f"skipped broken class {name!r}: {reason}")
+    router = _router(args)
     return router.score(loaded.images, names=loaded.names), loaded.skipped, router.skipped
 
 
@@ -231,6 +242,66 @@ def cmd_score(args: argparse.Namespace) -> int:
             rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.p_value[i, k],
                          "FLAG" if result.flags[i, k] else ""])
     print(_table(rows, ["image", "class", "error", "z", "score", "p", "flag"]))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_labelled_images
+    from .report import write_report
+
+    data = load_labelled_images(args.data, args.split, args.limit)
+    _report_skipped(data.skipped)
+    if not data.truth:
+        raise CommandError(f"no readable images in {args.data}")
+    router = _router(args)
+    _say(f"evaluating {len(router.classes)} class(es) on {len(data.truth)} image(s) of {args.data}")
+    f = write_report(args.out, router, data.images, data.truth, data.names)
+    f["skipped"] = [{"image": n, "error": r} for n, r in data.skipped]
+    f["skipped_classes"] = [{"class": n, "error": r} for n, r in router.skipped]
+    if args.json:
+        _emit_json(f)
+        return 0
+    print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank), threshold z > {f['threshold']:g}")
+    print(f"argmin accuracy {f['accuracy']:.4f}; called unknown {f['unknown_rate']:.2%}; mean AUROC "
+          f"{_fmt(f['auroc_mean'])}; false reject {_fmt(f['false_reject'])}; false accept {_fmt(f['false_accept'])}")
+    keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]
+    print(_table([[c] + [v[k] for k in keys] for c, v in f["per_class"].items()], ["class"] + keys))
+    print(f"report: {f['report']}/report.html")
+    return 0
+
+
+def cmd_outliers(args: argparse.Namespace) -> int:
+    from .evaluate import outlier_cut, rank_outliers
+
+    images, names, skipped = _class_data(args)
+    det = _registry(args).load_detector(args.class_name)
+    cut, warning = outlier_cut(det.stats_, args.quantile)
+    if warning:
+        _say(f"warning: {warning}")
+    errors = det.reconstruction_error(images)
+    order = rank_outliers(errors, cut)
+    z = (errors - det.stats_.mean) / det.stats_.std
+    rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "z": float(z[i])} for r, i in enumerate(order)]
+    montage = None
+    if len(order) and args.montage != "none":
+        from .report import plot_montage
+
+        top = order[: args.top]
+        x, rec = det.reconstruct([images[i] for i in top] if isinstance(images, list) else images[top])
+        montage = str(plot_montage(Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
+                                   [f"#{r + 1} z={z[i]:.1f}" for r, i in enumerate(top)]))
+    out = {"class": args.class_name, "quantile": args.quantile, "cut": cut, "n_images": len(errors),
+           "n_outliers": len(rows), "outliers": rows, "montage": montage,
+           "skipped": [{"image": n, "error": r} for n, r in skipped], "warning": warning}
+    if args.json:
+        _emit_json(out)
+        return 0
+    print(f"{len(rows)} of {len(errors)} image(s) past the class's {args.quantile:g} quantile of held-out error "
+          f"({cut:.5g}); expected about {(1 - args.quantile) * len(errors):.1f} if all are normal")
+    if rows:
+        print(_table([[r["rank"], r["image"], r["error"], r["z"]] for r in rows], ["rank", "image", "error", "z"]))
+    if montage:
+        print(f"montage of the top {min(args.top, len(rows))}: {montage}")
     return 0
 
 
@@ -348,6 +419,26 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--classes", metavar="A,B,...", help="route through these classes only")
         sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say which "
                         "were skipped (default: refuse to run when any class is broken)")
+
+    sp = add("evaluate", cmd_evaluate, "evaluate the bank on labelled images; write a report (JSON, HTML, PNGs)")
+    sp.add_argument("data", metavar="DATA", help="a folder with one sub-folder of images per class, or a folder of "
+                    "MNIST IDX files")
+    sp.add_argument("--split", choices=["train", "test"], default="test", help="IDX split to use (default test)")
+    sp.add_argument("--out", metavar="DIR", default="bank-report", help="report folder (default ./bank-report)")
+    sp.add_argument("--limit", type=int, metavar="N", help="at most N images per class")
+    sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                    help=f"flag a class when z exceeds this (default {DEFAULT_THRESHOLD:g})")
+    sp.add_argument("--classes", metavar="A,B,...", help="evaluate these classes only")
+    sp.add_argument("--skip-broken", action="store_true", help="leave out broken classes instead of stopping")
+
+    sp = add("outliers", cmd_outliers, "rank a class's images by its model's error; list those past a quantile")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("data", metavar="DATA", nargs="+", help="images or folders, as for 'bank train'")
+    sp.add_argument("--quantile", type=float, default=0.999,
+                    help="flag images past this quantile of the class's held-out errors (default 0.999; "
+                         "one of 0.5, 0.9, 0.95, 0.99, 0.999)")
+    sp.add_argument("--top", type=int, default=32, help="outliers shown in the montage (default 32)")
+    sp.add_argument("--montage", metavar="PNG", help="montage file (default outliers-CLASS.png; 'none' for none)")
 
     rp = sub.add_parser("registry", help="check or clean the registry", description="check or clean the registry")
     rsub = rp.add_subparsers(dest="registry_command", required=True, metavar="ACTION")

@@ -200,3 +200,31 @@ def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_na
         if (root / class_name).is_dir():
             return load_images([root / class_name])
     return load_images(paths)
+
+
+@dataclass
+class LabelledImages:
+    """A labelled dataset flattened for the router: images, true classes, names, what was skipped."""
+
+    images: np.ndarray | list[np.ndarray]
+    truth: list[str]
+    names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def load_labelled_images(path: str | os.PathLike, split: str = "test", limit: int | None = None) -> LabelledImages:
+    """Every image of a labelled dataset (see :func:`load_labelled`), at most ``limit`` per class."""
+    lab = load_labelled(path, split)
+    if lab.arrays:
+        parts = {c: lab.arrays[c][:limit] for c in lab.classes}
+        truth = [c for c, a in parts.items() for _ in range(len(a))]
+        names = [f"{split} {c} #{i}" for c, a in parts.items() for i in range(len(a))]
+        return LabelledImages(np.concatenate(list(parts.values())), truth, names)
+    out = LabelledImages([], [], [])
+    for c in lab.classes:
+        loaded = load_images(lab.files[c][:limit])
+        out.images += loaded.images
+        out.names += loaded.names
+        out.truth += [c] * len(loaded.images)
+        out.skipped += loaded.skipped
+    return out

@@ -188,6 +188,13 @@ class AutoencoderDetector:
 
     decision_function = reconstruction_error
 
+    def reconstruct(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """The images as the model sees them (at its spec) and its reconstructions, both (N, H, W, C)."""
+        self._check_fitted()
+        x = prepare(X, self.spec_)
+        out = [np.asarray(self.model_.predict_on_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+        return x, np.concatenate(out)
+
     def zscore(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """z of each image's error against the class's held-out errors."""
         return st.zscore(self.reconstruction_error(X), self.stats_)

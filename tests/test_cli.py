@@ -116,3 +116,44 @@ def test_help_is_fast_and_does_not_import_tensorflow():
            "print('tensorflow' in sys.modules, file=sys.stderr)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "classify" in out.stdout and out.stderr.strip() == "False"
+
+
+def test_evaluate_writes_a_full_report(trained, digit_folders, tmp_path, capsys):
+    out_dir = tmp_path / "report"
+    code, out, err = run(capsys, "evaluate", str(digit_folders), "--registry", str(trained), "--out", str(out_dir),
+                         "--json")
+    assert code == 0
+    f = json.loads(out)
+    assert f["n_images"] == 140 and len(f["skipped"]) == 2 and "zz_corrupt.png" in err
+    assert f["accuracy"] > 0.9 and f["auroc_mean"] > 0.9
+    assert 0 <= f["false_reject"] <= 1 and 0 <= f["false_accept"] <= 1
+    assert set(f["per_class"]) == {"0", "1"} and f["per_class"]["0"]["welch_t"] > 0
+    assert sum(map(sum, f["confusion"]["counts"])) == 140
+    names = {p.name for p in out_dir.iterdir()}
+    assert {"report.json", "report.html", "confusion.png", "hist_000.png", "hist_001.png", "montage_sample.png",
+            "montage_worst.png", "loss.png"} <= names
+    page = (out_dir / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and "src='http" not in page  # self-contained
+    assert json.loads((out_dir / "report.json").read_text())["accuracy"] == f["accuracy"]
+
+
+def test_outliers_ranks_the_odd_images_first(trained, digit_folders, tmp_path, capsys):
+    folder = tmp_path / "zeros"
+    folder.mkdir()
+    for p in sorted((digit_folders / "0").glob("0*.png"))[:30]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / "noise.png")
+    Image.open(digit_folders / "1" / "000.png").save(folder / "a_one.png")
+    montage = tmp_path / "odd.png"
+    code, out, _ = run(capsys, "outliers", "0", str(folder), "--registry", str(trained), "--quantile", "0.99",
+                       "--montage", str(montage), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["n_images"] == 32
+    ranked = [r["image"].rsplit("/", 1)[-1] for r in doc["outliers"]]
+    assert set(ranked[:2]) == {"noise.png", "a_one.png"}
+    assert doc["outliers"][0]["error"] >= doc["outliers"][-1]["error"] > doc["cut"]
+    assert montage.exists() and doc["montage"] == str(montage)
+    code, out, _ = run(capsys, "outliers", "0", str(folder), "--registry", str(trained), "--quantile", "0.97")
+    assert code == 1

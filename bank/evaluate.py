@@ -1,0 +1,118 @@
+"""How good is a bank on labelled images: the figures, as pure functions.
+
+No TensorFlow here: the inputs are a :class:`~bank.router.BankResult` (or
+its arrays) and each image's true class, so the maths is testable alone and
+serves any bank (autoencoders, the PCA baseline in ``benchmarks/``).
+
+Per class, with "own" the images of that class and "others" the rest:
+
+- ``auroc``: one-vs-rest area under the ROC curve of the class's error
+  (others should have higher error than own);
+- ``false_reject``: share of own images the class flags;
+- ``false_accept``: share of other images the class does not flag;
+- ``welch_t``: Welch's t between others' and own errors (positive when
+  others err more).
+
+Bank-level ``auroc_mean``, ``false_reject`` and ``false_accept`` are the
+means over classes (each class counts once, whatever its size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
+
+from .router import UNKNOWN, BankResult
+
+
+def per_class_figures(errors: np.ndarray, flags: np.ndarray, own: np.ndarray) -> dict:
+    """Figures of one class: its errors and flags over all images, ``own`` marks its images."""
+    e_own, e_other = errors[own], errors[~own]
+    out = {"n_own": int(own.sum()), "n_other": int((~own).sum()),
+           "error_mean_own": _mean(e_own), "error_mean_other": _mean(e_other)}
+    both = len(e_own) > 0 and len(e_other) > 0
+    out["auroc"] = float(roc_auc_score(~own, errors)) if both else None
+    out["false_reject"] = float(flags[own].mean()) if len(e_own) else None
+    out["false_accept"] = float((~flags[~own]).mean()) if len(e_other) else None
+    if len(e_own) > 1 and len(e_other) > 1:
+        t = sps.ttest_ind(e_other, e_own, equal_var=False).statistic
+        out["welch_t"] = float(t) if np.isfinite(t) else None
+    else:
+        out["welch_t"] = None
+    return out
+
+
+def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
+    """Every figure of a bank on images whose true classes are ``truth``.
+
+    Images whose true class is not in the bank count as foreign: they enter
+    the other-class figures and ``foreign_unknown_rate`` (the share called
+    unknown, which should be high), not the accuracy.
+    """
+    truth = np.asarray([str(t) for t in truth])
+    if len(truth) != len(result.names):
+        raise ValueError(f"truth: expected {len(result.names)} labels, got {len(truth)}")
+    classes = list(result.classes)
+    known = np.isin(truth, classes)
+    if not known.any():
+        raise ValueError(f"no image belongs to a class of the bank ({', '.join(classes)}); "
+                         f"the data's classes are {', '.join(sorted(set(truth)))}")
+    nearest = np.asarray(result.nearest)
+    labels = np.asarray(result.labels)
+    per_class = {c: per_class_figures(result.errors[:, k], result.flags[:, k], truth == c)
+                 for k, c in enumerate(classes)}
+    cols = classes + [UNKNOWN]
+    index = {c: i for i, c in enumerate(cols)}
+    confusion = np.zeros((len(classes), len(cols)), dtype=int)
+    for t, lab in zip(truth[known], labels[known]):
+        confusion[index[t], index[lab]] += 1
+
+    def mean_of(key: str) -> float | None:
+        vals = [f[key] for f in per_class.values() if f[key] is not None]
+        return float(np.mean(vals)) if vals else None
+
+    return {
+        "n_images": int(len(truth)),
+        "n_known": int(known.sum()),
+        "n_foreign": int((~known).sum()),
+        "classes": classes,
+        "threshold": result.threshold,
+        "accuracy": float(np.mean(nearest[known] == truth[known])),
+        "accuracy_with_unknown": float(np.mean(labels[known] == truth[known])),
+        "unknown_rate": float(np.mean(result.unknown[known])),
+        "foreign_unknown_rate": float(np.mean(result.unknown[~known])) if (~known).any() else None,
+        "auroc_mean": mean_of("auroc"),
+        "false_reject": mean_of("false_reject"),
+        "false_accept": mean_of("false_accept"),
+        "welch_t_mean": mean_of("welch_t"),
+        "confusion": {"rows": classes, "columns": cols, "counts": confusion.tolist()},
+        "per_class": per_class,
+    }
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
+def outlier_cut(stats, quantile: float) -> tuple[float, str | None]:
+    """The error past which an image is an outlier of its class: the stored ``quantile`` of its
+    held-out errors. Returns the cut and a warning when too few errors back that quantile."""
+    key = f"{quantile:g}"
+    if key not in stats.quantiles:
+        raise ValueError(f"quantile: the class keeps the held-out quantiles {', '.join(stats.quantiles)}; "
+                         f"got {quantile:g}")
+    warning = None
+    if stats.n * (1.0 - quantile) < 1.0:
+        warning = (f"the {key} quantile rests on {stats.n} held-out errors (fewer than 1/(1-q) = "
+                   f"{1 / (1 - quantile):.0f}): it is about their maximum, so expect fewer outliers than "
+                   f"{1 - quantile:.1%}")
+    return float(stats.quantiles[key]), warning
+
+
+def rank_outliers(errors: np.ndarray, cut: float) -> np.ndarray:
+    """Indices of the images whose error passes ``cut``, worst first."""
+    idx = np.flatnonzero(errors > cut)
+    return idx[np.argsort(-errors[idx], kind="stable")]

@@ -1,0 +1,203 @@
+"""The evaluation report: figures as JSON, pictures as PNG, one self-contained HTML page.
+
+Plots use matplotlib's object API (``Figure``), not pyplot, so no global
+backend state is touched and nothing needs a display.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats as sps
+
+from .evaluate import evaluate
+from .router import BankResult, Router
+
+#: Pairs per montage row.
+MONTAGE_COLUMNS = 4
+
+
+def _take(images: np.ndarray | Sequence[np.ndarray], idx: Sequence[int]):
+    return images[np.asarray(idx, dtype=int)] if isinstance(images, np.ndarray) else [images[i] for i in idx]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    return path
+
+
+def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, stats, threshold: float) -> Path:
+    """In-class against out-of-class errors of one class, with the fitted curve and the flag threshold."""
+    cut = stats.mean + threshold * stats.std
+    hi = max(cut * 1.5, float(np.quantile(errors[own], 0.995)) if own.any() else cut,
+             float(np.quantile(errors[~own], 0.9)) if (~own).any() else cut)
+    bins = np.linspace(0.0, hi, 60)
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.add_subplot()
+    if (~own).any():
+        ax.hist(np.clip(errors[~own], 0, hi), bins=bins, density=True, alpha=0.5, color="tab:red",
+                label=f"other classes (n={int((~own).sum())})")
+    if own.any():
+        ax.hist(np.clip(errors[own], 0, hi), bins=bins, density=True, alpha=0.6, color="tab:blue",
+                label=f"class {name} (n={int(own.sum())})")
+    x = np.linspace(0.0, hi, 400)
+    ax.plot(x, sps.norm.pdf(x, stats.mean, stats.std), color="black", lw=1.2,
+            label=f"fitted normal (mean {stats.mean:.3g}, std {stats.std:.3g})")
+    ax.axvline(cut, color="black", ls="--", lw=1, label=f"flag: z > {threshold:g} (error > {cut:.3g})")
+    ax.set_xlabel("reconstruction error (per-pixel MSE); the last bin holds all larger")
+    ax.set_ylabel("density")
+    ax.set_title(f"class {name}")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_confusion(path: Path, confusion: dict) -> Path:
+    counts = np.asarray(confusion["counts"])
+    rows, cols = confusion["rows"], confusion["columns"]
+    fig = Figure(figsize=(1 + 0.55 * len(cols), 0.8 + 0.5 * len(rows)))
+    ax = fig.add_subplot()
+    ax.imshow(counts / np.maximum(counts.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(counts.shape[0]):
+        for j in range(counts.shape[1]):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("verdict")
+    ax.set_ylabel("true class")
+    return _save(fig, path)
+
+
+def plot_montage(path: Path, originals: np.ndarray, recons: np.ndarray, titles: Sequence[str]) -> Path:
+    """Originals beside their reconstructions, ``MONTAGE_COLUMNS`` pairs a row."""
+    n = len(originals)
+    rows = max(1, -(-n // MONTAGE_COLUMNS))
+    fig = Figure(figsize=(2.2 * MONTAGE_COLUMNS, 1.35 * rows))
+    for i in range(n):
+        for j, img in enumerate((originals[i], recons[i])):
+            ax = fig.add_subplot(rows, 2 * MONTAGE_COLUMNS, 2 * i + j + 1)
+            ax.imshow(np.clip(img.squeeze(-1) if img.shape[-1] == 1 else img, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(titles[i] if j == 0 else "reconstruction", fontsize=6)
+    return _save(fig, path)
+
+
+def plot_losses(path: Path, histories: dict[str, dict]) -> Path:
+    """Training and early-stopping loss per epoch of each class, from the history saved at training time."""
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.add_subplot()
+    for k, (name, h) in enumerate(histories.items()):
+        color = f"C{k % 10}"
+        if h.get("loss"):
+            ax.plot(range(1, len(h["loss"]) + 1), h["loss"], color=color, lw=1, label=name)
+        if h.get("val_loss"):
+            ax.plot(range(1, len(h["val_loss"]) + 1), h["val_loss"], color=color, lw=1, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (solid: training, dashed: early-stopping set)")
+    ax.legend(fontsize=6, ncol=2)
+    return _save(fig, path)
+
+
+def reconstruction_montage(path: Path, router: Router, images, pairs: Sequence[tuple[int, str]],
+                           titles: Sequence[str]) -> Path:
+    """Montage of image ``i`` beside its reconstruction by class ``c``, for each ``(i, c)``."""
+    originals, recons = [], []
+    for i, c in pairs:
+        x, r = router.detectors[c].reconstruct(_take(images, [i]))
+        originals.append(x[0])
+        recons.append(r[0])
+    if len({o.shape for o in originals}) > 1:  # mixed specs: show each at its own size, padded to the largest
+        h = max(o.shape[0] for o in originals)
+        w = max(o.shape[1] for o in originals)
+        pad = lambda a: np.pad(np.repeat(a, 3 // a.shape[-1], -1), ((0, h - a.shape[0]), (0, w - a.shape[1]), (0, 0)))
+        originals, recons = [pad(o) for o in originals], [pad(r) for r in recons]
+    return plot_montage(path, np.stack(originals), np.stack(recons), titles)
+
+
+def write_report(out: str | Path, router: Router, images, truth: Sequence[str], names: Sequence[str],
+                 *, seed: int = 0, per_class_examples: int = 2, worst: int = 12) -> dict:
+    """Route ``images`` (true classes ``truth``), write the report folder, return the figures."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result: BankResult = router.score(images, names=names)
+    figures = evaluate(result, truth)
+    truth = np.asarray([str(t) for t in truth])
+    pictures: dict[str, str] = {}
+
+    for k, c in enumerate(result.classes):
+        p = plot_histogram(out / f"hist_{k:03d}.png", c, result.errors[:, k], truth == c, router.stats[k],
+                           result.threshold)
+        pictures[f"histogram of class {c}"] = p.name
+    pictures["confusion matrix"] = plot_confusion(out / "confusion.png", figures["confusion"]).name
+
+    rng = np.random.default_rng(seed)
+    sample, worst_pairs = [], []
+    for k, c in enumerate(result.classes):
+        own = np.flatnonzero(truth == c)
+        sample += [(int(i), c) for i in rng.choice(own, size=min(per_class_examples, len(own)), replace=False)]
+        worst_pairs += [(int(i), c, float(result.z[i, k])) for i in own]
+    worst_pairs = sorted(worst_pairs, key=lambda t: -t[2])[:worst]
+    if sample:
+        titles = [f"{result.names[i]}"[-24:] for i, _ in sample]
+        pictures["sample: originals and reconstructions by their own class"] = reconstruction_montage(
+            out / "montage_sample.png", router, images, sample, titles).name
+    if worst_pairs:
+        titles = [f"{c}: z={z:.1f}" for _, c, z in worst_pairs]
+        pictures["worst: own-class images with the highest z"] = reconstruction_montage(
+            out / "montage_worst.png", router, images, [(i, c) for i, c, _ in worst_pairs], titles).name
+    histories = {c: d.history_ for c, d in router.detectors.items() if getattr(d, "history_", None)}
+    if histories:
+        pictures["training loss"] = plot_losses(out / "loss.png", histories).name
+
+    figures["pictures"] = pictures
+    figures["worst"] = [{"image": result.names[i], "class": c, "z": z} for i, c, z in worst_pairs]
+    (out / "report.json").write_text(json.dumps(figures, indent=2))
+    (out / "report.html").write_text(_html(figures, out))
+    figures["report"] = str(out)
+    return figures
+
+
+def _html(f: dict, out: Path) -> str:
+    """One page with every picture inlined, so it can be mailed or archived alone."""
+    def num(v) -> str:
+        return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
+
+    head = [("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
+            ("called unknown", f["unknown_rate"]), ("mean AUROC", f["auroc_mean"]),
+            ("false reject (mean over classes)", f["false_reject"]), ("false accept (mean over classes)",
+                                                                       f["false_accept"]),
+            ("images", f["n_images"]), ("flag threshold (z)", f["threshold"])]
+    if f["n_foreign"]:
+        head.append(("foreign images called unknown", f["foreign_unknown_rate"]))
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{num(v)}</td></tr>" for k, v in head)
+    keys = ["n_own", "n_other", "error_mean_own", "error_mean_other", "auroc", "false_reject", "false_accept",
+            "welch_t"]
+    per = "".join(
+        "<tr><th>" + html.escape(c) + "</th>" + "".join(f"<td>{num(v[k])}</td>" for k in keys) + "</tr>"
+        for c, v in f["per_class"].items()
+    )
+    imgs = "".join(
+        f"<figure><img alt='{html.escape(t)}' src='data:image/png;base64,"
+        f"{base64.b64encode((out / name).read_bytes()).decode()}'><figcaption>{html.escape(t)}</figcaption></figure>"
+        for t, name in f["pictures"].items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>bank evaluation</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:inline-block;margin:8px}}
+img{{max-width:100%}}</style></head><body>
+<h1>bank evaluation</h1>
+<table>{rows}</table>
+<h2>Per class</h2>
+<table><tr><th>class</th>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{per}</table>
+<h2>Pictures</h2>{imgs}
+</body></html>
+"""

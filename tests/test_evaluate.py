@@ -1,0 +1,74 @@
+"""The evaluation figures, on hand-made errors (no TensorFlow)."""
+
+import numpy as np
+import pytest
+
+from bank import stats as st
+from bank.evaluate import evaluate, outlier_cut, rank_outliers
+from bank.router import BankResult
+
+
+def result_from(errors, stats, threshold=3.0, names=None):
+    errors = np.asarray(errors, dtype=float)
+    mean = np.array([s.mean for s in stats])
+    std = np.array([s.std for s in stats])
+    z = (errors - mean) / std
+    return BankResult(classes=["a", "b"], names=names or [f"#{i}" for i in range(len(errors))], errors=errors, z=z,
+                      score=st.gaussian_score(z), p_value=st.upper_p_value(z), flags=st.flag(z, threshold),
+                      threshold=threshold)
+
+
+STATS = [st.ErrorStats(mean=1.0, std=0.1, n=100), st.ErrorStats(mean=2.0, std=0.2, n=100)]
+
+
+def test_figures_of_a_small_known_case():
+    errors = [
+        [1.0, 3.0],   # a, right, b flags it
+        [1.1, 2.9],   # a, right
+        [1.5, 2.1],   # b: argmin says a (wrong); class a flags it (z=5), b accepts it
+        [2.0, 1.9],   # b: argmin b; a flags, b accepts
+        [9.0, 9.0],   # foreign: every class flags, unknown
+    ]
+    f = evaluate(result_from(errors, STATS), ["a", "a", "b", "b", "zebra"])
+    assert f["n_known"] == 4 and f["n_foreign"] == 1 and f["foreign_unknown_rate"] == 1.0
+    assert f["accuracy"] == 0.75
+    a, b = f["per_class"]["a"], f["per_class"]["b"]
+    assert a["false_reject"] == 0.0 and a["false_accept"] == 0.0  # a flags all three others
+    assert b["false_reject"] == 0.0 and b["false_accept"] == pytest.approx(0.0)  # b flags a's two (z >= 4.5)
+    assert a["auroc"] == 1.0 and b["auroc"] == pytest.approx(1.0)
+    assert a["welch_t"] > 0
+    assert f["confusion"]["columns"] == ["a", "b", "unknown"]
+    assert f["confusion"]["counts"] == [[2, 0, 0], [1, 1, 0]]
+    assert f["auroc_mean"] == pytest.approx(1.0)
+
+
+def test_false_accept_and_reject_count_flags_at_the_threshold():
+    # class a: own errors straddle its cut (1.3); other-class errors below it are accepted
+    errors = [[1.0, 5.0], [1.4, 5.0], [1.2, 1.0], [2.0, 1.0]]
+    f = evaluate(result_from(errors, STATS), ["a", "a", "b", "b"])
+    assert f["per_class"]["a"]["false_reject"] == 0.5
+    assert f["per_class"]["a"]["false_accept"] == 0.5
+    assert f["per_class"]["a"]["auroc"] == 0.75
+
+
+def test_truth_must_match_and_touch_the_bank():
+    r = result_from([[1.0, 2.0]], STATS)
+    with pytest.raises(ValueError, match="expected 1 labels"):
+        evaluate(r, ["a", "b"])
+    with pytest.raises(ValueError, match="no image belongs to a class of the bank"):
+        evaluate(r, ["zebra"])
+
+
+def test_outlier_cut_uses_the_stored_quantile_and_warns_when_n_is_small():
+    s = st.fit_error_stats(np.linspace(0.0, 1.0, 501))
+    cut, warning = outlier_cut(s, 0.99)
+    assert cut == pytest.approx(0.99) and warning is None
+    cut, warning = outlier_cut(s, 0.999)
+    assert "501 held-out errors" in warning
+    with pytest.raises(ValueError, match="0.5, 0.9, 0.95, 0.99, 0.999; got 0.97"):
+        outlier_cut(s, 0.97)
+
+
+def test_rank_outliers_worst_first():
+    assert rank_outliers(np.array([0.1, 5.0, 0.2, 3.0, 9.0]), 1.0).tolist() == [4, 1, 3]
+    assert rank_outliers(np.array([0.1]), 1.0).tolist() == []
