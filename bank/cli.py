@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from . import __version__
 from .images import ImageError
 from .registry import Registry, RegistryError
-from .stats import DEFAULT_THRESHOLD
+from .stats import DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS
 
 
 class CommandError(Exception):
@@ -47,6 +48,18 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
     return "" if v is None else str(v)
+
+
+def _margin(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}")
+    return value
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -166,8 +179,11 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"seed {t.get('seed')}")
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} (per-pixel MSE on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
-    print(f"  flag at      z > {DEFAULT_THRESHOLD:g}, i.e. error > {s.mean + DEFAULT_THRESHOLD * s.std:.6g}"
-          " (change with --threshold)")
+    print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
+    print(f"  flags        lognormal z > {DEFAULT_THRESHOLD:g}: error > {math.exp(s.log_mean + DEFAULT_THRESHOLD * s.log_std):.6g}"
+          f" (default); gaussian z > {DEFAULT_THRESHOLD:g}: error > {s.mean + DEFAULT_THRESHOLD * s.std:.6g};"
+          f" and, in a bank, another class's error lower by more than e^{DEFAULT_MARGIN:g}"
+          " (change with --method, --threshold, --margin)")
     print(f"  versions     {c.get('versions')}")
     print(f"  sha256       {c['model_sha256']}")
     return 0
@@ -195,7 +211,8 @@ def _router(args: argparse.Namespace):
     from .router import Router
 
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    router = Router.from_registry(_registry(args), classes, threshold=args.threshold, skip_broken=args.skip_broken)
+    router = Router.from_registry(_registry(args), classes, threshold=args.threshold, method=args.method,
+                                  margin=args.margin, skip_broken=args.skip_broken)
     for name, reason in router.skipped:
         _say(f"skipped broken class {name!r}: {reason}")
     return router
@@ -213,7 +230,8 @@ def _route(args: argparse.Namespace):
 
 
 def _json_result(result, skipped, skipped_classes) -> dict:
-    return {"classes": result.classes, "threshold": result.threshold, "results": result.records(),
+    return {"classes": result.classes, "method": result.method, "threshold": result.threshold,
+            "margin": result.margin_threshold, "results": result.records(),
             "skipped": [{"image": n, "error": r} for n, r in skipped],
             "skipped_classes": [{"class": n, "error": r} for n, r in skipped_classes]}
 
@@ -226,8 +244,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     rows = []
     for i, rec in enumerate(result.records()):
         k = result.classes.index(rec["nearest"])
-        rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k], result.z[i, k]])
-    print(_table(rows, ["image", "label", "nearest", "error", "z"]))
+        why = "; ".join(result.reasons(i, k)) if rec["unknown"] else ""
+        rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k],
+                     result.test_z[i, k], why])
+    print(_table(rows, ["image", "label", "nearest", "error", f"{result.method} z", "why unknown"]))
     return 0
 
 
@@ -239,9 +259,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     rows = []
     for i, name in enumerate(result.names):
         for k, c in enumerate(result.classes):
-            rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.p_value[i, k],
-                         "FLAG" if result.flags[i, k] else ""])
-    print(_table(rows, ["image", "class", "error", "z", "score", "p", "flag"]))
+            why = []
+            if result.flag_error[i, k]:
+                why.append("error")
+            if result.flag_margin[i, k]:
+                why.append("margin")
+            rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.test_z[i, k],
+                         result.p_value[i, k], result.margin[i, k], "FLAG (" + ", ".join(why) + ")" if why else ""])
+    print(_table(rows, ["image", "class", "error", "z", "score", f"{result.method} z", "p", "margin", "flag"]))
     return 0
 
 
@@ -261,7 +286,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(f)
         return 0
-    print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank), threshold z > {f['threshold']:g}")
+    print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank); flags: {f['method']} z > "
+          f"{f['threshold']:g} or margin > {f['margin']}")
     print(f"argmin accuracy {f['accuracy']:.4f}; called unknown {f['unknown_rate']:.2%}; mean AUROC "
           f"{_fmt(f['auroc_mean'])}; false reject {_fmt(f['false_reject'])}; false accept {_fmt(f['false_accept'])}")
     keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]
@@ -347,7 +373,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _emit_json(out)
         return 0
     print(f"argmin accuracy on {out['n_test']} held-out digits: {out['accuracy']:.3f}")
-    print(f"called unknown (every class flags, z > {out['threshold']:g}): {out['unknown_rate']:.1%}")
+    print(f"called unknown (every class flags): {out['unknown_rate']:.1%}")
     print(f"trained {len(out['classes'])} classes in {out['train_seconds']} s into {out['registry']}")
     rows = []
     for rec in out["examples"]:
@@ -408,17 +434,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("class_name", metavar="CLASS")
     sp.add_argument("version", metavar="VERSION", type=int)
 
+    def add_tests(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
+        sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
+                        help="z of the log error (lognormal, default) or of the raw error (gaussian, the seeds')")
+        sp.add_argument("--margin", type=_margin, default=DEFAULT_MARGIN, metavar="M",
+                        help=f"a class also flags an image when another class's log error is lower by more than M "
+                             f"(default {DEFAULT_MARGIN:g}); 'none' turns this off")
+        sp.add_argument("--classes", metavar="A,B,...", help="use these classes only")
+        sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say which "
+                        "were skipped (default: refuse to run when any class is broken)")
+
     for name, func, help in (
         ("classify", cmd_classify, "per image: the class whose model reconstructs it best, or unknown"),
-        ("score", cmd_score, "per image and class: error, z, Gaussian score, p-value and flag"),
+        ("score", cmd_score, "per image and class: error, z, Gaussian score, p-value, margin and flag"),
     ):
         sp = add(name, func, help)
         sp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders of images")
-        sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help=f"flag a class when z exceeds this (default {DEFAULT_THRESHOLD:g})")
-        sp.add_argument("--classes", metavar="A,B,...", help="route through these classes only")
-        sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say which "
-                        "were skipped (default: refuse to run when any class is broken)")
+        add_tests(sp)
 
     sp = add("evaluate", cmd_evaluate, "evaluate the bank on labelled images; write a report (JSON, HTML, PNGs)")
     sp.add_argument("data", metavar="DATA", help="a folder with one sub-folder of images per class, or a folder of "
@@ -426,10 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", choices=["train", "test"], default="test", help="IDX split to use (default test)")
     sp.add_argument("--out", metavar="DIR", default="bank-report", help="report folder (default ./bank-report)")
     sp.add_argument("--limit", type=int, metavar="N", help="at most N images per class")
-    sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                    help=f"flag a class when z exceeds this (default {DEFAULT_THRESHOLD:g})")
-    sp.add_argument("--classes", metavar="A,B,...", help="evaluate these classes only")
-    sp.add_argument("--skip-broken", action="store_true", help="leave out broken classes instead of stopping")
+    add_tests(sp)
 
     sp = add("outliers", cmd_outliers, "rank a class's images by its model's error; list those past a quantile")
     sp.add_argument("class_name", metavar="CLASS")

@@ -51,6 +51,8 @@ class AutoencoderDetector:
         Seeds the split, the weights and the shuffling.
     threshold : float
         z above which ``predict`` flags an image.
+    method : "lognormal" or "gaussian"
+        The fit z is taken under: log error (default) or raw error (the seeds').
     verbose : "auto", 0, 1 or 2
         Keras progress output during ``fit``.
     """
@@ -69,6 +71,7 @@ class AutoencoderDetector:
         monitor_fraction: float = 0.1,
         seed: int = 0,
         threshold: float = st.DEFAULT_THRESHOLD,
+        method: str = "lognormal",
         verbose: str | int = "auto",
     ):
         self.spec = spec
@@ -82,6 +85,7 @@ class AutoencoderDetector:
         self.monitor_fraction = monitor_fraction
         self.seed = seed
         self.threshold = threshold
+        self.method = method
         self.verbose = verbose
 
     # ------------------------------------------------------------ fitting
@@ -196,17 +200,17 @@ class AutoencoderDetector:
         return x, np.concatenate(out)
 
     def zscore(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """z of each image's error against the class's held-out errors."""
-        return st.zscore(self.reconstruction_error(X), self.stats_)
+        """z of each image's error against the class's held-out errors, under ``method``."""
+        return st.zscore(self.reconstruction_error(X), self.stats_, self.method)
 
     def predict(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """1 where the image is flagged as not this class (z > threshold), else 0."""
         return st.flag(self.zscore(X), self.threshold).astype(int)
 
     def predict_proba(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """(N, 2): column 0 is the upper-tail p-value of the error (large for
-        normal images), column 1 is 1 minus it, the Gaussian CDF of z (near 1
-        for images whose error is far above the class's normal errors)."""
+        """(N, 2): column 0 is the upper-tail p-value of z (large for normal
+        images), column 1 is 1 minus it, the normal CDF of z (near 1 for
+        images whose error is far above the class's normal errors)."""
         p = st.upper_p_value(self.zscore(X))
         return np.stack([p, 1.0 - p], axis=1)
 

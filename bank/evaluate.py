@@ -6,15 +6,18 @@ serves any bank (autoencoders, the PCA baseline in ``benchmarks/``).
 
 Per class, with "own" the images of that class and "others" the rest:
 
-- ``auroc``: one-vs-rest area under the ROC curve of the class's error
-  (others should have higher error than own);
+- ``auroc``: one-vs-rest area under the ROC curve of the class's anomaly
+  score, the one its flag thresholds (z and, in a bank, the margin);
+- ``auroc_error``: the same for the class's raw error alone (its one-class
+  quality, without the rest of the bank);
 - ``false_reject``: share of own images the class flags;
 - ``false_accept``: share of other images the class does not flag;
 - ``welch_t``: Welch's t between others' and own errors (positive when
   others err more).
 
-Bank-level ``auroc_mean``, ``false_reject`` and ``false_accept`` are the
-means over classes (each class counts once, whatever its size).
+Bank-level ``auroc_mean``, ``auroc_error_mean``, ``false_reject`` and
+``false_accept`` are the means over classes (each class counts once,
+whatever its size).
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from sklearn.metrics import roc_auc_score
 from .router import UNKNOWN, BankResult
 
 
-def per_class_figures(errors: np.ndarray, flags: np.ndarray, own: np.ndarray) -> dict:
-    """Figures of one class: its errors and flags over all images, ``own`` marks its images."""
+def per_class_figures(errors: np.ndarray, flags: np.ndarray, own: np.ndarray, anomaly: np.ndarray | None = None) -> dict:
+    """Figures of one class: its errors, flags and anomaly scores over all images; ``own`` marks its images."""
     e_own, e_other = errors[own], errors[~own]
     out = {"n_own": int(own.sum()), "n_other": int((~own).sum()),
            "error_mean_own": _mean(e_own), "error_mean_other": _mean(e_other)}
     both = len(e_own) > 0 and len(e_other) > 0
-    out["auroc"] = float(roc_auc_score(~own, errors)) if both else None
+    out["auroc"] = float(roc_auc_score(~own, errors if anomaly is None else anomaly)) if both else None
+    out["auroc_error"] = float(roc_auc_score(~own, errors)) if both else None
     out["false_reject"] = float(flags[own].mean()) if len(e_own) else None
     out["false_accept"] = float((~flags[~own]).mean()) if len(e_other) else None
     if len(e_own) > 1 and len(e_other) > 1:
@@ -62,7 +66,8 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
                          f"the data's classes are {', '.join(sorted(set(truth)))}")
     nearest = np.asarray(result.nearest)
     labels = np.asarray(result.labels)
-    per_class = {c: per_class_figures(result.errors[:, k], result.flags[:, k], truth == c)
+    anomaly = result.anomaly
+    per_class = {c: per_class_figures(result.errors[:, k], result.flags[:, k], truth == c, anomaly[:, k])
                  for k, c in enumerate(classes)}
     cols = classes + [UNKNOWN]
     index = {c: i for i, c in enumerate(cols)}
@@ -79,12 +84,15 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
         "n_known": int(known.sum()),
         "n_foreign": int((~known).sum()),
         "classes": classes,
+        "method": result.method,
         "threshold": result.threshold,
+        "margin": result.margin_threshold,
         "accuracy": float(np.mean(nearest[known] == truth[known])),
         "accuracy_with_unknown": float(np.mean(labels[known] == truth[known])),
         "unknown_rate": float(np.mean(result.unknown[known])),
         "foreign_unknown_rate": float(np.mean(result.unknown[~known])) if (~known).any() else None,
         "auroc_mean": mean_of("auroc"),
+        "auroc_error_mean": mean_of("auroc_error"),
         "false_reject": mean_of("false_reject"),
         "false_accept": mean_of("false_accept"),
         "welch_t_mean": mean_of("welch_t"),

@@ -32,9 +32,12 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, stats, threshold: float) -> Path:
-    """In-class against out-of-class errors of one class, with the fitted curve and the flag threshold."""
-    cut = stats.mean + threshold * stats.std
+def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, stats, threshold: float,
+                   method: str = "lognormal") -> Path:
+    """In-class against out-of-class errors of one class, with the fitted curves and the flag threshold."""
+    gauss_cut = stats.mean + threshold * stats.std
+    log_cut = float(np.exp(stats.log_mean + threshold * stats.log_std))
+    cut = log_cut if method == "lognormal" else gauss_cut
     hi = max(cut * 1.5, float(np.quantile(errors[own], 0.995)) if own.any() else cut,
              float(np.quantile(errors[~own], 0.9)) if (~own).any() else cut)
     bins = np.linspace(0.0, hi, 60)
@@ -46,13 +49,15 @@ def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, s
     if own.any():
         ax.hist(np.clip(errors[own], 0, hi), bins=bins, density=True, alpha=0.6, color="tab:blue",
                 label=f"class {name} (n={int(own.sum())})")
-    x = np.linspace(0.0, hi, 400)
-    ax.plot(x, sps.norm.pdf(x, stats.mean, stats.std), color="black", lw=1.2,
-            label=f"fitted normal (mean {stats.mean:.3g}, std {stats.std:.3g})")
-    ax.axvline(cut, color="black", ls="--", lw=1, label=f"flag: z > {threshold:g} (error > {cut:.3g})")
+    x = np.linspace(hi / 1000, hi, 400)
+    ax.plot(x, sps.lognorm.pdf(x, s=stats.log_std, scale=np.exp(stats.log_mean)), color="black", lw=1.2,
+            ls="-" if method == "lognormal" else ":", label="fitted lognormal")
+    ax.plot(x, sps.norm.pdf(x, stats.mean, stats.std), color="gray", lw=1.2,
+            ls="-" if method == "gaussian" else ":", label="fitted normal (the seeds')")
+    ax.axvline(cut, color="black", ls="--", lw=1, label=f"flag: {method} z > {threshold:g} (error > {cut:.3g})")
     ax.set_xlabel("reconstruction error (per-pixel MSE); the last bin holds all larger")
     ax.set_ylabel("density")
-    ax.set_title(f"class {name}")
+    ax.set_title(f"class {name}: held-out fit, and the errors of the evaluated images")
     ax.legend(fontsize=7)
     return _save(fig, path)
 
@@ -134,7 +139,7 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
 
     for k, c in enumerate(result.classes):
         p = plot_histogram(out / f"hist_{k:03d}.png", c, result.errors[:, k], truth == c, router.stats[k],
-                           result.threshold)
+                           result.threshold, result.method)
         pictures[f"histogram of class {c}"] = p.name
     pictures["confusion matrix"] = plot_confusion(out / "confusion.png", figures["confusion"]).name
 
@@ -170,16 +175,18 @@ def _html(f: dict, out: Path) -> str:
     def num(v) -> str:
         return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = [("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
-            ("called unknown", f["unknown_rate"]), ("mean AUROC", f["auroc_mean"]),
+    head = [("flags", f"{f['method']} z > {f['threshold']:g}, or margin > {f['margin']}"),
+            ("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
+            ("called unknown", f["unknown_rate"]), ("mean AUROC of the flag's score", f["auroc_mean"]),
+            ("mean AUROC of the raw error", f["auroc_error_mean"]),
             ("false reject (mean over classes)", f["false_reject"]), ("false accept (mean over classes)",
                                                                        f["false_accept"]),
             ("images", f["n_images"]), ("flag threshold (z)", f["threshold"])]
     if f["n_foreign"]:
         head.append(("foreign images called unknown", f["foreign_unknown_rate"]))
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{num(v)}</td></tr>" for k, v in head)
-    keys = ["n_own", "n_other", "error_mean_own", "error_mean_other", "auroc", "false_reject", "false_accept",
-            "welch_t"]
+    keys = ["n_own", "n_other", "error_mean_own", "error_mean_other", "auroc", "auroc_error", "false_reject",
+            "false_accept", "welch_t"]
     per = "".join(
         "<tr><th>" + html.escape(c) + "</th>" + "".join(f"<td>{num(v[k])}</td>" for k in keys) + "</tr>"
         for c, v in f["per_class"].items()

@@ -21,9 +21,15 @@ UNKNOWN = "unknown"
 
 @dataclass
 class BankResult:
-    """Per image and class: error, z, score, p-value, flag; per image: verdict.
+    """Per image and class: error, z-scores, score, p-value, margin, flags; per image: verdict.
 
-    Arrays are (N, K), columns in the order of ``classes``.
+    Arrays are (N, K), columns in the order of ``classes``. ``z`` and
+    ``score`` are the seeds' (Gaussian on the raw error); ``test_z`` is the z
+    under the router's ``method`` (lognormal by default) and ``p_value`` its
+    upper tail. A class flags an image when ``test_z > threshold`` (the
+    error is improbable for the class: ``flag_error``) or ``margin >
+    margin_threshold`` (another class reconstructs it clearly better:
+    ``flag_margin``).
     """
 
     classes: list[str]
@@ -31,9 +37,24 @@ class BankResult:
     errors: np.ndarray
     z: np.ndarray
     score: np.ndarray
+    test_z: np.ndarray
     p_value: np.ndarray
-    flags: np.ndarray
+    margin: np.ndarray
+    flag_error: np.ndarray
+    flag_margin: np.ndarray
     threshold: float
+    margin_threshold: float | None
+    method: str
+
+    @property
+    def flags(self) -> np.ndarray:
+        """True where the class says "not this class", for either reason."""
+        return self.flag_error | self.flag_margin
+
+    @property
+    def anomaly(self) -> np.ndarray:
+        """One score per image and class that flags past 1 (for ranking and AUROC)."""
+        return st.anomaly(self.test_z, self.margin, self.threshold, self.margin_threshold)
 
     @property
     def nearest(self) -> list[str]:
@@ -50,6 +71,16 @@ class BankResult:
         """The verdict: the nearest class, or "unknown" when every class flags it."""
         return [UNKNOWN if u else c for c, u in zip(self.nearest, self.unknown)]
 
+    def reasons(self, i: int, k: int) -> list[str]:
+        """Why class ``k`` flags image ``i`` (empty when it does not)."""
+        out = []
+        if self.flag_error[i, k]:
+            out.append(f"error too high for the class ({self.method} z {self.test_z[i, k]:.2f} > {self.threshold:g})")
+        if self.flag_margin[i, k]:
+            out.append(f"another class reconstructs it better (margin {self.margin[i, k]:.2f} > "
+                       f"{self.margin_threshold:g})")
+        return out
+
     def records(self) -> list[dict]:
         """One JSON-ready dict per image (the schema of ``--json``)."""
         out = []
@@ -64,13 +95,46 @@ class BankResult:
                         "error": float(self.errors[i, k]),
                         "z": float(self.z[i, k]),
                         "score": float(self.score[i, k]),
+                        "test_z": float(self.test_z[i, k]),
                         "p_value": float(self.p_value[i, k]),
+                        "margin": _finite_or_none(self.margin[i, k]),
                         "flag": bool(self.flags[i, k]),
+                        "reasons": self.reasons(i, k),
                     }
                     for k, c in enumerate(self.classes)
                 },
             })
         return out
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],
+           names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
+           method: str = "lognormal", margin: float | None = st.DEFAULT_MARGIN) -> BankResult:
+    """The bank's answer from an (N, K) matrix of errors and each class's statistics.
+
+    Pure NumPy: any bank (the autoencoders, a PCA baseline) is judged by the same tests.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
+        raise ValueError(f"errors: expected shape (N, {len(classes)}), got {errors.shape}")
+    margin = st.check_margin(margin)
+    z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
+    test_z = z if method == "gaussian" else np.stack(
+        [st.zscore(errors[:, k], s, method) for k, s in enumerate(stats)], axis=1)
+    margins = st.margins(errors)
+    names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
+    if len(names) != len(errors):
+        raise ValueError(f"names: expected {len(errors)}, got {len(names)}")
+    flag_margin = (margins > margin) if margin is not None else np.zeros(errors.shape, bool)
+    return BankResult(
+        classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
+        p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
+        flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
+    )
 
 
 class Router:
@@ -80,17 +144,28 @@ class Router:
     ----------
     detectors : dict of class name -> fitted AutoencoderDetector
     threshold : float
-        z above which a class flags an image (default 3).
+        z above which a class flags an image as too poorly reconstructed (default 3).
+    method : "lognormal" or "gaussian"
+        The fit that z is taken under: the log of the error (default) or the
+        raw error (the seeds').
+    margin : float or None
+        A class also flags an image when another class's log error is lower
+        by more than this (default 0.2); None turns this test off.
     batch_size : int
         Images per compiled call.
     """
 
-    def __init__(self, detectors: dict, *, threshold: float = st.DEFAULT_THRESHOLD, batch_size: int = 256):
+    def __init__(self, detectors: dict, *, threshold: float = st.DEFAULT_THRESHOLD, method: str = "lognormal",
+                 margin: float | None = st.DEFAULT_MARGIN, batch_size: int = 256):
         if not detectors:
             raise ValueError("a router needs at least one class model; the registry has none (train one first)")
         st.flag(np.zeros(1), threshold)  # validates the threshold
+        if method not in st.STATS_METHODS:
+            raise ValueError(f"method: expected one of {', '.join(st.STATS_METHODS)}, got {method!r}")
         self.detectors = dict(detectors)
         self.threshold = float(threshold)
+        self.method = method
+        self.margin = st.check_margin(margin)
         self.batch_size = int(batch_size)
         self.classes = list(self.detectors)
         self.stats = [d.stats_ for d in self.detectors.values()]
@@ -128,7 +203,8 @@ class Router:
         if self.registry is None:
             raise ValueError("reload needs a router made by Router.from_registry")
         names = self.registry.classes() if self._all_classes else self.classes
-        kwargs = {"threshold": self.threshold, "batch_size": self.batch_size}
+        kwargs = {"threshold": self.threshold, "method": self.method, "margin": self.margin,
+                  "batch_size": self.batch_size}
         return self._loaded(self.registry, names, self._all_classes, True, self, kwargs)
 
     @classmethod
@@ -180,17 +256,12 @@ class Router:
 
     def score(self, images: np.ndarray | Sequence[np.ndarray], names: Sequence[str] | None = None) -> BankResult:
         """Everything the bank says about each image."""
-        errors = self.errors(images)
-        mean = np.array([s.mean for s in self.stats])
-        std = np.array([s.std for s in self.stats])
-        z = (errors - mean) / std
-        names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
-        if len(names) != len(errors):
-            raise ValueError(f"names: expected {len(errors)}, got {len(names)}")
-        return BankResult(
-            classes=self.classes, names=names, errors=errors, z=z, score=st.gaussian_score(z),
-            p_value=st.upper_p_value(z), flags=st.flag(z, self.threshold), threshold=self.threshold,
-        )
+        return self.result(self.errors(images), names)
+
+    def result(self, errors: np.ndarray, names: Sequence[str] | None = None) -> BankResult:
+        """The bank's answer from an (N, K) matrix of this bank's errors."""
+        return decide(errors, self.classes, self.stats, names, threshold=self.threshold, method=self.method,
+                      margin=self.margin)
 
     def classify(self, images: np.ndarray | Sequence[np.ndarray]) -> list[str]:
         """Per image, the class by lowest error, or "unknown" when every class flags it."""

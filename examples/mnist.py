@@ -22,6 +22,7 @@ import numpy as np
 
 from bank import AutoencoderDetector, Registry, Router
 from bank.data import load_labelled
+from bank.evaluate import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,34 +59,26 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     res = router.score(x)
     route_s = time.perf_counter() - t0
-    nearest = np.array(res.nearest)
-    per_class = {}
-    for k, d in enumerate(router.classes):
-        own = y == d
-        per_class[d] = {
-            "accuracy": float(np.mean(nearest[own] == d)),
-            "false_reject": float(np.mean(res.flags[own, k])),
-            "false_accept": float(np.mean(~res.flags[~own, k])),
-        }
+    figures = evaluate(res, [str(v) for v in y])
     out = {
-        "accuracy": float(np.mean(nearest == y)),
-        "unknown_rate": float(np.mean(res.unknown)),
+        **{k: figures[k] for k in ("accuracy", "unknown_rate", "auroc_mean", "auroc_error_mean", "false_reject",
+                                   "false_accept", "method", "threshold", "margin")},
         "n_test": int(len(y)),
-        "threshold": router.threshold,
         "train_seconds": seconds,
         "route_images_per_s": round(len(y) / route_s, 1),
-        "per_class": per_class,
+        "per_class": figures["per_class"],
         "registry": str(reg.root),
         "versions": versions,
     }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"MNIST test set, {out['n_test']} images: argmin accuracy {out['accuracy']:.4f}, "
-          f"called unknown {out['unknown_rate']:.2%} (z > {router.threshold:g} for every class)")
-    print("digit  accuracy  false-reject  false-accept  train s")
-    for d, f in per_class.items():
-        print(f"{d:>5}  {f['accuracy']:8.4f}  {f['false_reject']:12.2%}  {f['false_accept']:12.2%}  {seconds[d]:7.1f}")
+    print(f"MNIST test set, {out['n_test']} images: argmin accuracy {out['accuracy']:.4f}, called unknown "
+          f"{out['unknown_rate']:.2%}; mean AUROC {out['auroc_mean']:.4f} (raw error alone {out['auroc_error_mean']:.4f});"
+          f" false reject {out['false_reject']:.2%}, false accept {out['false_accept']:.2%}")
+    print("digit  AUROC   false-reject  false-accept  train s")
+    for d, f in out["per_class"].items():
+        print(f"{d:>5}  {f['auroc']:.4f}  {f['false_reject']:12.2%}  {f['false_accept']:12.2%}  {seconds[d]:7.1f}")
     print(f"routed at {out['route_images_per_s']} images/s; models in {reg.root}")
     return 0
 

@@ -61,7 +61,7 @@ def test_list_show_activate_remove(trained, capsys):
     code, out, _ = run(capsys, "list", "--registry", str(trained), "--json")
     assert [c["class"] for c in json.loads(out)["classes"]] == ["0", "1"]
     code, out, _ = run(capsys, "show", "1", "--registry", str(trained))
-    assert code == 0 and "error stats" in out and "flag at" in out
+    assert code == 0 and "error stats" in out and "lognormal z > 3: error >" in out
     code, out, _ = run(capsys, "show", "1", "--registry", str(trained), "--json")
     assert json.loads(out)["class"] == "1"
     code, _, err = run(capsys, "show", "nope", "--registry", str(trained))
@@ -82,7 +82,24 @@ def test_classify_and_score_a_folder_with_a_bad_file(trained, digit_folders, cap
     assert code == 0 and "000.png" in out and "label" in out
     code, out, _ = run(capsys, "score", str(digit_folders / "0" / "000.png"), "--registry", str(trained))
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["image", "class", "error", "z", "score", "p", "flag"] and len(lines) == 4
+    assert code == 0 and lines[0].split() == ["image", "class", "error", "z", "score", "lognormal", "z", "p", "margin",
+                                              "flag"] and len(lines) == 4
+    assert "FLAG (margin)" in lines[3] or "FLAG (error, margin)" in lines[3]  # class 1 on a 0: 1 is far worse
+
+
+def test_the_flag_rule_is_chosen_per_call_and_unknown_says_why(trained, tmp_path, capsys):
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8)).save(noise)
+    code, out, _ = run(capsys, "classify", str(noise), "--registry", str(trained))
+    assert code == 0 and "unknown" in out and "error too high for the class (lognormal z" in out
+    code, out, _ = run(capsys, "score", str(noise), "--registry", str(trained), "--json", "--method", "gaussian",
+                       "--margin", "none", "--threshold", "1e6")
+    doc = json.loads(out)
+    assert (doc["method"], doc["margin"], doc["threshold"]) == ("gaussian", None, 1e6)
+    rec = doc["results"][0]
+    assert not rec["unknown"] and all(c["test_z"] == c["z"] and not c["flag"] for c in rec["classes"].values())
+    with pytest.raises(SystemExit):
+        main(["classify", str(noise), "--margin", "-1"])
 
 
 def test_classify_with_nothing_readable_fails_clearly(trained, tmp_path, capsys):

@@ -5,17 +5,12 @@ import pytest
 
 from bank import stats as st
 from bank.evaluate import evaluate, outlier_cut, rank_outliers
-from bank.router import BankResult
+from bank.router import decide
 
 
-def result_from(errors, stats, threshold=3.0, names=None):
-    errors = np.asarray(errors, dtype=float)
-    mean = np.array([s.mean for s in stats])
-    std = np.array([s.std for s in stats])
-    z = (errors - mean) / std
-    return BankResult(classes=["a", "b"], names=names or [f"#{i}" for i in range(len(errors))], errors=errors, z=z,
-                      score=st.gaussian_score(z), p_value=st.upper_p_value(z), flags=st.flag(z, threshold),
-                      threshold=threshold)
+def result_from(errors, stats, threshold=3.0, method="gaussian", margin=None):
+    return decide(np.asarray(errors, dtype=float), ["a", "b"], stats, threshold=threshold, method=method,
+                  margin=margin)
 
 
 STATS = [st.ErrorStats(mean=1.0, std=0.1, n=100), st.ErrorStats(mean=2.0, std=0.2, n=100)]
@@ -72,3 +67,19 @@ def test_outlier_cut_uses_the_stored_quantile_and_warns_when_n_is_small():
 def test_rank_outliers_worst_first():
     assert rank_outliers(np.array([0.1, 5.0, 0.2, 3.0, 9.0]), 1.0).tolist() == [4, 1, 3]
     assert rank_outliers(np.array([0.1]), 1.0).tolist() == []
+
+
+def test_the_margin_test_flags_what_another_class_explains_better():
+    errors = [[1.0, 1.9], [1.25, 1.0], [0.9, 2.0]]  # image 1: fine for a alone (z 2.5), but b reconstructs it 25% better
+    plain = evaluate(result_from(errors, STATS), ["a", "b", "a"])
+    bank = evaluate(result_from(errors, STATS, margin=0.2), ["a", "b", "a"])
+    assert plain["per_class"]["a"]["false_accept"] == 1.0  # alone, a accepts the b image
+    assert bank["per_class"]["a"]["false_accept"] == 0.0   # in the bank, b explains it: a flags it
+    assert bank["margin"] == 0.2 and bank["per_class"]["a"]["auroc"] == 1.0
+    assert bank["per_class"]["a"]["auroc_error"] == 1.0
+
+
+def test_a_one_class_bank_has_no_margin_and_flags_on_z_alone():
+    r = decide(np.array([[1.0], [5.0]]), ["a"], STATS[:1], method="gaussian")
+    assert np.isnan(r.margin).all() and r.flags.tolist() == [[False], [True]]
+    assert r.records()[0]["classes"]["a"]["margin"] is None

@@ -17,10 +17,17 @@ def test_router_equals_each_model_alone(bank_registry, digits):
     for k, c in enumerate(router.classes):
         det = bank_registry.load_detector(c)
         np.testing.assert_allclose(res.errors[:, k], det.reconstruction_error(test), rtol=1e-5)
-        np.testing.assert_allclose(res.z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(res.test_z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # lognormal
+        det.method = "gaussian"
+        np.testing.assert_allclose(res.z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # the seeds' z
     np.testing.assert_allclose(res.score, np.exp(-res.z**2 / 2))
-    np.testing.assert_allclose(res.p_value, st.upper_p_value(res.z))
-    assert (res.flags == (res.z > 3.0)).all()
+    np.testing.assert_allclose(res.p_value, st.upper_p_value(res.test_z))
+    log_e = np.log(res.errors)
+    best_other = np.stack([np.delete(log_e, k, 1).min(1) for k in range(3)], 1)
+    np.testing.assert_allclose(res.margin, log_e - best_other)
+    assert (res.flags == ((res.test_z > 3.0) | (res.margin > 0.2))).all()
+    seeds = Router.from_registry(bank_registry, method="gaussian", margin=None).score(test)
+    assert (seeds.flags == (seeds.z > 3.0)).all()  # the seeds' rule, still available
 
 
 def test_argmin_classifies_held_out_digits(bank_registry, digits):
@@ -62,7 +69,8 @@ def test_unknown_when_every_class_flags(bank_registry, digits):
     assert res.labels[3:] == ["unknown"] * 5
     rec = res.records()[3]
     assert rec["label"] is None and rec["unknown"] is True and rec["nearest"] in router.classes
-    assert set(rec["classes"]["0"]) == {"error", "z", "score", "p_value", "flag"}
+    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "p_value", "margin", "flag", "reasons"}
+    assert any("error too high" in r for c in rec["classes"].values() for r in c["reasons"])
 
 
 def test_router_refuses_an_empty_bank_and_bad_input(bank_registry):

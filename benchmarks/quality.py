@@ -1,0 +1,170 @@
+"""Quality benchmark: three digit banks on MNIST, trained and judged in one run.
+
+    python benchmarks/quality.py --data ../shared/data/mnist [--banks pca,seed,default] [--limit N] [--json]
+
+(a) ``pca``: per class, scikit-learn PCA with 32 components; the error is
+    the per-pixel MSE of the projection's reconstruction.
+(b) ``seed``: the seed tutorials' conv autoencoder (filters 32, 64; latent
+    16), Adam on MSE, 10 epochs, batch 32, no early stopping to speak of.
+(c) ``default``: ``AutoencoderDetector()`` as ``bank train`` runs it.
+
+Every bank fits its error statistics on a 10% split of each class's
+training images that it never trained on, then routes the 10,000 test
+images. Each bank is judged under two rules: the seeds' (Gaussian z > 3 on
+the raw error) and bank's default (lognormal z > 3, or margin > 0.2).
+Also measured: the seeds' contamination case, a "1" model trained with 1%
+of "3"s mixed in, and how many of those 3s land past its 0.999 quantile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+
+from bank import stats as st
+from bank.data import load_labelled
+from bank.evaluate import evaluate
+from bank.router import decide
+
+RULES = {"seeds": {"method": "gaussian", "margin": None}, "default": {"method": "lognormal", "margin": 0.2}}
+
+
+class PCADetector:
+    """Per-class PCA reconstruction error, with the same split and statistics as the autoencoders."""
+
+    def __init__(self, n_components: int = 32, calibration_fraction: float = 0.1, seed: int = 0):
+        self.n_components, self.calibration_fraction, self.seed = n_components, calibration_fraction, seed
+
+    def fit(self, images: np.ndarray) -> PCADetector:
+        from sklearn.decomposition import PCA
+
+        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+        order = np.random.default_rng(self.seed).permutation(len(x))
+        n_cal = max(2, round(self.calibration_fraction * len(x)))
+        self.pca_ = PCA(self.n_components, random_state=self.seed).fit(x[order[n_cal:]])
+        self.stats_ = st.fit_error_stats(self.reconstruction_error(images[order[:n_cal]]))
+        return self
+
+    def reconstruction_error(self, images: np.ndarray) -> np.ndarray:
+        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
+        return np.mean((self.pca_.inverse_transform(self.pca_.transform(x)) - x) ** 2, axis=1)
+
+
+def seed_detector(seed: int):
+    from bank import AutoencoderDetector
+
+    return AutoencoderDetector(architecture="conv", params={"filters": [32, 64], "latent_dim": 16}, epochs=10,
+                               batch_size=32, patience=10, calibration_fraction=0.1, monitor_fraction=0.02,
+                               seed=seed, verbose=0)
+
+
+def default_detector(seed: int, epochs: int | None):
+    from bank import AutoencoderDetector
+
+    return AutoencoderDetector(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}))
+
+
+def make(bank: str, seed: int, epochs: int | None):
+    if bank == "pca":
+        return PCADetector(seed=seed)
+    if bank == "seed":
+        return seed_detector(seed)
+    return default_detector(seed, epochs)
+
+
+def run_bank(bank: str, train, x_test, y_test, args, say) -> dict:
+    t0 = time.perf_counter()
+    dets = {}
+    for c in train.classes:
+        t1 = time.perf_counter()
+        dets[c] = make(bank, args.seed, args.epochs).fit(train.arrays[c][: args.limit])
+        say(f"  {bank}: class {c} in {time.perf_counter() - t1:.1f} s")
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    errors = np.stack([dets[c].reconstruction_error(x_test) for c in train.classes], axis=1)
+    score_s = time.perf_counter() - t0
+    out = {"train_seconds": round(train_s, 1), "score_seconds": round(score_s, 1)}
+    for rule, kw in RULES.items():
+        f = evaluate(decide(errors, train.classes, [d.stats_ for d in dets.values()], **kw), y_test)
+        out[rule] = {k: f[k] for k in ("accuracy", "auroc_mean", "auroc_error_mean", "false_reject", "false_accept",
+                                       "unknown_rate")}
+    z = np.stack([st.zscore(errors[:, k], d.stats_) for k, d in enumerate(dets.values())], axis=1)
+    out["accuracy_argmin_z"] = float(np.mean(np.asarray(train.classes)[np.argmin(z, axis=1)] == y_test))
+    return out
+
+
+def contamination(train, args, say) -> dict:
+    """A "1" model trained on 1s with 1% "3"s mixed in: how many of those 3s pass its 0.999 quantile?"""
+    ones = train.arrays["1"][: args.limit]
+    n3 = max(1, round(0.01 * len(ones)))
+    threes = train.arrays["3"][:n3]
+    mixed = np.concatenate([ones, threes])
+    det = default_detector(args.seed, args.epochs).fit(mixed)
+    cut = det.stats_.quantiles["0.999"]
+    err3 = det.reconstruction_error(threes)
+    res = {"n_ones": int(len(ones)), "n_threes": int(n3), "quantile_0.999": cut,
+           "threes_past_q999": int(np.sum(err3 > cut)),
+           "threes_past_lognormal_z3": int(np.sum(st.zscore(err3, det.stats_, "lognormal") > 3))}
+    say(f"  contamination: {res['threes_past_q999']} of {n3} mixed-in 3s past the 0.999 quantile")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="folder of MNIST IDX files")
+    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default")
+    p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
+    p.add_argument("--epochs", type=int, help="most epochs for the default bank (default: its own, 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-contamination", action="store_true", help="skip the contamination case")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+
+    train, test = load_labelled(args.data, "train"), load_labelled(args.data, "test")
+    x_test = np.concatenate([test.arrays[c] for c in test.classes])
+    y_test = [c for c in test.classes for _ in range(len(test.arrays[c]))]
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {_cores()} cores",
+           "n_test": len(y_test), "limit_per_class": args.limit, "banks": {}}
+    for bank in args.banks.split(","):
+        say(f"bank {bank}")
+        out["banks"][bank] = run_bank(bank, train, x_test, y_test, args, say)
+    if not args.no_contamination:
+        say("contamination case")
+        out["contamination"] = contamination(train, args, say)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"MNIST, {out['n_test']} test images, {out['date']}, {out['machine']}")
+    print("| bank | rule | argmin accuracy | mean AUROC (flag score) | mean AUROC (raw error) | false-reject | "
+          "false-accept | unknown | training s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for bank, r in out["banks"].items():
+        for rule in RULES:
+            f = r[rule]
+            print(f"| {bank} | {rule} | {f['accuracy']:.4f} | {f['auroc_mean']:.4f} | {f['auroc_error_mean']:.4f} | "
+                  f"{f['false_reject']:.2%} | {f['false_accept']:.2%} | {f['unknown_rate']:.2%} | "
+                  f"{r['train_seconds']:.0f} |")
+    for bank, r in out["banks"].items():
+        print(f"{bank}: argmin over the seeds' z instead of raw error: accuracy {r['accuracy_argmin_z']:.4f}")
+    if "contamination" in out:
+        c = out["contamination"]
+        print(f"contamination: a '1' model trained on {c['n_ones']} 1s + {c['n_threes']} 3s: "
+              f"{c['threes_past_q999']} of the 3s past its 0.999 quantile, {c['threes_past_lognormal_z3']} past "
+              "lognormal z > 3")
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
