@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +50,16 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
     return "" if v is None else str(v)
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of standard deviations, got {text!r}")
+    return value
 
 
 def _margin(text: str) -> float | None:
@@ -95,9 +107,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     images, _, skipped = _class_data(args)
     spec = None
     if args.size or args.color:
-        from .images import infer_spec, validate_array
+        from .images import as_images, infer_spec
 
-        guess = infer_spec(validate_array(images) if not isinstance(images, list) else images)
+        guess = infer_spec(as_images(images))
         h, w = parse_size(args.size) if args.size else (guess.height, guess.width)
         spec = InputSpec(h, w, args.color or guess.color)
     params = {}
@@ -111,8 +123,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     n = len(images)
     _say(f"training class {args.class_name!r} on {n} image(s)")
-    with contextlib.redirect_stdout(sys.stderr):  # Keras progress stays off stdout
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras progress stays off stdout
+        warnings.simplefilter("ignore", UserWarning)  # said below, once
         det.fit(images)
+    for w in det.training_.get("warnings", []):
+        _say(f"warning: {w}")
     entry = _registry(args).register(args.class_name, det)
     summary = {
         "class": entry.class_name,
@@ -164,9 +179,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    e = _registry(args).entry(args.class_name, args.version)
+    reg = _registry(args)
+    e = reg.entry(args.class_name, args.version)
+    try:
+        reg.check_model(e)
+        broken = None
+    except RegistryError as err:
+        broken = str(err)
+        _say(f"warning: {broken}")
     if args.json:
-        _emit_json(e.card)
+        _emit_json({**e.card, "broken": broken})
         return 0
     c, s = e.card, e.stats
     print(f"class {e.class_name!r} version {e.version} ({e.path})")
@@ -190,11 +212,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    removed = _registry(args).remove(args.class_name, args.version)
+    reg = _registry(args)
+    removed = reg.remove(args.class_name, args.version)
+    active = reg.active_version(args.class_name) if reg.versions(args.class_name) else None
     if args.json:
-        _emit_json({"class": args.class_name, "removed": removed})
+        _emit_json({"class": args.class_name, "removed": removed, "active": active})
+    elif active is None:
+        print(f"removed class {args.class_name!r} (version(s) {', '.join(map(str, removed))}); "
+              "it has no versions left")
     else:
-        print(f"removed class {args.class_name!r} version(s) {', '.join(map(str, removed))}")
+        print(f"removed class {args.class_name!r} version {removed[0]}; active version: {active}")
     return 0
 
 
@@ -210,11 +237,15 @@ def cmd_activate(args: argparse.Namespace) -> int:
 def _router(args: argparse.Namespace):
     from .router import Router
 
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    classes = None
+    if args.classes is not None:
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        if not classes:
+            raise CommandError("--classes: expected class names separated by commas, got none")
     router = Router.from_registry(_registry(args), classes, threshold=args.threshold, method=args.method,
                                   margin=args.margin, skip_broken=args.skip_broken)
     for name, reason in router.skipped:
-        _say(f"skipped broken class {name!r}: {reason}")
+        _say(f"skipped a broken class: {reason}")
     return router
 
 
@@ -247,7 +278,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         why = "; ".join(result.reasons(i, k)) if rec["unknown"] else ""
         rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k],
                      result.test_z[i, k], why])
-    print(_table(rows, ["image", "label", "nearest", "error", f"{result.method} z", "why unknown"]))
+    print(_table(rows, ["image", "label", "nearest", "its error", f"its {result.method} z", "why unknown"]))
     return 0
 
 
@@ -333,6 +364,8 @@ def cmd_outliers(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     reg = _registry(args)
+    if not reg.root.is_dir():
+        raise CommandError(f"no registry at {reg.root} (set --registry PATH or BANK_REGISTRY)")
     entries = sum(len(reg.versions(c)) for c in reg.classes())
     problems = reg.verify(load=not args.quick)
     leftovers = reg.leftovers()
@@ -346,8 +379,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if leftovers:
             print(f"{len(leftovers)} leftover(s) of interrupted writes (readers ignore them; 'bank registry gc' "
                   "removes them)")
-        print(f"{reg.root}: {entries} entries checked, {len(problems)} problem(s)"
-              + ("" if args.quick else ", every model loaded in safe mode"))
+        how = "cards and checksums" if args.quick else "cards, checksums, and models loaded in safe mode"
+        print(f"{reg.root}: {entries} entries checked ({how}): " + (f"{len(problems)} broken" if problems else "all sound"))
     return 1 if problems else 0
 
 
@@ -378,9 +411,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     rows = []
     for rec in out["examples"]:
         for c, v in rec["classes"].items():
-            rows.append([rec["image"], c, v["error"], v["z"], v["score"], "FLAG" if v["flag"] else ""])
+            rows.append([rec["image"], c, v["error"], v["z"], v["score"], v["test_z"], v["p_value"], v["margin"],
+                         "FLAG" if v["flag"] else ""])
     print("\nscores of a few held-out digits:")
-    print(_table(rows, ["image", "class", "error", "z", "score", "flag"]))
+    print(_table(rows, ["image", "class", "error", "z", "score", "lognormal z", "p", "margin", "flag"]))
     print("\nnext: 'bank list', 'bank classify IMAGE...', 'bank score IMAGE...'")
     return 0
 
@@ -435,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("version", metavar="VERSION", type=int)
 
     def add_tests(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+        sp.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD,
                         help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
                         help="z of the log error (lognormal, default) or of the raw error (gaussian, the seeds')")
@@ -473,16 +507,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("registry", help="check or clean the registry", description="check or clean the registry")
     rsub = rp.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
-    sp = rsub.add_parser("verify", parents=[common], help="check every entry: card, checksum, model loads in safe "
+    sp = rsub.add_parser("verify", parents=[common], description="Check every version of every class: its name, "
+                         "card, model checksum, and that the model loads in Keras safe mode. Exit 1 if any is broken.",
+                         help="check every entry: card, checksum, model loads in safe "
                          "mode; exit 1 if any is broken")
     sp.add_argument("--quick", action="store_true", help="check cards and checksums only; do not load the models")
     sp.set_defaults(func=cmd_verify)
-    sp = rsub.add_parser("gc", parents=[common], help="remove the leftovers of interrupted writes")
+    sp = rsub.add_parser("gc", parents=[common], help="remove the leftovers of interrupted writes",
+                         description="Remove what interrupted writes left behind (hidden temporary folders whose "
+                         "writer is gone, removed entries not yet deleted). Entries in use are never touched.")
     sp.set_defaults(func=cmd_gc)
 
     sp = add("demo", cmd_demo, "train and test a digit bank on scikit-learn's bundled 8x8 digits (no data needed)")
     sp.add_argument("--epochs", type=int, default=60, help="most epochs per digit (default 60)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, default=0, help="seeds the split and the training (default 0)")
     return p
 
 
@@ -491,8 +529,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CommandError, RegistryError, ImageError, ValueError, FileNotFoundError) as e:
-        _say(f"bank {args.command}: error: {e}")
+        name = f"{args.command} {args.registry_command}" if args.command == "registry" else args.command
+        _say(f"bank {name}: error: {e}")
+        if getattr(args, "json", False):
+            _emit_json({"error": str(e)})
         return 1
     except KeyboardInterrupt:
         _say(f"bank {args.command}: interrupted")
         return 130
+    except BrokenPipeError:  # output piped into head, less...: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -10,12 +10,14 @@ stopping, and a calibration set that only the error statistics see.
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from . import stats as st
-from .images import InputSpec, infer_spec, prepare, validate_array
+from .images import InputSpec, as_images, infer_spec, prepare
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -23,6 +25,9 @@ MIN_IMAGES = 4
 #: A small class is repeated within an epoch so that an epoch is at least this
 #: many steps: Keras spends ~0.1 s per epoch on overhead whatever its size.
 MIN_STEPS_PER_EPOCH = 25
+
+#: Below this many held-out images, the fitted statistics come with a warning.
+MIN_CALIBRATION = 30
 
 
 class NotFittedError(RuntimeError):
@@ -54,7 +59,8 @@ class AutoencoderDetector:
     method : "lognormal" or "gaussian"
         The fit z is taken under: log error (default) or raw error (the seeds').
     verbose : "auto", 0, 1 or 2
-        Keras progress output during ``fit``.
+        Keras progress output during ``fit``: "auto" is a progress bar (1) on
+        a terminal and one line per epoch (2) elsewhere; 0 is silent.
     """
 
     def __init__(
@@ -90,6 +96,11 @@ class AutoencoderDetector:
 
     # ------------------------------------------------------------ fitting
 
+    def _keras_verbose(self) -> int:
+        if self.verbose != "auto":
+            return int(self.verbose)
+        return 1 if getattr(sys.stdout, "isatty", lambda: False)() else 2
+
     def _check_params(self) -> None:
         for name in ("epochs", "batch_size", "patience"):
             v = getattr(self, name)
@@ -119,10 +130,7 @@ class AutoencoderDetector:
         ``X``: an array (N, H, W[, C]) or a list of decoded (H, W, C) images.
         """
         self._check_params()
-        if isinstance(X, np.ndarray):
-            X = validate_array(X, "training images")
-        elif len(X) == 0:
-            raise ValueError("training images: expected at least one image, got none")
+        X = as_images(X, "training images")
         spec = self.spec or infer_spec(X)
         x = prepare(X, spec, "training images")
         train_idx, mon_idx, cal_idx = self._split(len(x))
@@ -144,7 +152,7 @@ class AutoencoderDetector:
         x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
         hist = model.fit(
             x_fit, x_fit, validation_data=(x_mon, x_mon), epochs=self.epochs,
-            batch_size=self.batch_size, shuffle=True, callbacks=[stop], verbose=self.verbose,
+            batch_size=self.batch_size, shuffle=True, callbacks=[stop], verbose=self._keras_verbose(),
         )
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -168,7 +176,13 @@ class AutoencoderDetector:
             "n_monitor": int(len(mon_idx)),
             "n_calibration": int(len(cal_idx)),
             "train_error_mean": float(np.mean(self.reconstruction_error(x_train))),
+            "warnings": [],
         }
+        if len(cal_idx) < MIN_CALIBRATION:
+            msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
+                   "z-scores and flags are rough; give the class more images")
+            self.training_["warnings"].append(msg)
+            warnings.warn(msg, stacklevel=2)
         return self
 
     # ------------------------------------------------------------ scoring

@@ -258,14 +258,38 @@ def infer_spec(images: Iterable[np.ndarray], max_side: int = 128, default: int =
     return InputSpec(int(h), int(w), "gray" if gray else "rgb")
 
 
-def prepare(images: np.ndarray | Sequence[np.ndarray], spec: InputSpec, source: str = "array") -> np.ndarray:
-    """Any accepted input -> float32 (N, *spec.shape) for a model.
+def as_images(images: object, source: str = "images") -> np.ndarray | list[np.ndarray]:
+    """Validate what a user passes as images, at the boundary.
 
-    ``images`` is an array batch (validated here) or a list of decoded
-    (H, W, C) float images such as :func:`read_image` returns.
+    An array batch becomes a float32 (N, H, W, C) batch (see
+    :func:`validate_array`). A list may mix arrays of any accepted dtype and
+    shape (H, W) or (H, W, C), of any sizes, and Pillow images; each becomes
+    a float32 (H, W, C) image in [0, 1], or an :class:`ImageError` naming
+    its index.
     """
     if isinstance(images, np.ndarray):
-        return to_spec(validate_array(images, source), spec)
-    if len(images) == 0:
+        return validate_array(images, source)
+    if isinstance(images, Image.Image):
+        images = [images]
+    try:
+        items = list(images)
+    except TypeError:
+        raise ImageError(source, f"expected an array or a list of images, got {type(images).__name__}") from None
+    if not items:
         raise ImageError(source, "expected at least one image, got none")
-    return to_spec(list(images), spec)
+    out = []
+    for i, img in enumerate(items):
+        where = f"{source}[{i}]"
+        if isinstance(img, Image.Image):
+            out.append(_pil_to_array(img))
+            continue
+        arr = np.asarray(img)
+        if arr.ndim not in (2, 3):
+            raise ImageError(where, f"expected one image of shape (H, W) or (H, W, C), got shape {arr.shape}")
+        out.append(validate_array(arr[None], where)[0])
+    return out
+
+
+def prepare(images: np.ndarray | Sequence[np.ndarray], spec: InputSpec, source: str = "images") -> np.ndarray:
+    """Any accepted input (see :func:`as_images`) -> float32 (N, *spec.shape) for a model."""
+    return to_spec(as_images(images, source), spec)

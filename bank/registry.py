@@ -258,6 +258,8 @@ class Registry:
     def entry(self, name: str, version: int | None = None) -> Entry:
         """The parsed entry of a class (its active version by default)."""
         name = validate_class_name(name)
+        if version is not None and not self.versions(name):
+            raise RegistryError(f"no class {name!r} in {self.root} (classes: {', '.join(self.classes()) or 'none'})")
         v = self.active_version(name) if version is None else int(version)
         where = f"class {name!r} version {v}"
         path = _no_link(self._class_dir(name) / str(v), where)
@@ -391,7 +393,7 @@ class Registry:
     def activate(self, name: str, version: int) -> None:
         """Make ``version`` the active one, in one atomic rename."""
         name = validate_class_name(name)
-        self.entry(name, version)  # must exist and parse
+        self.check_model(self.entry(name, version))  # must exist, parse and match its checksum
         cdir = self._class_dir(name)
         with _locked(cdir / LOCK_FILE):
             if int(version) not in self.versions(name):

@@ -165,9 +165,7 @@ def check_margin(margin: float | None) -> float | None:
 
 def anomaly(z: np.ndarray, margin: np.ndarray | None, threshold: float, margin_threshold: float | None) -> np.ndarray:
     """One score per image and class whose flag is ``> 1``: max(z / threshold, margin / margin_threshold)."""
-    flag(np.zeros(1), threshold)  # validates
-    if threshold <= 0:
-        raise ValueError(f"threshold: an anomaly score needs a positive threshold, got {threshold}")
+    flag(np.zeros(1), threshold)  # validates: a positive number
     s = np.asarray(z, dtype=np.float64) / threshold
     if margin is not None and margin_threshold is not None:
         s = np.fmax(s, np.asarray(margin) / margin_threshold)  # fmax: a NaN margin (one class) leaves z
@@ -190,6 +188,6 @@ def upper_p_value(z: np.ndarray) -> np.ndarray:
 
 def flag(z: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """True where z passes the threshold. An error below the mean never flags."""
-    if not (math.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold: expected a finite number >= 0, got {threshold!r}")
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold: expected a positive number, got {threshold!r}")
     return np.asarray(z) > threshold

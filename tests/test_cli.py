@@ -51,6 +51,7 @@ def test_train_reports_the_skipped_file_and_registers(digit_folders, tmp_path, c
     assert summary["input_spec"] == {"height": 12, "width": 12, "color": "gray", "scaling": "unit"}
     assert [s["image"].endswith("zz_corrupt.png") for s in summary["skipped"]] == [True]
     assert "zz_corrupt.png" in err
+    assert "warning: the error statistics rest on 7 held-out images" in err
     assert summary["training"]["n_images"] == 70
     assert summary["stats"]["n"] == summary["training"]["n_calibration"]
 

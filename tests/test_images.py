@@ -228,3 +228,21 @@ def test_any_bytes_give_an_image_or_an_image_error(tmp_path_factory, data, cut, 
     else:
         assert arr.ndim == 3 and arr.shape[2] in (1, 3) and np.isfinite(arr).all()
         assert 0.0 <= arr.min() and arr.max() <= 1.0
+
+
+def test_lists_of_any_accepted_images_scale_like_the_array():
+    from bank.images import as_images, prepare
+
+    batch = np.random.default_rng(0).integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    want = prepare(batch, InputSpec(8, 8))
+    for as_list in (list(batch), [b[..., None] for b in batch], [Image.fromarray(b) for b in batch],
+                    [b.astype(np.uint16) * 257 for b in batch], [np.repeat(b[..., None], 3, -1) for b in batch]):
+        np.testing.assert_allclose(prepare(as_list, InputSpec(8, 8)), want, atol=1e-6)
+    mixed = as_images([batch[0], np.zeros((5, 7, 3), np.float32), Image.new("RGBA", (4, 2))])
+    assert [m.shape for m in mixed] == [(8, 8, 1), (5, 7, 3), (2, 4, 3)]
+    with pytest.raises(ImageError, match=r"images\[1\].*\[0, 1\]"):
+        as_images([batch[0], np.full((4, 4), 7.0)])
+    with pytest.raises(ImageError, match=r"images\[0\].*shape \(2, 8, 8, 1\)"):
+        as_images([np.zeros((2, 8, 8, 1))])
+    with pytest.raises(ImageError, match="at least one image"):
+        as_images([])

@@ -207,7 +207,7 @@ def test_cli_verify_and_skip_broken(two_classes, tmp_path, capsys):
 
     root = str(two_classes.root)
     assert main(["registry", "verify", "--registry", root]) == 0
-    assert "2 entries checked, 0 problem(s)" in capsys.readouterr().out
+    assert "2 entries checked (cards, checksums, and models loaded in safe mode): all sound" in capsys.readouterr().out
     model = two_classes.entry("0").model_path
     data = bytearray(model.read_bytes())
     data[len(data) // 3] ^= 0x01  # one byte
@@ -222,7 +222,7 @@ def test_cli_verify_and_skip_broken(two_classes, tmp_path, capsys):
     assert "class '0' version 1: model.keras checksum mismatch" in capsys.readouterr().err
     assert main(["classify", str(img), "--registry", root, "--skip-broken", "--json"]) == 0
     out, err = capsys.readouterr()
-    assert "skipped broken class '0'" in err
+    assert "skipped a broken class: class '0' version 1" in err
     doc = json.loads(out)
     assert doc["classes"] == ["1"] and doc["skipped_classes"][0]["class"] == "0"
 
@@ -384,3 +384,20 @@ def test_a_mutated_card_is_accepted_whole_or_refused_clearly(good_card, field, s
 
         spec, stats = InputSpec.from_dict(parsed["input_spec"]), ErrorStats.from_dict(parsed["stats"])
         assert spec.height >= 1 and spec.width >= 1 and stats.std > 0 and np.isfinite(stats.mean)
+
+
+def test_activating_a_broken_version_is_refused(two_classes, fitted, capsys):
+    two_classes.register("0", fitted["0"])
+    model = two_classes.entry("0", 1).model_path
+    model.write_bytes(model.read_bytes()[:-1])
+    with pytest.raises(RegistryError, match="class '0' version 1: model.keras checksum mismatch"):
+        two_classes.activate("0", 1)
+    assert two_classes.active_version("0") == 2
+    assert main(["show", "0", "--version", "1", "--registry", str(two_classes.root), "--json"]) == 0
+    assert "checksum mismatch" in json.loads(capsys.readouterr().out)["broken"]
+
+
+def test_verify_without_a_registry_and_errors_in_json(tmp_path, capsys):
+    assert main(["registry", "verify", "--registry", str(tmp_path / "none"), "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert "bank registry verify: error: no registry at" in err and "no registry at" in json.loads(out)["error"]

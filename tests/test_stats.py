@@ -52,14 +52,13 @@ def test_upper_p_value_is_the_normal_tail():
         (3.0001, 3.0, True),
         (-5.0, 3.0, False),  # far below the mean: never flags
         (1.5, 1.0, True),
-        (0.0, 0.0, False),
     ],
 )
 def test_flag_is_one_sided_and_strict(z, threshold, flagged):
     assert bool(st.flag(np.array([z]), threshold)[0]) is flagged
 
 
-@pytest.mark.parametrize("threshold", [-1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("threshold", [-1.0, 0.0, float("nan"), float("inf")])
 def test_flag_rejects_bad_thresholds(threshold):
     with pytest.raises(ValueError, match="threshold"):
         st.flag(np.zeros(1), threshold)
@@ -95,3 +94,38 @@ def test_stats_and_package_import_without_tensorflow():
     code = "import bank, bank.stats, bank.router, bank.registry, bank.cli, sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_lognormal_z_is_the_z_of_the_log_error():
+    rng = np.random.default_rng(0)
+    errs = np.exp(rng.normal(-4.0, 0.5, 5000))
+    s = st.fit_error_stats(errs)
+    assert s.log_mean == pytest.approx(-4.0, abs=0.03) and s.log_std == pytest.approx(0.5, abs=0.02)
+    e = np.exp(-4.0 + 3 * s.log_std)
+    assert st.zscore(np.array([e]), s, "lognormal")[0] == pytest.approx(3.0, abs=0.1)
+    # on lognormal errors, lognormal z > 3 rejects about 0.13% of normals; the Gaussian z > 3 far more
+    fresh = np.exp(rng.normal(-4.0, 0.5, 20000))
+    assert np.mean(st.zscore(fresh, s, "lognormal") > 3) < 0.003
+    assert np.mean(st.zscore(fresh, s, "gaussian") > 3) > 0.01
+    with pytest.raises(ValueError, match="method"):
+        st.zscore(fresh, s, "cauchy")
+
+
+def test_cards_without_a_log_fit_get_the_moment_matched_lognormal():
+    s = st.ErrorStats.from_dict({"mean": 0.02, "std": 0.01, "n": 50})
+    sigma2 = math.log(1 + 0.25)
+    assert s.log_std == pytest.approx(math.sqrt(sigma2))
+    assert s.log_mean == pytest.approx(math.log(0.02) - sigma2 / 2)
+    assert st.ErrorStats.from_dict(s.to_dict()) == s
+
+
+def test_margin_is_log_error_minus_the_best_other_log_error():
+    e = np.array([[0.01, 0.02, 0.04], [0.05, 0.05, 0.10]])
+    m = st.margins(e)
+    np.testing.assert_allclose(m[0], [np.log(0.5), np.log(2), np.log(4)])
+    np.testing.assert_allclose(m[1], [0.0, 0.0, np.log(2)])  # a tie: neither is worse than the other
+    assert np.isnan(st.margins(np.array([[0.1]]))).all()
+    a = st.anomaly(np.array([[1.5, 0.0]]), np.array([[-1.0, 0.3]]), 3.0, 0.2)
+    np.testing.assert_allclose(a, [[0.5, 1.5]])
+    with pytest.raises(ValueError, match="margin"):
+        st.check_margin(0.0)
