@@ -119,12 +119,17 @@ def reconstruction_montage(path: Path, router: Router, images, pairs: Sequence[t
         x, r = router.detectors[c].reconstruct(_take(images, [i]))
         originals.append(x[0])
         recons.append(r[0])
-    if len({o.shape for o in originals}) > 1:  # mixed specs: show each at its own size, padded to the largest
+    if len({o.shape for o in originals}) > 1:  # mixed specs: each at its own size, padded to the largest
         h = max(o.shape[0] for o in originals)
         w = max(o.shape[1] for o in originals)
-        pad = lambda a: np.pad(np.repeat(a, 3 // a.shape[-1], -1), ((0, h - a.shape[0]), (0, w - a.shape[1]), (0, 0)))
-        originals, recons = [pad(o) for o in originals], [pad(r) for r in recons]
+        originals, recons = [_pad_rgb(o, h, w) for o in originals], [_pad_rgb(r, h, w) for r in recons]
     return plot_montage(path, np.stack(originals), np.stack(recons), titles)
+
+
+def _pad_rgb(img: np.ndarray, h: int, w: int) -> np.ndarray:
+    """An (H, W, 1 or 3) image as RGB, padded with black to (h, w, 3)."""
+    rgb = np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
+    return np.pad(rgb, ((0, h - img.shape[0]), (0, w - img.shape[1]), (0, 0)))
 
 
 def write_report(out: str | Path, router: Router, images, truth: Sequence[str], names: Sequence[str],

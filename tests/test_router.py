@@ -46,7 +46,7 @@ def test_single_image_scores_as_in_a_batch(bank_registry, digits):
     np.testing.assert_allclose(one[0], batch[5], rtol=1e-5)
 
 
-def test_classes_with_different_specs_each_get_their_own_size(digits, bank_registry):
+def test_classes_with_different_specs_each_get_their_own_size(digits, bank_registry, tmp_path):
     images, labels = digits
     from bank import InputSpec
 
@@ -58,6 +58,13 @@ def test_classes_with_different_specs_each_get_their_own_size(digits, bank_regis
     err = router.errors(odd)
     assert err.shape == (1, 4) and np.isfinite(err).all()
     np.testing.assert_allclose(err[0, 3], big.reconstruction_error(odd)[0], rtol=1e-5)
+
+    from bank.report import write_report  # a report over classes of different sizes draws them side by side
+
+    mask = np.isin(labels[1400:], [0, 1, 3, 7])
+    truth = ["3@12" if t == 3 else str(t) for t in labels[1400:][mask]]
+    f = write_report(tmp_path, router, images[1400:][mask], truth, [f"#{i}" for i in range(len(truth))])
+    assert (tmp_path / "montage_sample.png").exists() and f["per_class"]["3@12"]["n_own"] == truth.count("3@12")
 
 
 def test_unknown_when_every_class_flags(bank_registry, digits):
