@@ -114,7 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = InputSpec(h, w, args.color or guess.color)
     params = {}
     if args.filters:
-        params["filters"] = [int(f) for f in args.filters.split(",")]
+        try:
+            params["filters"] = [int(f) for f in args.filters.split(",")]
+        except ValueError:
+            raise CommandError(f"--filters: expected whole numbers separated by commas, got {args.filters!r}") from None
     if args.latent:
         params["latent_dim"] = args.latent
     det = AutoencoderDetector(
@@ -317,8 +320,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(f)
         return 0
+    margin = f" or margin > {f['margin']:g}" if f["margin"] else ""
     print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank); flags: {f['method']} z > "
-          f"{f['threshold']:g} or margin > {f['margin']}")
+          f"{f['threshold']:g}{margin}")
     print(f"argmin accuracy {f['accuracy']:.4f}; called unknown {f['unknown_rate']:.2%}; mean AUROC "
           f"{_fmt(f['auroc_mean'])}; false reject {_fmt(f['false_reject'])}; false accept {_fmt(f['false_accept'])}")
     keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]
@@ -528,7 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, RegistryError, ImageError, ValueError, FileNotFoundError) as e:
+    except BrokenPipeError:  # output piped into head, less...: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (CommandError, RegistryError, ImageError, ValueError, OSError) as e:
         name = f"{args.command} {args.registry_command}" if args.command == "registry" else args.command
         _say(f"bank {name}: error: {e}")
         if getattr(args, "json", False):
@@ -537,6 +544,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say(f"bank {args.command}: interrupted")
         return 130
-    except BrokenPipeError:  # output piped into head, less...: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0

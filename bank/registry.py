@@ -82,6 +82,8 @@ def validate_class_name(name: str) -> str:
         problem = "contains a control or invisible character"
     elif norm != norm.strip():
         problem = "starts or ends with white space"
+    elif norm.casefold() == "unknown":
+        problem = "is reserved for the verdict 'none of the classes'"
     if problem:
         raise RegistryError(f"class name {name!r} {problem}; use letters, digits, '-', '_' or spaces")
     return norm
@@ -152,6 +154,11 @@ def parse_card(text: str, where: str) -> dict:
     return card
 
 
+def _is_version(name: str) -> bool:
+    """A version folder's name: ASCII digits, no leading zero (so one number has one folder)."""
+    return name.isascii() and name.isdigit() and str(int(name)) == name
+
+
 def _write_text(path: Path, text: str) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
@@ -166,7 +173,8 @@ def _locked(path: Path, blocking: bool = True, create: bool = True) -> Iterator[
     The operating system drops the lock when its holder dies, even by SIGKILL,
     so a lock is never left stale.
     """
-    fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    flags = os.O_RDWR | (os.O_CREAT if create else 0) | getattr(os, "O_NOFOLLOW", 0)  # never a link out
+    fd = os.open(path, flags, 0o644)
     try:
         if fcntl is None:
             yield True
@@ -236,7 +244,7 @@ class Registry:
         d = self._class_dir(name)
         if not d.is_dir():
             return []
-        return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit() and p.is_dir())
+        return sorted(int(p.name) for p in d.iterdir() if _is_version(p.name) and p.is_dir())
 
     def active_version(self, name: str) -> int:
         """The version ``ACTIVE`` names; the newest when there is no ``ACTIVE`` file yet."""
@@ -250,7 +258,7 @@ class Registry:
             return versions[-1]  # a first registration killed before it wrote ACTIVE
         except (OSError, UnicodeDecodeError) as e:
             raise RegistryError(f"class {name!r}: cannot read {ACTIVE_FILE} ({e})") from None
-        if not text.isdigit() or int(text) not in versions:
+        if not _is_version(text) or int(text) not in versions:
             raise RegistryError(f"class {name!r}: {ACTIVE_FILE} names version {text!r}, which is not there "
                                 f"(versions: {versions}); choose one with 'bank activate {name} VERSION'")
         return int(text)
@@ -293,11 +301,15 @@ class Registry:
 
         from .detector import AutoencoderDetector
 
+        where = f"class {e.class_name!r} version {e.version}"
         try:
             model = keras.saving.load_model(e.model_path, compile=False, safe_mode=True)
         except Exception as err:  # Keras raises many kinds for a bad or unsafe file
-            raise RegistryError(f"class {e.class_name!r} version {e.version}: cannot load {MODEL_FILE} "
-                                f"({type(err).__name__}: {err})") from None
+            raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
+        shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
+        if shapes != [e.spec.shape] * 2:
+            raise RegistryError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but card.json says "
+                                f"input_spec {e.spec.shape}")
         return AutoencoderDetector.from_card(e.card, model)
 
     def verify(self, load: bool = True) -> list[Problem]:
@@ -327,10 +339,7 @@ class Registry:
                 try:
                     e = self.entry(name, v)
                     if load:
-                        det = self.load_detector(name, v)
-                        shape = tuple(det.model_.input_shape[1:])
-                        if shape != e.spec.shape:
-                            raise RegistryError(f"model input {shape} does not match the card's {e.spec.shape}")
+                        self.load_detector(name, v)
                     else:
                         self.check_model(e)
                 except RegistryError as err:
@@ -401,37 +410,39 @@ class Registry:
             self._write_active(cdir, int(version))
 
     def remove(self, name: str, version: int | None = None) -> list[int]:
-        """Remove one version, or the whole class when ``version`` is None.
+        """Remove one version, or every version of the class when ``version`` is None.
 
         Returns the versions removed. Removing the active version makes the
-        newest remaining one active.
+        newest remaining one active. Everything happens under the class lock,
+        and the class folder itself stays (with its lock), so writers of the
+        class at the same moment are never disturbed.
         """
         name = validate_class_name(name)
-        versions = self.versions(name)
-        if not versions:
-            raise RegistryError(f"no class {name!r} in {self.root}")
-        if version is not None and int(version) not in versions:
-            raise RegistryError(f"class {name!r} has no version {version} (versions: {versions})")
         cdir = self._class_dir(name)
+        if not cdir.is_dir():
+            raise RegistryError(f"no class {name!r} in {self.root}")
         trash = self.root / f".trash-{uuid.uuid4().hex}"
-        if version is None:
-            with _locked(cdir / LOCK_FILE):
-                os.rename(cdir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
-            return versions
         with _locked(cdir / LOCK_FILE):
+            versions = self.versions(name)
+            if not versions:
+                raise RegistryError(f"no class {name!r} in {self.root}")
+            if version is not None and int(version) not in versions:
+                raise RegistryError(f"class {name!r} has no version {version} (versions: {versions})")
+            gone = versions if version is None else [int(version)]
+            rest = [v for v in versions if v not in gone]
             try:
-                was_active = self.active_version(name) == int(version)
+                was_active = self.active_version(name) in gone
             except RegistryError:
                 was_active = True  # ACTIVE was unreadable: repair it
-            rest = [v for v in versions if v != int(version)]
             if rest and was_active:  # re-point first: ACTIVE never names a missing version
                 self._write_active(cdir, rest[-1])
-            os.rename(cdir / str(int(version)), trash)
+            trash.mkdir()
+            for v in gone:
+                os.rename(cdir / str(v), trash / str(v))
+            if not rest:
+                (cdir / ACTIVE_FILE).unlink(missing_ok=True)
         shutil.rmtree(trash, ignore_errors=True)
-        if not rest:
-            shutil.rmtree(cdir, ignore_errors=True)
-        return [int(version)]
+        return gone
 
     # ------------------------------------------------------------ cleaning
 
@@ -464,7 +475,8 @@ class Registry:
             try:
                 age = now - p.lstat().st_mtime
                 if p.name.startswith(".active-"):
-                    stale = _is_free(cdir / LOCK_FILE)  # written and renamed while holding the class lock
+                    # written and renamed while holding the class lock
+                    stale = _is_free(cdir / LOCK_FILE) if fcntl is not None else age > STALE_SECONDS
                 elif p.name.startswith(TMP_PREFIX) and p.name.endswith(".lock"):
                     # a lock whose folder is gone; young ones may belong to a writer about to start
                     stale = age > 60 and not (cdir / p.name[: -len(".lock")]).exists() and _is_free(p)

@@ -153,7 +153,7 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
     for k, c in enumerate(result.classes):
         own = np.flatnonzero(truth == c)
         sample += [(int(i), c) for i in rng.choice(own, size=min(per_class_examples, len(own)), replace=False)]
-        worst_pairs += [(int(i), c, float(result.z[i, k])) for i in own]
+        worst_pairs += [(int(i), c, float(result.test_z[i, k])) for i in own]
     worst_pairs = sorted(worst_pairs, key=lambda t: -t[2])[:worst]
     if sample:
         titles = [f"{result.names[i]}"[-24:] for i, _ in sample]
@@ -161,7 +161,7 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
             out / "montage_sample.png", router, images, sample, titles).name
     if worst_pairs:
         titles = [f"{c}: z={z:.1f}" for _, c, z in worst_pairs]
-        pictures["worst: own-class images with the highest z"] = reconstruction_montage(
+        pictures[f"worst: own-class images with the highest {result.method} z"] = reconstruction_montage(
             out / "montage_worst.png", router, images, [(i, c) for i, c, _ in worst_pairs], titles).name
     histories = {c: d.history_ for c, d in router.detectors.items() if getattr(d, "history_", None)}
     if histories:
@@ -180,7 +180,7 @@ def _html(f: dict, out: Path) -> str:
     def num(v) -> str:
         return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = [("flags", f"{f['method']} z > {f['threshold']:g}, or margin > {f['margin']}"),
+    head = [("flags", f"{f['method']} z > {f['threshold']:g}" + (f", or margin > {f['margin']:g}" if f["margin"] else "")),
             ("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
             ("called unknown", f["unknown_rate"]), ("mean AUROC of the flag's score", f["auroc_mean"]),
             ("mean AUROC of the raw error", f["auroc_error_mean"]),

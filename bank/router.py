@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats as st
-from .images import InputSpec, prepare
+from .images import InputSpec, as_images, to_spec
 
 UNKNOWN = "unknown"
 
@@ -119,8 +119,16 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     Pure NumPy: any bank (the autoencoders, a PCA baseline) is judged by the same tests.
     """
     errors = np.asarray(errors, dtype=np.float64)
-    if errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
-        raise ValueError(f"errors: expected shape (N, {len(classes)}), got {errors.shape}")
+    if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
+        raise ValueError(f"errors: expected shape (N, {len(classes)}) with one statistics per class, got {errors.shape}")
+    if method not in st.STATS_METHODS:
+        raise ValueError(f"method: expected one of {', '.join(st.STATS_METHODS)}, got {method!r}")
+    bad = np.argwhere(~np.isfinite(errors) | (errors < 0))
+    if len(bad):
+        i, k = bad[0]
+        who = names[i] if names is not None and i < len(names) else f"#{i}"
+        raise ValueError(f"image {who}: class {classes[k]!r} gave the error {errors[i, k]} (expected a finite number "
+                         ">= 0; is the model broken?)")
     margin = st.check_margin(margin)
     z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
     test_z = z if method == "gaussian" else np.stack(
@@ -244,9 +252,10 @@ class Router:
 
     def errors(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(N, K) reconstruction errors; each class sees the image at its own spec."""
+        images = as_images(images)  # once, however many specs: a generator is read once, files decoded once
         out = None
         for spec, idx in self.groups.items():
-            x = prepare(images, spec)
+            x = to_spec(images, spec)
             if out is None:
                 out = np.empty((len(x), len(self.classes)), dtype=np.float64)
             fn = self._fn(spec)

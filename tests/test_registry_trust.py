@@ -401,3 +401,54 @@ def test_verify_without_a_registry_and_errors_in_json(tmp_path, capsys):
     assert main(["registry", "verify", "--registry", str(tmp_path / "none"), "--json"]) == 1
     out, err = capsys.readouterr()
     assert "bank registry verify: error: no registry at" in err and "no registry at" in json.loads(out)["error"]
+
+
+def test_remove_keeps_the_class_folder_and_its_lock_and_odd_folders_are_ignored(two_classes, fitted):
+    reg = two_classes
+    cdir = reg.root / "0"
+    lock = os.open(cdir / ".lock", os.O_RDONLY)  # a writer holding the class lock file open
+    try:
+        assert reg.remove("0") == [1]
+        assert cdir.is_dir() and (cdir / ".lock").exists() and reg.classes() == ["1"]
+        assert reg.register("0", fitted["0"]).version == 1 and reg.active_version("0") == 1
+    finally:
+        os.close(lock)
+    for odd in ("\u00b2", "\u0661", "01", "7x"):  # not versions: superscript two, Arabic one, leading zero
+        (cdir / odd).mkdir()
+    assert reg.versions("0") == [1]
+    (reg.root / ".lk").symlink_to(reg.root.parent / "outside.txt")
+    (cdir / ".lock").unlink()
+    (cdir / ".lock").symlink_to(reg.root.parent / "outside.txt")
+    with pytest.raises(OSError):
+        reg.activate("0", 1)
+    assert not (reg.root.parent / "outside.txt").exists()
+
+
+def test_unknown_is_not_a_class_name_and_nan_errors_are_refused():
+    from bank.registry import validate_class_name
+    from bank.router import decide
+    from bank.stats import ErrorStats
+
+    for name in ("unknown", "Unknown", "UNKNOWN"):
+        with pytest.raises(RegistryError, match="reserved"):
+            validate_class_name(name)
+    s = ErrorStats(0.01, 0.005, 10)
+    with pytest.raises(ValueError, match="image b.png: class 'x' gave the error nan"):
+        decide(np.array([[0.01, 0.02], [np.nan, 0.01]]), ["x", "y"], [s, s], ["a.png", "b.png"])
+
+
+def test_a_card_whose_input_spec_disagrees_with_the_model_is_refused(two_classes, tmp_path, capsys):
+    e = two_classes.entry("1")
+    (e.path / "card.json").write_text(json.dumps({**e.card, "input_spec": {**e.card["input_spec"], "height": 12}}))
+    with pytest.raises(RegistryError, match=r"class '1' version 1: the model maps \(8, 8, 1\).*\(12, 8, 1\)"):
+        two_classes.load_detector("1")
+    from PIL import Image
+
+    (tmp_path / "data" / "0").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(tmp_path / "data" / "0" / "x.png")
+    out_file = tmp_path / "a_file"
+    out_file.write_text("x")
+    code = main(["evaluate", str(tmp_path / "data"), "--registry", str(two_classes.root), "--classes", "0", "--out",
+                 str(out_file)])
+    err = capsys.readouterr().err
+    assert code == 1 and "bank evaluate: error:" in err and "a_file" in err  # an OSError, named, no traceback

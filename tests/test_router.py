@@ -57,6 +57,7 @@ def test_classes_with_different_specs_each_get_their_own_size(digits, bank_regis
     odd = [np.random.default_rng(0).random((20, 9, 3), dtype=np.float32)]  # any size, colour
     err = router.errors(odd)
     assert err.shape == (1, 4) and np.isfinite(err).all()
+    np.testing.assert_allclose(router.errors(img for img in odd), err)  # a generator is read once, for both specs
     np.testing.assert_allclose(err[0, 3], big.reconstruction_error(odd)[0], rtol=1e-5)
 
     from bank.report import write_report  # a report over classes of different sizes draws them side by side
