@@ -63,18 +63,19 @@ def seed_detector(seed: int):
                                seed=seed, verbose=0)
 
 
-def default_detector(seed: int, epochs: int | None):
+def default_detector(seed: int, epochs: int | None, **overrides):
+    """``AutoencoderDetector()`` with its defaults, or with the settings a trial overrides."""
     from bank import AutoencoderDetector
 
-    return AutoencoderDetector(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}))
+    return AutoencoderDetector(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}), **overrides)
 
 
-def make(bank: str, seed: int, epochs: int | None):
+def make(bank: str, seed: int, epochs: int | None, overrides: dict):
     if bank == "pca":
         return PCADetector(seed=seed)
     if bank == "seed":
         return seed_detector(seed)
-    return default_detector(seed, epochs)
+    return default_detector(seed, epochs, **overrides)
 
 
 def run_bank(bank: str, train, x_test, y_test, args, say) -> dict:
@@ -82,7 +83,7 @@ def run_bank(bank: str, train, x_test, y_test, args, say) -> dict:
     dets = {}
     for c in train.classes:
         t1 = time.perf_counter()
-        dets[c] = make(bank, args.seed, args.epochs).fit(train.arrays[c][: args.limit])
+        dets[c] = make(bank, args.seed, args.epochs, json.loads(args.set)).fit(train.arrays[c][: args.limit])
         say(f"  {bank}: class {c} in {time.perf_counter() - t1:.1f} s")
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default")
     p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
     p.add_argument("--epochs", type=int, help="most epochs for the default bank (default: its own, 30)")
+    p.add_argument("--set", default="{}", metavar="JSON", help="try other settings for the default bank, such as "
+                   '\'{"batch_size": 32, "params": {"latent_dim": 32}}\'')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-contamination", action="store_true", help="skip the contamination case")
     p.add_argument("--json", action="store_true")
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     train, test = load_labelled(args.data, "train"), load_labelled(args.data, "test")
     x_test = np.concatenate([test.arrays[c] for c in test.classes])
     y_test = [c for c in test.classes for _ in range(len(test.arrays[c]))]
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {_cores()} cores",
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {_cores()} cores", "set": args.set,
            "n_test": len(y_test), "limit_per_class": args.limit, "banks": {}}
     for bank in args.banks.split(","):
         say(f"bank {bank}")
