@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .images import ImageError
 from .registry import Registry, RegistryError
-from .stats import DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS
+from .stats import DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
 
 
 class CommandError(Exception):
@@ -52,26 +52,24 @@ def _fmt(v: object) -> str:
     return "" if v is None else str(v)
 
 
-def _threshold(text: str) -> float:
+def _positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of standard deviations, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
 def _margin(text: str) -> float | None:
-    if text.lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}")
-    return value
+    """An argparse type: a positive number, or 'none' for no margin test."""
+    return None if text.lower() == "none" else _positive(text)
+
+
+def _skipped_json(skipped: list[tuple[str, str]], key: str = "image") -> list[dict]:
+    return [{key: n, "error": r} for n, r in skipped]
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -140,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "architecture": {"name": det.architecture_, "params": det.params_},
         "training": det.training_,
         "stats": det.stats_.to_dict(),
-        "skipped": [{"image": n, "error": r} for n, r in skipped],
+        "skipped": _skipped_json(skipped),
     }
     if args.json:
         _emit_json(summary)
@@ -205,8 +203,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} (per-pixel MSE on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
     print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
-    print(f"  flags        lognormal z > {DEFAULT_THRESHOLD:g}: error > {math.exp(s.log_mean + DEFAULT_THRESHOLD * s.log_std):.6g}"
-          f" (default); gaussian z > {DEFAULT_THRESHOLD:g}: error > {s.mean + DEFAULT_THRESHOLD * s.std:.6g};"
+    t = DEFAULT_THRESHOLD
+    print(f"  flags        lognormal z > {t:g}: error > {error_cut(s, t, 'lognormal'):.6g} (default); "
+          f"gaussian z > {t:g}: error > {error_cut(s, t, 'gaussian'):.6g};"
           f" and, in a bank, another class's error lower by more than e^{DEFAULT_MARGIN:g}"
           " (change with --method, --threshold, --margin)")
     print(f"  versions     {c.get('versions')}")
@@ -266,8 +265,7 @@ def _route(args: argparse.Namespace):
 def _json_result(result, skipped, skipped_classes) -> dict:
     return {"classes": result.classes, "method": result.method, "threshold": result.threshold,
             "margin": result.margin_threshold, "results": result.records(),
-            "skipped": [{"image": n, "error": r} for n, r in skipped],
-            "skipped_classes": [{"class": n, "error": r} for n, r in skipped_classes]}
+            "skipped": _skipped_json(skipped), "skipped_classes": _skipped_json(skipped_classes, "class")}
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -315,8 +313,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     router = _router(args)
     _say(f"evaluating {len(router.classes)} class(es) on {len(data.truth)} image(s) of {args.data}")
     f = write_report(args.out, router, data.images, data.truth, data.names)
-    f["skipped"] = [{"image": n, "error": r} for n, r in data.skipped]
-    f["skipped_classes"] = [{"class": n, "error": r} for n, r in router.skipped]
+    f["skipped"], f["skipped_classes"] = _skipped_json(data.skipped), _skipped_json(router.skipped, "class")
     if args.json:
         _emit_json(f)
         return 0
@@ -333,6 +330,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_outliers(args: argparse.Namespace) -> int:
     from .evaluate import outlier_cut, rank_outliers
+    from .stats import zscore
 
     images, names, skipped = _class_data(args)
     det = _registry(args).load_detector(args.class_name)
@@ -341,19 +339,20 @@ def cmd_outliers(args: argparse.Namespace) -> int:
         _say(f"warning: {warning}")
     errors = det.reconstruction_error(images)
     order = rank_outliers(errors, cut)
-    z = (errors - det.stats_.mean) / det.stats_.std
+    z = zscore(errors, det.stats_)
     rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "z": float(z[i])} for r, i in enumerate(order)]
     montage = None
     if len(order) and args.montage != "none":
+        from .images import take
         from .report import plot_montage
 
         top = order[: args.top]
-        x, rec = det.reconstruct([images[i] for i in top] if isinstance(images, list) else images[top])
+        x, rec = det.reconstruct(take(images, top))
         montage = str(plot_montage(Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
                                    [f"#{r + 1} z={z[i]:.1f}" for r, i in enumerate(top)]))
     out = {"class": args.class_name, "quantile": args.quantile, "cut": cut, "n_images": len(errors),
            "n_outliers": len(rows), "outliers": rows, "montage": montage,
-           "skipped": [{"image": n, "error": r} for n, r in skipped], "warning": warning}
+           "skipped": _skipped_json(skipped), "warning": warning}
     if args.json:
         _emit_json(out)
         return 0
@@ -368,10 +367,8 @@ def cmd_outliers(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     reg = _registry(args)
-    if not reg.root.is_dir():
-        raise CommandError(f"no registry at {reg.root} (set --registry PATH or BANK_REGISTRY)")
-    entries = sum(len(reg.versions(c)) for c in reg.classes())
     problems = reg.verify(load=not args.quick)
+    entries = sum(len(reg.versions(c)) for c in reg.classes())
     leftovers = reg.leftovers()
     if args.json:
         _emit_json({"registry": str(reg.root), "ok": not problems, "entries": entries,
@@ -473,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("version", metavar="VERSION", type=int)
 
     def add_tests(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--threshold", type=_threshold, default=DEFAULT_THRESHOLD,
+        sp.add_argument("--threshold", type=_positive, default=DEFAULT_THRESHOLD,
                         help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
                         help="z of the log error (lognormal, default) or of the raw error (gaussian, the seeds')")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import stats as st
-from .images import InputSpec, as_images, infer_spec, prepare
+from .images import InputSpec, as_images, infer_spec, prepare, to_spec
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -132,7 +132,7 @@ class AutoencoderDetector:
         self._check_params()
         X = as_images(X, "training images")
         spec = self.spec or infer_spec(X)
-        x = prepare(X, spec, "training images")
+        x = to_spec(X, spec)
         train_idx, mon_idx, cal_idx = self._split(len(x))
 
         from . import models

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -288,6 +287,13 @@ def as_images(images: object, source: str = "images") -> np.ndarray | list[np.nd
             raise ImageError(where, f"expected one image of shape (H, W) or (H, W, C), got shape {arr.shape}")
         out.append(validate_array(arr[None], where)[0])
     return out
+
+
+def take(images: np.ndarray | Sequence[np.ndarray], idx: Sequence[int]) -> np.ndarray | list[np.ndarray]:
+    """The images at positions ``idx``, from an array batch or a list alike."""
+    if isinstance(images, np.ndarray):
+        return images[np.asarray(idx, dtype=int)]
+    return [images[i] for i in idx]
 
 
 def prepare(images: np.ndarray | Sequence[np.ndarray], spec: InputSpec, source: str = "images") -> np.ndarray:

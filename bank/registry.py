@@ -318,9 +318,9 @@ class Registry:
         Checks names, cards, checksums, ``ACTIVE``, and (with ``load``) that
         each model loads in Keras safe mode with the card's input shape.
         """
-        problems: list[Problem] = []
         if not self.root.is_dir():
-            return [Problem("", None, f"{self.root} is not a folder")]
+            raise RegistryError(f"no registry at {self.root} (set --registry PATH or BANK_REGISTRY)")
+        problems: list[Problem] = []
         for d in sorted(self.root.iterdir()):
             if d.name.startswith("."):
                 continue
@@ -335,20 +335,20 @@ class Registry:
                 continue
             if not d.is_dir():
                 continue
-            for v in self.versions(name):
+            versions = self.versions(name)
+            for v in versions:
                 try:
-                    e = self.entry(name, v)
                     if load:
-                        self.load_detector(name, v)
+                        self.load_detector(name, v)  # parses the card and checks the checksum first
                     else:
-                        self.check_model(e)
+                        self.check_model(self.entry(name, v))
                 except RegistryError as err:
                     problems.append(Problem(name, v, str(err)))
             try:
-                self.active_version(name)
+                if versions:
+                    self.active_version(name)
             except RegistryError as err:
-                if self.versions(name):
-                    problems.append(Problem(name, None, str(err)))
+                problems.append(Problem(name, None, str(err)))
         return problems
 
     # ------------------------------------------------------------ writing

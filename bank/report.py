@@ -16,15 +16,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from . import stats as st
 from .evaluate import evaluate
+from .images import take
 from .router import BankResult, Router
 
 #: Pairs per montage row.
 MONTAGE_COLUMNS = 4
-
-
-def _take(images: np.ndarray | Sequence[np.ndarray], idx: Sequence[int]):
-    return images[np.asarray(idx, dtype=int)] if isinstance(images, np.ndarray) else [images[i] for i in idx]
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -35,9 +33,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, stats, threshold: float,
                    method: str = "lognormal") -> Path:
     """In-class against out-of-class errors of one class, with the fitted curves and the flag threshold."""
-    gauss_cut = stats.mean + threshold * stats.std
-    log_cut = float(np.exp(stats.log_mean + threshold * stats.log_std))
-    cut = log_cut if method == "lognormal" else gauss_cut
+    cut = st.error_cut(stats, threshold, method)
     hi = max(cut * 1.5, float(np.quantile(errors[own], 0.995)) if own.any() else cut,
              float(np.quantile(errors[~own], 0.9)) if (~own).any() else cut)
     bins = np.linspace(0.0, hi, 60)
@@ -114,11 +110,12 @@ def plot_losses(path: Path, histories: dict[str, dict]) -> Path:
 def reconstruction_montage(path: Path, router: Router, images, pairs: Sequence[tuple[int, str]],
                            titles: Sequence[str]) -> Path:
     """Montage of image ``i`` beside its reconstruction by class ``c``, for each ``(i, c)``."""
-    originals, recons = [], []
-    for i, c in pairs:
-        x, r = router.detectors[c].reconstruct(_take(images, [i]))
-        originals.append(x[0])
-        recons.append(r[0])
+    originals, recons = [None] * len(pairs), [None] * len(pairs)
+    for c in dict.fromkeys(c for _, c in pairs):  # one model call per class, not per image
+        slots = [j for j, (_, cj) in enumerate(pairs) if cj == c]
+        x, r = router.detectors[c].reconstruct(take(images, [pairs[j][0] for j in slots]))
+        for j, xo, ro in zip(slots, x, r):
+            originals[j], recons[j] = xo, ro
     if len({o.shape for o in originals}) > 1:  # mixed specs: each at its own size, padded to the largest
         h = max(o.shape[0] for o in originals)
         w = max(o.shape[1] for o in originals)

@@ -121,8 +121,7 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     errors = np.asarray(errors, dtype=np.float64)
     if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
         raise ValueError(f"errors: expected shape (N, {len(classes)}) with one statistics per class, got {errors.shape}")
-    if method not in st.STATS_METHODS:
-        raise ValueError(f"method: expected one of {', '.join(st.STATS_METHODS)}, got {method!r}")
+    st.check_method(method)
     bad = np.argwhere(~np.isfinite(errors) | (errors < 0))
     if len(bad):
         i, k = bad[0]
@@ -168,11 +167,9 @@ class Router:
         if not detectors:
             raise ValueError("a router needs at least one class model; the registry has none (train one first)")
         st.flag(np.zeros(1), threshold)  # validates the threshold
-        if method not in st.STATS_METHODS:
-            raise ValueError(f"method: expected one of {', '.join(st.STATS_METHODS)}, got {method!r}")
+        self.method = st.check_method(method)
         self.detectors = dict(detectors)
         self.threshold = float(threshold)
-        self.method = method
         self.margin = st.check_margin(margin)
         self.batch_size = int(batch_size)
         self.classes = list(self.detectors)

@@ -137,7 +137,22 @@ def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian") -> n
         return (e - stats.mean) / stats.std
     if method == "lognormal":
         return (np.log(np.maximum(e, LOG_FLOOR)) - stats.log_mean) / stats.log_std
-    raise ValueError(f"stats method: expected one of {', '.join(STATS_METHODS)}, got {method!r}")
+    check_method(method)
+    raise AssertionError("unreachable")
+
+
+def check_method(method: str) -> str:
+    """A stats method name, checked against :data:`STATS_METHODS`."""
+    if method not in STATS_METHODS:
+        raise ValueError(f"method: expected one of {', '.join(STATS_METHODS)}, got {method!r}")
+    return method
+
+
+def error_cut(stats: ErrorStats, threshold: float, method: str = "gaussian") -> float:
+    """The error at which z reaches ``threshold`` under ``method``: the inverse of :func:`zscore`."""
+    if check_method(method) == "lognormal":
+        return math.exp(stats.log_mean + threshold * stats.log_std)
+    return stats.mean + threshold * stats.std
 
 
 def margins(errors: np.ndarray) -> np.ndarray:
