@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from .images import ImageError
 from .registry import Registry, RegistryError
-from .stats import DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
+from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
 
 
 class CommandError(Exception):
@@ -63,8 +63,8 @@ def _positive(text: str) -> float:
     return value
 
 
-def _margin(text: str) -> float | None:
-    """An argparse type: a positive number, or 'none' for no margin test."""
+def _optional(text: str) -> float | None:
+    """An argparse type: a positive number, or 'none' to turn a test off."""
     return None if text.lower() == "none" else _positive(text)
 
 
@@ -204,10 +204,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
     print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
     t = DEFAULT_THRESHOLD
-    print(f"  flags        lognormal z > {t:g}: error > {error_cut(s, t, 'lognormal'):.6g} (default); "
+    if s.has_complexity:
+        lo, hi = (math.exp(s.complexity_mean + sign * DEFAULT_COMPLEXITY * s.complexity_std) for sign in (-1, 1))
+        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; log error rises "
+              f"{s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}")
+        print(f"  flags        complexity z > {t:g}: error > {error_cut(s, t, 'complexity'):.6g} at typical "
+              f"complexity (default); input outside {lo:.3g}..{hi:.3g} bits/value;")
+    else:
+        print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
+    print(f"  flags        lognormal z > {t:g}: error > {error_cut(s, t, 'lognormal'):.6g}; "
           f"gaussian z > {t:g}: error > {error_cut(s, t, 'gaussian'):.6g};"
           f" and, in a bank, another class's error lower by more than e^{DEFAULT_MARGIN:g}"
-          " (change with --method, --threshold, --margin)")
+          " (change with --method, --threshold, --margin, --complexity)")
     print(f"  versions     {c.get('versions')}")
     print(f"  sha256       {c['model_sha256']}")
     return 0
@@ -245,7 +253,8 @@ def _router(args: argparse.Namespace):
         if not classes:
             raise CommandError("--classes: expected class names separated by commas, got none")
     router = Router.from_registry(_registry(args), classes, threshold=args.threshold, method=args.method,
-                                  margin=args.margin, skip_broken=args.skip_broken)
+                                  margin=args.margin, complexity_threshold=args.complexity,
+                                  skip_broken=args.skip_broken)
     for name, reason in router.skipped:
         _say(f"skipped a broken class: {reason}")
     return router
@@ -264,7 +273,8 @@ def _route(args: argparse.Namespace):
 
 def _json_result(result, skipped, skipped_classes) -> dict:
     return {"classes": result.classes, "method": result.method, "threshold": result.threshold,
-            "margin": result.margin_threshold, "results": result.records(),
+            "margin": result.margin_threshold, "complexity_threshold": result.complexity_threshold,
+            "results": result.records(),
             "skipped": _skipped_json(skipped), "skipped_classes": _skipped_json(skipped_classes, "class")}
 
 
@@ -296,9 +306,14 @@ def cmd_score(args: argparse.Namespace) -> int:
                 why.append("error")
             if result.flag_margin[i, k]:
                 why.append("margin")
+            if result.flag_complexity is not None and result.flag_complexity[i, k]:
+                why.append("complexity")
+            cz = result.complexity_z[i, k] if result.complexity_z is not None else float("nan")
             rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.test_z[i, k],
-                         result.p_value[i, k], result.margin[i, k], "FLAG (" + ", ".join(why) + ")" if why else ""])
-    print(_table(rows, ["image", "class", "error", "z", "score", f"{result.method} z", "p", "margin", "flag"]))
+                         result.p_value[i, k], result.margin[i, k], cz, "FLAG (" + ", ".join(why) + ")" if why else ""])
+    print(_table(rows, ["image", "class", "error", "z", "score", f"{result.method} z", "p", "margin", "cx z", "flag"]))
+    print(f"z, score: the seeds' Gaussian on the raw error; {result.method} z: the z the flag tests, p its upper tail; "
+          "margin: log error minus the best other class's; cx z: the input's complexity against the class's images")
     return 0
 
 
@@ -318,6 +333,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _emit_json(f)
         return 0
     margin = f" or margin > {f['margin']:g}" if f["margin"] else ""
+    margin += f" or |complexity z| > {f['complexity_threshold']:g}" if f.get("complexity_threshold") else ""
     print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank); flags: {f['method']} z > "
           f"{f['threshold']:g}{margin}")
     print(f"argmin accuracy {f['accuracy']:.4f}; called unknown {f['unknown_rate']:.2%}; mean AUROC "
@@ -473,10 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threshold", type=_positive, default=DEFAULT_THRESHOLD,
                         help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
-                        help="z of the log error (lognormal, default) or of the raw error (gaussian, the seeds')")
-        sp.add_argument("--margin", type=_margin, default=DEFAULT_MARGIN, metavar="M",
+                        help="z of the log error given the input's complexity (complexity, default), of the log "
+                             "error (lognormal) or of the raw error (gaussian, the seeds')")
+        sp.add_argument("--margin", type=_optional, default=DEFAULT_MARGIN, metavar="M",
                         help=f"a class also flags an image when another class's log error is lower by more than M "
                              f"(default {DEFAULT_MARGIN:g}); 'none' turns this off")
+        sp.add_argument("--complexity", type=_optional, default=DEFAULT_COMPLEXITY, metavar="Z",
+                        help=f"a class also flags an image whose log complexity (zlib bits per value) is more than Z "
+                             f"standard deviations from its images' (default {DEFAULT_COMPLEXITY:g}): a blank page "
+                             "is no digit; 'none' turns this off")
         sp.add_argument("--classes", metavar="A,B,...", help="use these classes only")
         sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say which "
                         "were skipped (default: refuse to run when any class is broken)")

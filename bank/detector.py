@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import stats as st
-from .images import InputSpec, as_images, infer_spec, prepare, to_spec
+from .images import InputSpec, as_images, complexity, infer_spec, prepare, to_spec
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -56,8 +56,13 @@ class AutoencoderDetector:
         Seeds the split, the weights and the shuffling.
     threshold : float
         z above which ``predict`` flags an image.
-    method : "lognormal" or "gaussian"
-        The fit z is taken under: log error (default) or raw error (the seeds').
+    method : "complexity", "lognormal" or "gaussian"
+        The fit z is taken under: log error given the input's complexity
+        (default), log error, or raw error (the seeds'); see :mod:`bank.stats`.
+    complexity_threshold : float or None
+        ``predict`` also flags an image whose log complexity is this many
+        standard deviations from the class's (a blank page for a digit);
+        None turns that test off.
     verbose : "auto", 0, 1 or 2
         Keras progress output during ``fit``: "auto" is a progress bar (1) on
         a terminal and one line per epoch (2) elsewhere; 0 is silent.
@@ -77,7 +82,8 @@ class AutoencoderDetector:
         monitor_fraction: float = 0.1,
         seed: int = 0,
         threshold: float = st.DEFAULT_THRESHOLD,
-        method: str = "lognormal",
+        method: str = "complexity",
+        complexity_threshold: float | None = st.DEFAULT_COMPLEXITY,
         verbose: str | int = "auto",
     ):
         self.spec = spec
@@ -92,6 +98,7 @@ class AutoencoderDetector:
         self.seed = seed
         self.threshold = threshold
         self.method = method
+        self.complexity_threshold = complexity_threshold
         self.verbose = verbose
 
     # ------------------------------------------------------------ fitting
@@ -112,6 +119,8 @@ class AutoencoderDetector:
                 raise ValueError(f"{name}: expected a number strictly between 0 and 1, got {v!r}")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
+        st.check_method(self.method)
+        st.check_complexity(self.complexity_threshold)
         if self.architecture not in ("auto", "conv", "dense"):
             raise ValueError(f"architecture: expected 'auto', 'conv' or 'dense', got {self.architecture!r}")
 
@@ -157,7 +166,7 @@ class AutoencoderDetector:
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
         val = self.history_.get("val_loss", [])
-        self.stats_ = st.fit_error_stats(self.reconstruction_error(x[cal_idx]))
+        self.stats_ = st.fit_error_stats(self.reconstruction_error(x[cal_idx]), complexity(x[cal_idx]))
         self.training_ = {
             "epochs": self.epochs,
             "epochs_run": len(val),
@@ -196,9 +205,17 @@ class AutoencoderDetector:
     def reconstruction_error(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """Per-image reconstruction error (per-pixel MSE in [0, 1] units), shape (N,)."""
         self._check_fitted()
+        return self._errors(prepare(X, self.spec_), batch_size)
+
+    def measure(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Per image, the reconstruction error and the input's complexity at the model's spec, each (N,)."""
+        self._check_fitted()
+        x = prepare(X, self.spec_)
+        return self._errors(x, batch_size), complexity(x)
+
+    def _errors(self, x: np.ndarray, batch_size: int) -> np.ndarray:
         from .models import error_model
 
-        x = prepare(X, self.spec_)
         fn = error_model([self.model_], self.spec_.shape)
         return np.concatenate(
             [np.asarray(fn.predict_on_batch(x[i : i + batch_size]))[:, 0] for i in range(0, len(x), batch_size)]
@@ -215,11 +232,16 @@ class AutoencoderDetector:
 
     def zscore(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """z of each image's error against the class's held-out errors, under ``method``."""
-        return st.zscore(self.reconstruction_error(X), self.stats_, self.method)
+        errors, cx = self.measure(X)
+        return st.zscore(errors, self.stats_, self.method, cx)
 
     def predict(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """1 where the image is flagged as not this class (z > threshold), else 0."""
-        return st.flag(self.zscore(X), self.threshold).astype(int)
+        """1 where the image is flagged as not this class, else 0: z > threshold, or its
+        complexity z beyond ``complexity_threshold`` either way."""
+        errors, cx = self.measure(X)
+        z = st.zscore(errors, self.stats_, self.method, cx)
+        cz = st.complexity_z(cx, self.stats_)
+        return (st.anomaly(z, None, self.threshold, None, cz, self.complexity_threshold) > 1).astype(int)
 
     def predict_proba(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(N, 2): column 0 is the upper-tail p-value of z (large for normal

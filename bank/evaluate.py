@@ -7,7 +7,7 @@ serves any bank (autoencoders, the PCA baseline in ``benchmarks/``).
 Per class, with "own" the images of that class and "others" the rest:
 
 - ``auroc``: one-vs-rest area under the ROC curve of the class's anomaly
-  score, the one its flag thresholds (z and, in a bank, the margin);
+  score, the one its flag thresholds (z, complexity and, in a bank, the margin);
 - ``auroc_error``: the same for the class's raw error alone (its one-class
   quality, without the rest of the bank);
 - ``false_reject``: share of own images the class flags;
@@ -87,6 +87,7 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
         "method": result.method,
         "threshold": result.threshold,
         "margin": result.margin_threshold,
+        "complexity_threshold": result.complexity_threshold,
         "accuracy": float(np.mean(nearest[known] == truth[known])),
         "accuracy_with_unknown": float(np.mean(labels[known] == truth[known])),
         "unknown_rate": float(np.mean(result.unknown[known])),

@@ -31,7 +31,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, stats, threshold: float,
-                   method: str = "lognormal") -> Path:
+                   method: str = "complexity") -> Path:
     """In-class against out-of-class errors of one class, with the fitted curves and the flag threshold."""
     cut = st.error_cut(stats, threshold, method)
     hi = max(cut * 1.5, float(np.quantile(errors[own], 0.995)) if own.any() else cut,
@@ -47,10 +47,11 @@ def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, s
                 label=f"class {name} (n={int(own.sum())})")
     x = np.linspace(hi / 1000, hi, 400)
     ax.plot(x, sps.lognorm.pdf(x, s=stats.log_std, scale=np.exp(stats.log_mean)), color="black", lw=1.2,
-            ls="-" if method == "lognormal" else ":", label="fitted lognormal")
+            ls=":" if method == "gaussian" else "-", label="fitted lognormal")
     ax.plot(x, sps.norm.pdf(x, stats.mean, stats.std), color="gray", lw=1.2,
             ls="-" if method == "gaussian" else ":", label="fitted normal (the seeds')")
-    ax.axvline(cut, color="black", ls="--", lw=1, label=f"flag: {method} z > {threshold:g} (error > {cut:.3g})")
+    where = " at typical complexity" if st.effective_method(stats, method) == "complexity" else ""
+    ax.axvline(cut, color="black", ls="--", lw=1, label=f"flag: {method} z > {threshold:g} (error > {cut:.3g}{where})")
     ax.set_xlabel("reconstruction error (per-pixel MSE); the last bin holds all larger")
     ax.set_ylabel("density")
     ax.set_title(f"class {name}: held-out fit, and the errors of the evaluated images")
@@ -177,7 +178,8 @@ def _html(f: dict, out: Path) -> str:
     def num(v) -> str:
         return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = [("flags", f"{f['method']} z > {f['threshold']:g}" + (f", or margin > {f['margin']:g}" if f["margin"] else "")),
+    head = [("flags", f"{f['method']} z > {f['threshold']:g}" + (f", or margin > {f['margin']:g}" if f["margin"] else "")
+             + (f", or |complexity z| > {f['complexity_threshold']:g}" if f.get("complexity_threshold") else "")),
             ("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
             ("called unknown", f["unknown_rate"]), ("mean AUROC of the flag's score", f["auroc_mean"]),
             ("mean AUROC of the raw error", f["auroc_error_mean"]),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats as st
-from .images import InputSpec, as_images, to_spec
+from .images import InputSpec, as_images, complexity, to_spec
 
 UNKNOWN = "unknown"
 
@@ -25,11 +25,13 @@ class BankResult:
 
     Arrays are (N, K), columns in the order of ``classes``. ``z`` and
     ``score`` are the seeds' (Gaussian on the raw error); ``test_z`` is the z
-    under the router's ``method`` (lognormal by default) and ``p_value`` its
-    upper tail. A class flags an image when ``test_z > threshold`` (the
-    error is improbable for the class: ``flag_error``) or ``margin >
-    margin_threshold`` (another class reconstructs it clearly better:
-    ``flag_margin``).
+    under the router's ``method`` (the log error given the input's
+    complexity, by default) and ``p_value`` its upper tail. A class flags an
+    image when ``test_z > threshold`` (the error is improbable for the
+    class: ``flag_error``), when ``margin > margin_threshold`` (another
+    class reconstructs it clearly better: ``flag_margin``), or when
+    ``|complexity_z| > complexity_threshold`` (the input is far simpler or
+    busier than the class's images: ``flag_complexity``).
     """
 
     classes: list[str]
@@ -45,16 +47,23 @@ class BankResult:
     threshold: float
     margin_threshold: float | None
     method: str
+    complexity: np.ndarray | None = None
+    complexity_z: np.ndarray | None = None
+    flag_complexity: np.ndarray | None = None
+    complexity_threshold: float | None = None
+    methods: list[str] | None = None
 
     @property
     def flags(self) -> np.ndarray:
-        """True where the class says "not this class", for either reason."""
-        return self.flag_error | self.flag_margin
+        """True where the class says "not this class", for any reason."""
+        out = self.flag_error | self.flag_margin
+        return out if self.flag_complexity is None else out | self.flag_complexity
 
     @property
     def anomaly(self) -> np.ndarray:
         """One score per image and class that flags past 1 (for ranking and AUROC)."""
-        return st.anomaly(self.test_z, self.margin, self.threshold, self.margin_threshold)
+        return st.anomaly(self.test_z, self.margin, self.threshold, self.margin_threshold, self.complexity_z,
+                          self.complexity_threshold)
 
     @property
     def nearest(self) -> list[str]:
@@ -75,10 +84,15 @@ class BankResult:
         """Why class ``k`` flags image ``i`` (empty when it does not)."""
         out = []
         if self.flag_error[i, k]:
-            out.append(f"error too high for the class ({self.method} z {self.test_z[i, k]:.2f} > {self.threshold:g})")
+            method = self.methods[k] if self.methods else self.method
+            out.append(f"error too high for the class ({method} z {self.test_z[i, k]:.2f} > {self.threshold:g})")
         if self.flag_margin[i, k]:
             out.append(f"another class reconstructs it better (margin {self.margin[i, k]:.2f} > "
                        f"{self.margin_threshold:g})")
+        if self.flag_complexity is not None and self.flag_complexity[i, k]:
+            cz = self.complexity_z[i, k]
+            out.append(f"input {'simpler' if cz < 0 else 'busier'} than the class's images (complexity z {cz:.2f}, "
+                       f"beyond +-{self.complexity_threshold:g})")
         return out
 
     def records(self) -> list[dict]:
@@ -98,6 +112,7 @@ class BankResult:
                         "test_z": float(self.test_z[i, k]),
                         "p_value": float(self.p_value[i, k]),
                         "margin": _finite_or_none(self.margin[i, k]),
+                        "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
                         "flag": bool(self.flags[i, k]),
                         "reasons": self.reasons(i, k),
                     }
@@ -113,10 +128,16 @@ def _finite_or_none(v: float) -> float | None:
 
 def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],
            names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
-           method: str = "lognormal", margin: float | None = st.DEFAULT_MARGIN) -> BankResult:
+           method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,
+           complexity: np.ndarray | None = None,
+           complexity_threshold: float | None = st.DEFAULT_COMPLEXITY) -> BankResult:
     """The bank's answer from an (N, K) matrix of errors and each class's statistics.
 
-    Pure NumPy: any bank (the autoencoders, a PCA baseline) is judged by the same tests.
+    ``complexity``: (N, K), each input's complexity at class k's spec
+    (:func:`bank.images.complexity`); without it, or for a class fitted
+    without the complexity part, ``complexity`` z falls back to lognormal and
+    the complexity test is skipped. Pure NumPy: any bank (the autoencoders,
+    a PCA baseline) is judged by the same tests.
     """
     errors = np.asarray(errors, dtype=np.float64)
     if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
@@ -129,18 +150,30 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         raise ValueError(f"image {who}: class {classes[k]!r} gave the error {errors[i, k]} (expected a finite number "
                          ">= 0; is the model broken?)")
     margin = st.check_margin(margin)
+    complexity_threshold = st.check_complexity(complexity_threshold)
+    if complexity is not None:
+        complexity = np.asarray(complexity, dtype=np.float64)
+        if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
+            raise ValueError(f"complexity: expected {errors.shape} positive finite values, like the errors")
+    col = (lambda k: None) if complexity is None else (lambda k: complexity[:, k])  # noqa: E731
     z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
-    test_z = z if method == "gaussian" else np.stack(
-        [st.zscore(errors[:, k], s, method) for k, s in enumerate(stats)], axis=1)
+    test_z = np.stack([st.zscore(errors[:, k], s, method, col(k)) for k, s in enumerate(stats)], axis=1)
+    methods = [st.effective_method(s, method, complexity is not None) for s in stats]
+    cz = None if complexity is None else np.stack([st.complexity_z(col(k), s) for k, s in enumerate(stats)], axis=1)
     margins = st.margins(errors)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise ValueError(f"names: expected {len(errors)}, got {len(names)}")
     flag_margin = (margins > margin) if margin is not None else np.zeros(errors.shape, bool)
+    flag_cx = None
+    if cz is not None:
+        flag_cx = np.abs(cz) > complexity_threshold if complexity_threshold is not None else np.zeros(errors.shape, bool)
     return BankResult(
         classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
         p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
         flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
+        complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
+        methods=methods,
     )
 
 
@@ -152,18 +185,23 @@ class Router:
     detectors : dict of class name -> fitted AutoencoderDetector
     threshold : float
         z above which a class flags an image as too poorly reconstructed (default 3).
-    method : "lognormal" or "gaussian"
-        The fit that z is taken under: the log of the error (default) or the
-        raw error (the seeds').
+    method : "complexity", "lognormal" or "gaussian"
+        The fit that z is taken under: the log of the error given the
+        input's complexity (default), the log of the error, or the raw error
+        (the seeds').
     margin : float or None
         A class also flags an image when another class's log error is lower
         by more than this (default 0.2); None turns this test off.
+    complexity_threshold : float or None
+        A class also flags an image whose log complexity is this many
+        standard deviations from its images' (default 4); None turns it off.
     batch_size : int
         Images per compiled call.
     """
 
-    def __init__(self, detectors: dict, *, threshold: float = st.DEFAULT_THRESHOLD, method: str = "lognormal",
-                 margin: float | None = st.DEFAULT_MARGIN, batch_size: int = 256):
+    def __init__(self, detectors: dict, *, threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
+                 margin: float | None = st.DEFAULT_MARGIN,
+                 complexity_threshold: float | None = st.DEFAULT_COMPLEXITY, batch_size: int = 256):
         if not detectors:
             raise ValueError("a router needs at least one class model; the registry has none (train one first)")
         st.flag(np.zeros(1), threshold)  # validates the threshold
@@ -171,6 +209,7 @@ class Router:
         self.detectors = dict(detectors)
         self.threshold = float(threshold)
         self.margin = st.check_margin(margin)
+        self.complexity_threshold = st.check_complexity(complexity_threshold)
         self.batch_size = int(batch_size)
         self.classes = list(self.detectors)
         self.stats = [d.stats_ for d in self.detectors.values()]
@@ -209,7 +248,7 @@ class Router:
             raise ValueError("reload needs a router made by Router.from_registry")
         names = self.registry.classes() if self._all_classes else self.classes
         kwargs = {"threshold": self.threshold, "method": self.method, "margin": self.margin,
-                  "batch_size": self.batch_size}
+                  "complexity_threshold": self.complexity_threshold, "batch_size": self.batch_size}
         return self._loaded(self.registry, names, self._all_classes, True, self, kwargs)
 
     @classmethod
@@ -249,25 +288,35 @@ class Router:
 
     def errors(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(N, K) reconstruction errors; each class sees the image at its own spec."""
+        return self.measure(images, with_complexity=False)[0]
+
+    def measure(self, images: np.ndarray | Sequence[np.ndarray],
+                with_complexity: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, K) reconstruction errors and (N, K) input complexities (None without
+        ``with_complexity``); each class sees the image at its own spec."""
         images = as_images(images)  # once, however many specs: a generator is read once, files decoded once
-        out = None
+        out = cx = None
         for spec, idx in self.groups.items():
             x = to_spec(images, spec)
             if out is None:
                 out = np.empty((len(x), len(self.classes)), dtype=np.float64)
+                cx = np.empty_like(out) if with_complexity else None
+            if with_complexity:
+                cx[:, idx] = complexity(x)[:, None]
             fn = self._fn(spec)
             for i in range(0, len(x), self.batch_size):
                 out[i : i + self.batch_size, idx] = np.asarray(fn.predict_on_batch(x[i : i + self.batch_size]))
-        return out
+        return out, cx
 
     def score(self, images: np.ndarray | Sequence[np.ndarray], names: Sequence[str] | None = None) -> BankResult:
         """Everything the bank says about each image."""
-        return self.result(self.errors(images), names)
+        return self.result(*self.measure(images), names=names)
 
-    def result(self, errors: np.ndarray, names: Sequence[str] | None = None) -> BankResult:
-        """The bank's answer from an (N, K) matrix of this bank's errors."""
+    def result(self, errors: np.ndarray, complexity: np.ndarray | None = None,
+               names: Sequence[str] | None = None) -> BankResult:
+        """The bank's answer from (N, K) matrices of this bank's errors and the inputs' complexities."""
         return decide(errors, self.classes, self.stats, names, threshold=self.threshold, method=self.method,
-                      margin=self.margin)
+                      margin=self.margin, complexity=complexity, complexity_threshold=self.complexity_threshold)
 
     def classify(self, images: np.ndarray | Sequence[np.ndarray]) -> list[str]:
         """Per image, the class by lowest error, or "unknown" when every class flags it."""

@@ -13,6 +13,17 @@ Two fits of the same held-out errors are kept:
   close to normal, so its z gives honest tail probabilities (on MNIST, z > 3
   rejects 0.6% of normal digits where the raw Gaussian rejects 2%).
 
+- ``complexity`` (the default): the lognormal z of the error *given the
+  input's complexity*. Simple inputs (a blank page, a thin stroke) reconstruct
+  well whatever they are, complex ones badly: reconstruction error tracks
+  complexity as much as class (Serra et al., ICLR 2020). Complexity here is
+  the bits per value zlib needs for the image (:func:`bank.images.complexity`);
+  the fit regresses log error on log complexity over the held-out images and
+  z is the residual over its standard deviation. The same fit gives a second
+  test: an input whose complexity is far outside the class's (|z| >
+  ``DEFAULT_COMPLEXITY``), such as a blank or constant image, is not the class.
+  A class fitted before this existed falls back to ``lognormal``.
+
 Beside the error's own test, a bank has the *margin* of a class on an image:
 ``log(error of the class) - log(lowest error of the other classes)``. A
 positive margin means another class reconstructs the image better; past
@@ -37,10 +48,16 @@ DEFAULT_THRESHOLD = 3.0
 MIN_SAMPLES = 2
 
 #: The fits a z can be taken under; the first is the default.
-STATS_METHODS = ("lognormal", "gaussian")
+STATS_METHODS = ("complexity", "lognormal", "gaussian")
 
 #: A class flags an image when another class's error is lower by this much in log (e**0.2 = 1.22).
 DEFAULT_MARGIN = 0.2
+
+#: A class flags an image whose log complexity is this many standard deviations from the class's.
+DEFAULT_COMPLEXITY = 4.0
+
+#: The fields of the input-complexity part of a fit (all on log scales).
+COMPLEXITY_FIELDS = ("complexity_mean", "complexity_std", "complexity_slope", "residual_std")
 
 #: Errors are floored here before taking logs (a perfect reconstruction has error 0).
 LOG_FLOOR = 1e-12
@@ -61,6 +78,15 @@ class ErrorStats:
     quantiles: dict[str, float] = field(default_factory=dict)
     log_mean: float | None = None
     log_std: float | None = None
+    complexity_mean: float | None = None
+    complexity_std: float | None = None
+    complexity_slope: float | None = None
+    residual_std: float | None = None
+
+    @property
+    def has_complexity(self) -> bool:
+        """True when the fit has the input-complexity part (models fitted since it exists)."""
+        return self.complexity_mean is not None
 
     def __post_init__(self):
         if self.log_mean is None or self.log_std is None:  # cards from before the log fit: moment-match it
@@ -70,8 +96,11 @@ class ErrorStats:
 
     def to_dict(self) -> dict:
         """The JSON form stored in a model card."""
-        return {"mean": self.mean, "std": self.std, "n": self.n, "quantiles": dict(self.quantiles),
-                "log_mean": self.log_mean, "log_std": self.log_std}
+        out = {"mean": self.mean, "std": self.std, "n": self.n, "quantiles": dict(self.quantiles),
+               "log_mean": self.log_mean, "log_std": self.log_std}
+        if self.has_complexity:
+            out.update({k: getattr(self, k) for k in COMPLEXITY_FIELDS})
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ErrorStats:
@@ -97,7 +126,14 @@ class ErrorStats:
                                                                                          "stats.log_std")
             if log_std <= 0:
                 raise ValueError(f"stats.log_std: expected a positive number, got {log_std}")
-        return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std)
+        extra = {}
+        if any(data.get(k) is not None for k in COMPLEXITY_FIELDS):
+            extra = {k: _finite(data.get(k), f"stats.{k}") for k in COMPLEXITY_FIELDS}
+            for k in ("complexity_std", "residual_std"):
+                if extra[k] <= 0:
+                    raise ValueError(f"stats.{k}: expected a positive number, got {extra[k]}")
+        return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std, **extra)
+
 
 
 def _finite(value: object, name: str) -> float:
@@ -106,11 +142,15 @@ def _finite(value: object, name: str) -> float:
     return float(value)
 
 
-def fit_error_stats(errors: np.ndarray, quantiles: tuple[float, ...] = QUANTILES) -> ErrorStats:
+def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
+                    quantiles: tuple[float, ...] = QUANTILES) -> ErrorStats:
     """Fit :class:`ErrorStats` to a 1-D array of held-out reconstruction errors.
 
     ``std`` is the sample standard deviation (ddof=1), floored at
     ``1e-6 * mean`` (and 1e-12) so identical errors do not give infinite z.
+    ``complexity`` (the same images' :func:`bank.images.complexity`) adds
+    the complexity part: the least-squares line of log error on log
+    complexity and the spread of both around it.
     """
     errors = np.asarray(errors, dtype=np.float64).ravel()
     if errors.size < MIN_SAMPLES:
@@ -126,19 +166,57 @@ def fit_error_stats(errors: np.ndarray, quantiles: tuple[float, ...] = QUANTILES
     logs = np.log(np.maximum(errors, LOG_FLOOR))
     log_std = max(float(logs.std(ddof=1)), 1e-6)
     qs = {f"{q:g}": float(np.quantile(errors, q)) for q in quantiles}
+    extra = {} if complexity is None else _fit_complexity(logs, complexity)
     return ErrorStats(mean=mean, std=std, n=int(errors.size), quantiles=qs, log_mean=float(logs.mean()),
-                      log_std=log_std)
+                      log_std=log_std, **extra)
 
 
-def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian") -> np.ndarray:
-    """z of errors under a fit: ``gaussian`` (error - mean) / std, or ``lognormal`` on log error."""
+def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray) -> dict:
+    c = np.asarray(complexity, dtype=np.float64).ravel()
+    if c.shape != log_errors.shape or not np.all(np.isfinite(c)) or np.any(c <= 0):
+        raise ValueError(f"complexity: expected {log_errors.size} positive finite values, one per held-out error")
+    lc = np.log(c)
+    dc, de = lc - lc.mean(), log_errors - log_errors.mean()
+    var = float(np.mean(dc * dc))
+    slope = float(np.mean(dc * de) / var) if var > 1e-12 else 0.0  # all inputs alike: no line to fit
+    residual = de - slope * dc
+    return {"complexity_mean": float(lc.mean()), "complexity_std": max(float(lc.std(ddof=1)), 1e-3),
+            "complexity_slope": slope, "residual_std": max(float(residual.std(ddof=1)), 1e-6)}
+
+
+def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian",
+           complexity: np.ndarray | None = None) -> np.ndarray:
+    """z of errors under a fit: ``gaussian`` (error - mean) / std, ``lognormal`` on log error, or
+    ``complexity``: the log error's residual from the class's line at each input's ``complexity``.
+
+    ``complexity`` falls back to ``lognormal`` when the fit has no complexity part or no
+    ``complexity`` values are given (see :func:`effective_method`).
+    """
     e = np.asarray(errors, dtype=np.float64)
+    method = effective_method(stats, check_method(method), complexity is not None)
     if method == "gaussian":
         return (e - stats.mean) / stats.std
+    log_e = np.log(np.maximum(e, LOG_FLOOR))
     if method == "lognormal":
-        return (np.log(np.maximum(e, LOG_FLOOR)) - stats.log_mean) / stats.log_std
-    check_method(method)
-    raise AssertionError("unreachable")
+        return (log_e - stats.log_mean) / stats.log_std
+    expected = stats.log_mean + stats.complexity_slope * (np.log(np.asarray(complexity, np.float64))
+                                                          - stats.complexity_mean)
+    return (log_e - expected) / stats.residual_std
+
+
+def effective_method(stats: ErrorStats, method: str, have_complexity: bool = True) -> str:
+    """The method a z is really taken under: ``complexity`` needs a fit with that part and the inputs' values."""
+    if method == "complexity" and not (stats.has_complexity and have_complexity):
+        return "lognormal"
+    return method
+
+
+def complexity_z(complexity: np.ndarray, stats: ErrorStats) -> np.ndarray:
+    """How far each input's log complexity is from the class's, in standard deviations (NaN without a fit)."""
+    c = np.asarray(complexity, dtype=np.float64)
+    if not stats.has_complexity:
+        return np.full(c.shape, np.nan)
+    return (np.log(c) - stats.complexity_mean) / stats.complexity_std
 
 
 def check_method(method: str) -> str:
@@ -149,8 +227,12 @@ def check_method(method: str) -> str:
 
 
 def error_cut(stats: ErrorStats, threshold: float, method: str = "gaussian") -> float:
-    """The error at which z reaches ``threshold`` under ``method``: the inverse of :func:`zscore`."""
-    if check_method(method) == "lognormal":
+    """The error at which z reaches ``threshold`` under ``method``: the inverse of :func:`zscore`
+    (for ``complexity``, at the class's typical complexity)."""
+    method = effective_method(stats, check_method(method))
+    if method == "complexity":
+        return math.exp(stats.log_mean + threshold * stats.residual_std)
+    if method == "lognormal":
         return math.exp(stats.log_mean + threshold * stats.log_std)
     return stats.mean + threshold * stats.std
 
@@ -178,12 +260,24 @@ def check_margin(margin: float | None) -> float | None:
     return None if margin is None else float(margin)
 
 
-def anomaly(z: np.ndarray, margin: np.ndarray | None, threshold: float, margin_threshold: float | None) -> np.ndarray:
-    """One score per image and class whose flag is ``> 1``: max(z / threshold, margin / margin_threshold)."""
+def check_complexity(threshold: float | None) -> float | None:
+    """A complexity threshold: a positive number, or None for no complexity test."""
+    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)
+                                      and threshold > 0):
+        raise ValueError(f"complexity threshold: expected a positive number or None, got {threshold!r}")
+    return None if threshold is None else float(threshold)
+
+
+def anomaly(z: np.ndarray, margin: np.ndarray | None, threshold: float, margin_threshold: float | None,
+            complexity_z: np.ndarray | None = None, complexity_threshold: float | None = None) -> np.ndarray:
+    """One score per image and class whose flag is ``> 1``: the largest of z / threshold,
+    margin / margin_threshold and |complexity z| / complexity_threshold (the last two when given)."""
     flag(np.zeros(1), threshold)  # validates: a positive number
     s = np.asarray(z, dtype=np.float64) / threshold
     if margin is not None and margin_threshold is not None:
         s = np.fmax(s, np.asarray(margin) / margin_threshold)  # fmax: a NaN margin (one class) leaves z
+    if complexity_z is not None and complexity_threshold is not None:
+        s = np.fmax(s, np.abs(np.asarray(complexity_z)) / complexity_threshold)  # NaN: a class without the fit
     return s
 
 

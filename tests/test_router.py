@@ -5,6 +5,7 @@ import pytest
 
 from bank import Router
 from bank import stats as st
+from bank.images import complexity, prepare
 from conftest import tiny_detector
 
 
@@ -17,7 +18,12 @@ def test_router_equals_each_model_alone(bank_registry, digits):
     for k, c in enumerate(router.classes):
         det = bank_registry.load_detector(c)
         np.testing.assert_allclose(res.errors[:, k], det.reconstruction_error(test), rtol=1e-5)
-        np.testing.assert_allclose(res.test_z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # lognormal
+        np.testing.assert_allclose(res.test_z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # complexity
+        s, cx = det.stats_, complexity(prepare(test, det.spec_))
+        assert s.has_complexity
+        np.testing.assert_allclose(res.complexity_z[:, k], (np.log(cx) - s.complexity_mean) / s.complexity_std)
+        residual = np.log(res.errors[:, k]) - s.log_mean - s.complexity_slope * (np.log(cx) - s.complexity_mean)
+        np.testing.assert_allclose(res.test_z[:, k], residual / s.residual_std, rtol=1e-5, atol=1e-9)
         det.method = "gaussian"
         np.testing.assert_allclose(res.z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # the seeds' z
     np.testing.assert_allclose(res.score, np.exp(-res.z**2 / 2))
@@ -25,8 +31,8 @@ def test_router_equals_each_model_alone(bank_registry, digits):
     log_e = np.log(res.errors)
     best_other = np.stack([np.delete(log_e, k, 1).min(1) for k in range(3)], 1)
     np.testing.assert_allclose(res.margin, log_e - best_other)
-    assert (res.flags == ((res.test_z > 3.0) | (res.margin > 0.2))).all()
-    seeds = Router.from_registry(bank_registry, method="gaussian", margin=None).score(test)
+    assert (res.flags == ((res.test_z > 3.0) | (res.margin > 0.2) | (np.abs(res.complexity_z) > 4.0))).all()
+    seeds = Router.from_registry(bank_registry, method="gaussian", margin=None, complexity_threshold=None).score(test)
     assert (seeds.flags == (seeds.z > 3.0)).all()  # the seeds' rule, still available
 
 
@@ -77,7 +83,8 @@ def test_unknown_when_every_class_flags(bank_registry, digits):
     assert res.labels[3:] == ["unknown"] * 5
     rec = res.records()[3]
     assert rec["label"] is None and rec["unknown"] is True and rec["nearest"] in router.classes
-    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "p_value", "margin", "flag", "reasons"}
+    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "p_value", "margin", "complexity_z", "flag",
+                                           "reasons"}
     assert any("error too high" in r for c in rec["classes"].values() for r in c["reasons"])
 
 
@@ -89,3 +96,28 @@ def test_router_refuses_an_empty_bank_and_bad_input(bank_registry):
         router.errors(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="threshold"):
         Router.from_registry(bank_registry, classes=["1"], threshold=-1)
+
+
+def test_blank_constant_and_noise_are_unknown_and_digits_still_classified(bank_registry, digits):
+    """The open set: inputs that reconstruct too well (blank, constant) or too badly (noise) are no class."""
+    images, labels = digits
+    rng = np.random.default_rng(3)
+    foreign = {
+        "blank": np.zeros((4, 8, 8), np.float32),
+        "constant": np.repeat(np.array([0.1, 0.4, 0.7, 1.0], np.float32), 64).reshape(4, 8, 8),
+        "noise": rng.random((20, 8, 8), dtype=np.float32),
+    }
+    router = Router.from_registry(bank_registry)
+    for name, x in foreign.items():
+        res = router.score(x)
+        assert res.unknown.all(), (name, res.labels)
+        for i in range(len(x)):  # every class says why
+            assert all(res.reasons(i, k) for k in range(len(router.classes)))
+    mask = np.isin(labels[1400:], [0, 1, 7])
+    test, truth = images[1400:][mask], labels[1400:][mask]
+    res = router.score(test)
+    assert np.mean(np.array(res.nearest, dtype=int) == truth) >= 0.9
+    assert np.mean(res.unknown) <= 0.1
+    for name in ("blank", "constant"):  # far simpler than any digit: the complexity test says so in every class
+        res = router.score(foreign[name])
+        assert res.flag_complexity.all() and (res.complexity_z < -4).all(), name
