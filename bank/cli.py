@@ -425,13 +425,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"argmin accuracy on {out['n_test']} held-out digits: {out['accuracy']:.3f}")
     print(f"called unknown (every class flags): {out['unknown_rate']:.1%}")
     print(f"trained {len(out['classes'])} classes in {out['train_seconds']} s into {out['registry']}")
+    print("no digits at all: " + ", ".join(f"{k} -> {v}" for k, v in out["foreign"].items()))
     rows = []
     for rec in out["examples"]:
         for c, v in rec["classes"].items():
             rows.append([rec["image"], c, v["error"], v["z"], v["score"], v["test_z"], v["p_value"], v["margin"],
                          "FLAG" if v["flag"] else ""])
     print("\nscores of a few held-out digits:")
-    print(_table(rows, ["image", "class", "error", "z", "score", "lognormal z", "p", "margin", "flag"]))
+    print(_table(rows, ["image", "class", "error", "z", "score", "complexity z", "p", "margin", "flag"]))
     print("\nnext: 'bank list', 'bank classify IMAGE...', 'bank score IMAGE...'")
     return 0
 

@@ -1,7 +1,8 @@
 """The demo: a digit bank on scikit-learn's bundled 8x8 digits, no download.
 
 Trains one autoencoder per digit on three quarters of the set, registers
-each, then routes the held-out quarter through the bank.
+each, then routes the held-out quarter through the bank, and three images
+that are no digit (blank, flat gray, noise), which it should call unknown.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def run_demo(
     train_seconds = time.perf_counter() - start
     router = Router({d: registry.load_detector(d, v) for d, v in versions.items()})
     result = router.score(x_test, names=[f"test #{i} (digit {y})" for i, y in enumerate(y_test)])
+    rng = np.random.default_rng(seed)
+    foreign = {"blank": np.zeros((8, 8), np.float32), "flat gray": np.full((8, 8), 0.5, np.float32),
+               "noise": rng.random((8, 8), dtype=np.float32)}
+    verdicts = dict(zip(foreign, router.score(list(foreign.values())).labels))
     nearest = np.array([int(c) for c in result.nearest])
     unknown = result.unknown
     labelled_right = (nearest == y_test) & ~unknown
@@ -68,4 +73,5 @@ def run_demo(
         "train_seconds": round(train_seconds, 1),
         "seconds": round(time.perf_counter() - start, 1),
         "examples": result.records()[:3],
+        "foreign": verdicts,
     }

@@ -10,8 +10,11 @@
 
 Every bank fits its error statistics on a 10% split of each class's
 training images that it never trained on, then routes the 10,000 test
-images. Each bank is judged under two rules: the seeds' (Gaussian z > 3 on
-the raw error) and bank's default (lognormal z > 3, or margin > 0.2).
+images. Each bank is judged under three rules: the seeds' (Gaussian z > 3
+on the raw error), ``lognormal`` (lognormal z > 3 or margin > 0.2) and
+bank's default (z > 3 of the log error given the input's complexity, margin
+> 0.2, or complexity |z| > 4). ``--registry`` judges a trained registry as
+the default bank instead of training one.
 Also measured: the seeds' contamination case, a "1" model trained with 1%
 of "3"s mixed in, and how many of those 3s land past its 0.999 quantile.
 """
@@ -29,9 +32,14 @@ import numpy as np
 from bank import stats as st
 from bank.data import load_labelled
 from bank.evaluate import evaluate
+from bank.images import complexity
 from bank.router import decide
 
-RULES = {"seeds": {"method": "gaussian", "margin": None}, "default": {"method": "lognormal", "margin": 0.2}}
+RULES = {
+    "seeds": {"method": "gaussian", "margin": None, "complexity_threshold": None},
+    "lognormal": {"method": "lognormal", "margin": 0.2, "complexity_threshold": None},
+    "default": {},
+}
 
 
 class PCADetector:
@@ -47,12 +55,16 @@ class PCADetector:
         order = np.random.default_rng(self.seed).permutation(len(x))
         n_cal = max(2, round(self.calibration_fraction * len(x)))
         self.pca_ = PCA(self.n_components, random_state=self.seed).fit(x[order[n_cal:]])
-        self.stats_ = st.fit_error_stats(self.reconstruction_error(images[order[:n_cal]]))
+        self.stats_ = st.fit_error_stats(*self.measure(images[order[:n_cal]]))
         return self
 
     def reconstruction_error(self, images: np.ndarray) -> np.ndarray:
         x = images.reshape(len(images), -1).astype(np.float32) / 255.0
         return np.mean((self.pca_.inverse_transform(self.pca_.transform(x)) - x) ** 2, axis=1)
+
+    def measure(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Errors and input complexities, as ``AutoencoderDetector.measure`` gives them."""
+        return self.reconstruction_error(images), complexity(images[..., None].astype(np.float32) / 255.0)
 
 
 def seed_detector(seed: int):
@@ -78,20 +90,36 @@ def make(bank: str, seed: int, epochs: int | None, overrides: dict):
     return default_detector(seed, epochs, **overrides)
 
 
-def run_bank(bank: str, train, x_test, y_test, args, say) -> dict:
+def trained_bank(bank: str, train, args, say) -> tuple[dict, float | None]:
+    """Per class a fitted detector of kind ``bank``, and the training seconds (None when loaded)."""
+    if bank == "default" and args.registry:
+        from bank import Registry
+
+        reg = Registry(args.registry)
+        return {c: reg.load_detector(c) for c in train.classes}, None
     t0 = time.perf_counter()
     dets = {}
     for c in train.classes:
         t1 = time.perf_counter()
         dets[c] = make(bank, args.seed, args.epochs, json.loads(args.set)).fit(train.arrays[c][: args.limit])
         say(f"  {bank}: class {c} in {time.perf_counter() - t1:.1f} s")
-    train_s = time.perf_counter() - t0
+    return dets, round(time.perf_counter() - t0, 1)
+
+
+def measure(dets: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) errors and input complexities of a bank."""
+    pairs = [d.measure(x) for d in dets.values()]
+    return np.stack([e for e, _ in pairs], axis=1), np.stack([c for _, c in pairs], axis=1)
+
+
+def run_bank(bank: str, train, x_test, y_test, args, say) -> dict:
+    dets, train_s = trained_bank(bank, train, args, say)
     t0 = time.perf_counter()
-    errors = np.stack([dets[c].reconstruction_error(x_test) for c in train.classes], axis=1)
+    errors, cx = measure(dets, x_test)
     score_s = time.perf_counter() - t0
-    out = {"train_seconds": round(train_s, 1), "score_seconds": round(score_s, 1)}
+    out = {"train_seconds": train_s, "score_seconds": round(score_s, 1)}
     for rule, kw in RULES.items():
-        f = evaluate(decide(errors, train.classes, [d.stats_ for d in dets.values()], **kw), y_test)
+        f = evaluate(decide(errors, train.classes, [d.stats_ for d in dets.values()], complexity=cx, **kw), y_test)
         out[rule] = {k: f[k] for k in ("accuracy", "auroc_mean", "auroc_error_mean", "false_reject", "false_accept",
                                        "unknown_rate")}
     z = np.stack([st.zscore(errors[:, k], d.stats_) for k, d in enumerate(dets.values())], axis=1)
@@ -107,10 +135,11 @@ def contamination(train, args, say) -> dict:
     mixed = np.concatenate([ones, threes])
     det = default_detector(args.seed, args.epochs).fit(mixed)
     cut = det.stats_.quantiles["0.999"]
-    err3 = det.reconstruction_error(threes)
+    err3, cx3 = det.measure(threes)
     res = {"n_ones": int(len(ones)), "n_threes": int(n3), "quantile_0.999": cut,
            "threes_past_q999": int(np.sum(err3 > cut)),
-           "threes_past_lognormal_z3": int(np.sum(st.zscore(err3, det.stats_, "lognormal") > 3))}
+           "threes_past_lognormal_z3": int(np.sum(st.zscore(err3, det.stats_, "lognormal") > 3)),
+           "threes_past_complexity_z3": int(np.sum(st.zscore(err3, det.stats_, "complexity", cx3) > 3))}
     say(f"  contamination: {res['threes_past_q999']} of {n3} mixed-in 3s past the 0.999 quantile")
     return res
 
@@ -120,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
     p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default")
     p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
+    p.add_argument("--registry", help="use this trained 10-digit registry as the default bank (as examples/mnist.py "
+                   "writes it) instead of training one")
     p.add_argument("--epochs", type=int, help="most epochs for the default bank (default: its own, 30)")
     p.add_argument("--set", default="{}", metavar="JSON", help="try other settings for the default bank, such as "
                    '\'{"batch_size": 32, "params": {"latent_dim": 32}}\'')
@@ -152,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             f = r[rule]
             print(f"| {bank} | {rule} | {f['accuracy']:.4f} | {f['auroc_mean']:.4f} | {f['auroc_error_mean']:.4f} | "
                   f"{f['false_reject']:.2%} | {f['false_accept']:.2%} | {f['unknown_rate']:.2%} | "
-                  f"{r['train_seconds']:.0f} |")
+                  f"{r['train_seconds'] or 'loaded'} |")
     for bank, r in out["banks"].items():
         print(f"{bank}: argmin over the seeds' z instead of raw error: accuracy {r['accuracy_argmin_z']:.4f}")
     if "contamination" in out:
         c = out["contamination"]
         print(f"contamination: a '1' model trained on {c['n_ones']} 1s + {c['n_threes']} 3s: "
               f"{c['threes_past_q999']} of the 3s past its 0.999 quantile, {c['threes_past_lognormal_z3']} past "
-              "lognormal z > 3")
+              f"lognormal z > 3, {c['threes_past_complexity_z3']} past complexity z > 3")
     return 0
 
 

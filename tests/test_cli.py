@@ -134,6 +134,7 @@ def test_demo_json_reports_accuracy(tmp_path, capsys):
     doc = json.loads(out)
     assert doc["n_test"] == 450 and doc["accuracy"] >= 0.85
     assert doc["classes"] == [str(d) for d in range(10)]
+    assert doc["foreign"]["blank"] == doc["foreign"]["flat gray"] == "unknown" and "noise" in doc["foreign"]
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():

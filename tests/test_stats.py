@@ -129,3 +129,47 @@ def test_margin_is_log_error_minus_the_best_other_log_error():
     np.testing.assert_allclose(a, [[0.5, 1.5]])
     with pytest.raises(ValueError, match="margin"):
         st.check_margin(0.0)
+
+
+def test_the_complexity_fit_takes_out_what_complexity_explains():
+    """Errors that rise with input complexity: the corrected z sees only what is left."""
+    rng = np.random.default_rng(0)
+    cx = np.exp(rng.normal(0.5, 0.4, 4000))
+    errors = np.exp(-5 + 1.5 * (np.log(cx) - 0.5) + rng.normal(0, 0.1, cx.size))
+    s = st.fit_error_stats(errors, cx)
+    assert s.complexity_slope == pytest.approx(1.5, abs=0.05)
+    assert s.residual_std == pytest.approx(0.1, rel=0.1) and s.log_std > 0.5
+    # A simple input with its own ordinary error: plain lognormal calls it fine; corrected, it is far too high.
+    simple, err = np.array([np.exp(-0.7)]), np.array([np.exp(-5.0)])
+    assert st.zscore(err, s, "lognormal")[0] < 0.5
+    assert st.zscore(err, s, "complexity", simple)[0] > 10
+    assert st.complexity_z(simple, s)[0] == pytest.approx(-3.0, abs=0.2)
+    assert st.error_cut(s, 3.0, "complexity") == pytest.approx(np.exp(s.log_mean + 3 * s.residual_std))
+    back = st.ErrorStats.from_dict(s.to_dict())
+    assert back == s
+
+
+def test_complexity_falls_back_to_lognormal_for_old_fits_and_bad_parts_are_refused():
+    s = st.fit_error_stats(np.linspace(0.01, 0.03, 50))
+    assert not s.has_complexity and "complexity_mean" not in s.to_dict()
+    e = np.array([0.05])
+    np.testing.assert_allclose(st.zscore(e, s, "complexity", np.array([2.0])), st.zscore(e, s, "lognormal"))
+    assert np.isnan(st.complexity_z(np.array([2.0]), s)).all()
+    good = st.fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
+    with pytest.raises(ValueError, match="stats.residual_std"):
+        st.ErrorStats.from_dict({**good, "residual_std": None})
+    with pytest.raises(ValueError, match="stats.complexity_std"):
+        st.ErrorStats.from_dict({**good, "complexity_std": -1.0})
+    with pytest.raises(ValueError, match="complexity"):
+        st.fit_error_stats(np.linspace(0.01, 0.03, 50), np.zeros(50))
+
+
+def test_complexity_of_images_orders_blank_digits_noise():
+    from bank.images import complexity
+
+    rng = np.random.default_rng(0)
+    blank, noise = np.zeros((1, 28, 28, 1)), rng.random((1, 28, 28, 1))
+    stroke = np.zeros((1, 28, 28, 1))
+    stroke[0, 5:23, 12:16] = 1.0
+    c = complexity(np.concatenate([blank, stroke, noise]))
+    assert c[0] < c[1] < c[2] and c[2] > 7 and c[0] < 0.2
