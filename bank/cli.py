@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from . import stats as st
 from .images import ImageError
 from .registry import Registry, RegistryError
 from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
@@ -65,7 +66,12 @@ def _positive(text: str) -> float:
 
 def _optional(text: str) -> float | None:
     """An argparse type: a positive number, or 'none' to turn a test off."""
-    return None if text.lower() == "none" else _positive(text)
+    if text.lower() == "none":
+        return None
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
 
 
 def _skipped_json(skipped: list[tuple[str, str]], key: str = "image") -> list[dict]:
@@ -257,6 +263,10 @@ def _router(args: argparse.Namespace):
                                   skip_broken=args.skip_broken)
     for name, reason in router.skipped:
         _say(f"skipped a broken class: {reason}")
+    for c, s in zip(router.classes, router.stats):
+        if st.effective_method(s, router.method) != router.method:
+            _say(f"class {c!r} has no complexity statistics (registered before them): it uses the lognormal z and "
+                 "no complexity test; retrain it to get them")
     return router
 
 
@@ -289,7 +299,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         why = "; ".join(result.reasons(i, k)) if rec["unknown"] else ""
         rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k],
                      result.test_z[i, k], why])
-    print(_table(rows, ["image", "label", "nearest", "its error", f"its {result.method} z", "why unknown"]))
+    print(_table(rows, ["image", "label", "nearest", "its error", "its test z", "why unknown"]))
     return 0
 
 
@@ -311,9 +321,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             cz = result.complexity_z[i, k] if result.complexity_z is not None else float("nan")
             rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.test_z[i, k],
                          result.p_value[i, k], result.margin[i, k], cz, "FLAG (" + ", ".join(why) + ")" if why else ""])
-    print(_table(rows, ["image", "class", "error", "z", "score", f"{result.method} z", "p", "margin", "cx z", "flag"]))
-    print(f"z, score: the seeds' Gaussian on the raw error; {result.method} z: the z the flag tests, p its upper tail; "
-          "margin: log error minus the best other class's; cx z: the input's complexity against the class's images")
+    print(_table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "cx z", "flag"]))
+    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS[result.method]} the flag "
+          "tests, p its upper tail; margin: log error minus the best other class's; cx z: the input's complexity "
+          "against the class's images")
     return 0
 
 
@@ -432,7 +443,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             rows.append([rec["image"], c, v["error"], v["z"], v["score"], v["test_z"], v["p_value"], v["margin"],
                          "FLAG" if v["flag"] else ""])
     print("\nscores of a few held-out digits:")
-    print(_table(rows, ["image", "class", "error", "z", "score", "complexity z", "p", "margin", "flag"]))
+    print(_table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "flag"]))
     print("\nnext: 'bank list', 'bank classify IMAGE...', 'bank score IMAGE...'")
     return 0
 

@@ -241,12 +241,14 @@ class AutoencoderDetector:
         errors, cx = self.measure(X)
         z = st.zscore(errors, self.stats_, self.method, cx)
         cz = st.complexity_z(cx, self.stats_)
-        return (st.anomaly(z, None, self.threshold, None, cz, self.complexity_threshold) > 1).astype(int)
+        cut = st.check_complexity(self.complexity_threshold)
+        return (st.anomaly(z, None, self.threshold, None, cz, cut) > 1).astype(int)
 
     def predict_proba(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(N, 2): column 0 is the upper-tail p-value of z (large for normal
         images), column 1 is 1 minus it, the normal CDF of z (near 1 for
-        images whose error is far above the class's normal errors)."""
+        images whose error is far above the class's normal errors). From the
+        error's z alone: the complexity test of ``predict`` has no probability."""
         p = st.upper_p_value(self.zscore(X))
         return np.stack([p, 1.0 - p], axis=1)
 

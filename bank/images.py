@@ -306,7 +306,9 @@ def complexity(x: np.ndarray) -> np.ndarray:
     """Per image, the bits per value zlib needs to store it at 8 bits: its complexity.
 
     ``x``: images at a spec, float (N, H, W, C) in [0, 1]. A blank image
-    costs almost nothing, noise close to 8 bits. A cheap stand-in for the
+    costs almost nothing, noise about 8 bits (more on tiny images: zlib's
+    fixed overhead of 6 bytes). A gray image brought to an RGB spec repeats
+    its channel and so costs less per value than a colour one. A cheap stand-in for the
     compressed length of Serra et al. (ICLR 2020), which tracks how well
     any autoencoder reconstructs an input, whatever its class.
     """

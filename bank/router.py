@@ -85,14 +85,15 @@ class BankResult:
         out = []
         if self.flag_error[i, k]:
             method = self.methods[k] if self.methods else self.method
-            out.append(f"error too high for the class ({method} z {self.test_z[i, k]:.2f} > {self.threshold:g})")
+            out.append(f"error too high for the class ({st.METHOD_LABELS[method]} {self.test_z[i, k]:.2f} > "
+                       f"{self.threshold:g})")
         if self.flag_margin[i, k]:
             out.append(f"another class reconstructs it better (margin {self.margin[i, k]:.2f} > "
                        f"{self.margin_threshold:g})")
         if self.flag_complexity is not None and self.flag_complexity[i, k]:
             cz = self.complexity_z[i, k]
-            out.append(f"input {'simpler' if cz < 0 else 'busier'} than the class's images (complexity z {cz:.2f}, "
-                       f"beyond +-{self.complexity_threshold:g})")
+            out.append(f"input {'simpler' if cz < 0 else 'busier'} than the class's images (input complexity z "
+                       f"{cz:.2f}, beyond +-{self.complexity_threshold:g})")
         return out
 
     def records(self) -> list[dict]:
@@ -110,6 +111,7 @@ class BankResult:
                         "z": float(self.z[i, k]),
                         "score": float(self.score[i, k]),
                         "test_z": float(self.test_z[i, k]),
+                        "method": self.methods[k] if self.methods else self.method,
                         "p_value": float(self.p_value[i, k]),
                         "margin": _finite_or_none(self.margin[i, k]),
                         "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),

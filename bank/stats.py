@@ -5,10 +5,10 @@ Pure NumPy/SciPy: no TensorFlow here, so the maths is testable on its own.
 The unit of an error is the per-pixel mean squared error on the [0, 1] scale.
 Every score follows one direction: a higher error, z or margin is more anomalous.
 
-Two fits of the same held-out errors are kept:
+Three fits of the same held-out errors are kept:
 
 - ``gaussian`` (the seeds'): z = (error - mean) / std on the raw error;
-- ``lognormal`` (the default): z = (log error - log_mean) / log_std.
+- ``lognormal``: z = (log error - log_mean) / log_std.
   Reconstruction errors are right-skewed, bounded below by 0; their log is
   close to normal, so its z gives honest tail probabilities (on MNIST, z > 3
   rejects 0.6% of normal digits where the raw Gaussian rejects 2%).
@@ -47,8 +47,15 @@ DEFAULT_THRESHOLD = 3.0
 #: Fewest held-out errors a fit accepts: a standard deviation needs two.
 MIN_SAMPLES = 2
 
+#: Fewest held-out images the complexity line is fitted on; below, z is the plain lognormal one
+#: (slope 0) and only the complexity test remains.
+MIN_COMPLEXITY_SAMPLES = 10
+
 #: The fits a z can be taken under; the first is the default.
 STATS_METHODS = ("complexity", "lognormal", "gaussian")
+
+#: How each method's z is named in messages.
+METHOD_LABELS = {"complexity": "complexity-corrected z", "lognormal": "lognormal z", "gaussian": "Gaussian z"}
 
 #: A class flags an image when another class's error is lower by this much in log (e**0.2 = 1.22).
 DEFAULT_MARGIN = 0.2
@@ -89,6 +96,9 @@ class ErrorStats:
         return self.complexity_mean is not None
 
     def __post_init__(self):
+        given = [getattr(self, k) is not None for k in COMPLEXITY_FIELDS]
+        if any(given) and not all(given):
+            raise ValueError(f"stats: the complexity part needs all of {', '.join(COMPLEXITY_FIELDS)}, or none")
         if self.log_mean is None or self.log_std is None:  # cards from before the log fit: moment-match it
             var = math.log1p((self.std / max(self.mean, LOG_FLOOR)) ** 2)
             object.__setattr__(self, "log_mean", math.log(max(self.mean, LOG_FLOOR)) - var / 2)
@@ -128,6 +138,8 @@ class ErrorStats:
                 raise ValueError(f"stats.log_std: expected a positive number, got {log_std}")
         extra = {}
         if any(data.get(k) is not None for k in COMPLEXITY_FIELDS):
+            if log_mean is None:  # the line is centred on the fitted log mean: both come from one fit
+                raise ValueError("stats: the complexity fields need log_mean and log_std beside them")
             extra = {k: _finite(data.get(k), f"stats.{k}") for k in COMPLEXITY_FIELDS}
             for k in ("complexity_std", "residual_std"):
                 if extra[k] <= 0:
@@ -150,7 +162,8 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
     ``1e-6 * mean`` (and 1e-12) so identical errors do not give infinite z.
     ``complexity`` (the same images' :func:`bank.images.complexity`) adds
     the complexity part: the least-squares line of log error on log
-    complexity and the spread of both around it.
+    complexity and the spread of both around it (the line from
+    ``MIN_COMPLEXITY_SAMPLES`` images on; fewer cannot pin a line down).
     """
     errors = np.asarray(errors, dtype=np.float64).ravel()
     if errors.size < MIN_SAMPLES:
@@ -166,22 +179,27 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
     logs = np.log(np.maximum(errors, LOG_FLOOR))
     log_std = max(float(logs.std(ddof=1)), 1e-6)
     qs = {f"{q:g}": float(np.quantile(errors, q)) for q in quantiles}
-    extra = {} if complexity is None else _fit_complexity(logs, complexity)
+    extra = {} if complexity is None else _fit_complexity(logs, complexity, log_std)
     return ErrorStats(mean=mean, std=std, n=int(errors.size), quantiles=qs, log_mean=float(logs.mean()),
                       log_std=log_std, **extra)
 
 
-def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray) -> dict:
+def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray, log_std: float) -> dict:
     c = np.asarray(complexity, dtype=np.float64).ravel()
     if c.shape != log_errors.shape or not np.all(np.isfinite(c)) or np.any(c <= 0):
         raise ValueError(f"complexity: expected {log_errors.size} positive finite values, one per held-out error")
     lc = np.log(c)
     dc, de = lc - lc.mean(), log_errors - log_errors.mean()
     var = float(np.mean(dc * dc))
-    slope = float(np.mean(dc * de) / var) if var > 1e-12 else 0.0  # all inputs alike: no line to fit
-    residual = de - slope * dc
-    return {"complexity_mean": float(lc.mean()), "complexity_std": max(float(lc.std(ddof=1)), 1e-3),
-            "complexity_slope": slope, "residual_std": max(float(residual.std(ddof=1)), 1e-6)}
+    if var > 1e-6 and lc.size >= MIN_COMPLEXITY_SAMPLES:
+        slope = float(np.mean(dc * de) / var)
+        residual = de - slope * dc
+        # ddof=2: the line took two degrees of freedom. Floored so a near-perfect line cannot make z explode.
+        residual_std = max(float(np.sqrt(np.sum(residual**2) / (residual.size - 2))), 0.1 * log_std, 1e-6)
+    else:  # too few images, or all alike: no line, the plain lognormal z
+        slope, residual_std = 0.0, log_std
+    return {"complexity_mean": float(lc.mean()), "complexity_std": max(float(lc.std(ddof=1)), 0.05),
+            "complexity_slope": slope, "residual_std": residual_std}
 
 
 def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian",

@@ -150,6 +150,7 @@ def held_out(det, images: np.ndarray) -> np.ndarray:
     if isinstance(det, PCADetector):
         order = np.random.default_rng(det.seed).permutation(len(images))
         return images[order[: max(2, round(det.calibration_fraction * len(images)))]]
+    images = images[: det.training_.get("n_images", len(images))]  # a registry trained with --limit saw the first n
     seed = det.training_.get("seed", 0)
     return images[AutoencoderDetector(seed=seed, calibration_fraction=det.training_.get("calibration_fraction", 0.1),
                                       monitor_fraction=det.training_.get("monitor_fraction", 0.1))._split(len(images))[2]]

@@ -83,7 +83,7 @@ def test_classify_and_score_a_folder_with_a_bad_file(trained, digit_folders, cap
     assert code == 0 and "000.png" in out and "label" in out
     code, out, _ = run(capsys, "score", str(digit_folders / "0" / "000.png"), "--registry", str(trained))
     lines = out.splitlines()
-    assert code == 0 and lines[0].split() == ["image", "class", "error", "z", "score", "complexity", "z", "p",
+    assert code == 0 and lines[0].split() == ["image", "class", "error", "z", "score", "test", "z", "p",
                                               "margin", "cx", "z", "flag"] and len(lines) == 5
     assert "margin" in lines[3].split("FLAG")[1]  # class 1 on a 0: 1 is far worse
 
@@ -92,7 +92,7 @@ def test_the_flag_rule_is_chosen_per_call_and_unknown_says_why(trained, tmp_path
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8)).save(noise)
     code, out, _ = run(capsys, "classify", str(noise), "--registry", str(trained))
-    assert code == 0 and "unknown" in out and "error too high for the class (complexity z" in out
+    assert code == 0 and "unknown" in out and "error too high for the class (complexity-corrected z" in out
     blank = tmp_path / "blank.png"
     Image.new("L", (16, 16), 0).save(blank)
     code, out, _ = run(capsys, "classify", str(blank), "--registry", str(trained), "--json")

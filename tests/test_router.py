@@ -83,8 +83,9 @@ def test_unknown_when_every_class_flags(bank_registry, digits):
     assert res.labels[3:] == ["unknown"] * 5
     rec = res.records()[3]
     assert rec["label"] is None and rec["unknown"] is True and rec["nearest"] in router.classes
-    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "p_value", "margin", "complexity_z", "flag",
-                                           "reasons"}
+    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "method", "p_value", "margin", "complexity_z",
+                                           "flag", "reasons"}
+    assert rec["classes"]["0"]["method"] == "complexity"
     assert any("error too high" in r for c in rec["classes"].values() for r in c["reasons"])
 
 
@@ -121,3 +122,19 @@ def test_blank_constant_and_noise_are_unknown_and_digits_still_classified(bank_r
     for name in ("blank", "constant"):  # far simpler than any digit: the complexity test says so in every class
         res = router.score(foreign[name])
         assert res.flag_complexity.all() and (res.complexity_z < -4).all(), name
+
+
+def test_a_class_fitted_before_complexity_falls_back_and_says_so(bank_registry, digits):
+    import dataclasses
+
+    images, _ = digits
+    dets = {c: bank_registry.load_detector(c) for c in ("0", "1")}
+    dets["1"].stats_ = dataclasses.replace(dets["1"].stats_, complexity_mean=None, complexity_std=None,
+                                           complexity_slope=None, residual_std=None)
+    res = Router(dets).score(np.concatenate([images[1400:1404], np.zeros((1, 8, 8), np.float32)]))
+    assert res.methods == ["complexity", "lognormal"]
+    assert np.isnan(res.complexity_z[:, 1]).all() and not res.flag_complexity[:, 1].any()
+    np.testing.assert_allclose(res.test_z[:, 1], st.zscore(res.errors[:, 1], dets["1"].stats_, "lognormal"))
+    rec = res.records()[4]
+    assert rec["classes"]["1"]["method"] == "lognormal" and rec["classes"]["1"]["complexity_z"] is None
+    assert res.flag_complexity[4, 0]  # the class with the fit still says the blank is too simple

@@ -173,3 +173,23 @@ def test_complexity_of_images_orders_blank_digits_noise():
     stroke[0, 5:23, 12:16] = 1.0
     c = complexity(np.concatenate([blank, stroke, noise]))
     assert c[0] < c[1] < c[2] and c[2] > 7 and c[0] < 0.2
+
+
+def test_a_few_held_out_images_give_no_complexity_line_and_z_stays_sane():
+    e = np.array([0.01, 0.02, 0.015])
+    few = st.fit_error_stats(e, np.array([1.0, 2.0, 1.5]))
+    assert few.has_complexity and few.complexity_slope == 0.0  # three points cannot pin a line down
+    np.testing.assert_allclose(st.zscore(e, few, "complexity", np.ones(3)), st.zscore(e, few, "lognormal"))
+    rng = np.random.default_rng(1)
+    cx = np.exp(rng.normal(0, 0.3, 12))
+    exact = st.fit_error_stats(np.exp(-5 + 2 * np.log(cx)), cx)  # errors exactly on a line
+    assert exact.residual_std >= 0.1 * exact.log_std  # floored: a perfect line does not make z explode
+    assert abs(st.zscore(np.array([np.exp(-5.0)]), exact, "complexity", np.array([1.1]))[0]) < 10
+
+
+def test_a_partial_complexity_part_is_refused():
+    with pytest.raises(ValueError, match="complexity part needs all"):
+        st.ErrorStats(mean=0.01, std=0.005, n=10, complexity_mean=1.0)
+    good = st.fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
+    with pytest.raises(ValueError, match="need log_mean"):
+        st.ErrorStats.from_dict({k: v for k, v in good.items() if k not in ("log_mean", "log_std")})
