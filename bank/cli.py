@@ -214,11 +214,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         lo, hi = (math.exp(s.complexity_mean + sign * DEFAULT_COMPLEXITY * s.complexity_std) for sign in (-1, 1))
         print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; log error rises "
               f"{s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}")
-        print(f"  flags        complexity z > {t:g}: error > {error_cut(s, t, 'complexity'):.6g} at typical "
+        print(f"  flags        complexity-corrected z > {t:g}: error > {error_cut(s, t, 'complexity'):.6g} at typical "
               f"complexity (default); input outside {lo:.3g}..{hi:.3g} bits/value;")
     else:
         print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
-    print(f"  flags        lognormal z > {t:g}: error > {error_cut(s, t, 'lognormal'):.6g}; "
+    print(f"  {'other rules' if s.has_complexity else 'flags':<12} lognormal z > {t:g}: error > "
+          f"{error_cut(s, t, 'lognormal'):.6g}; "
           f"gaussian z > {t:g}: error > {error_cut(s, t, 'gaussian'):.6g};"
           f" and, in a bank, another class's error lower by more than e^{DEFAULT_MARGIN:g}"
           " (change with --method, --threshold, --margin, --complexity)")
