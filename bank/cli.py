@@ -212,10 +212,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     t = DEFAULT_THRESHOLD
     if s.has_complexity:
         lo, hi = (math.exp(s.complexity_mean + sign * DEFAULT_COMPLEXITY * s.complexity_std) for sign in (-1, 1))
-        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; log error rises "
+        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; log error changes by "
               f"{s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}")
         print(f"  flags        complexity-corrected z > {t:g}: error > {error_cut(s, t, 'complexity'):.6g} at typical "
-              f"complexity (default); input outside {lo:.3g}..{hi:.3g} bits/value;")
+              f"complexity (default); input outside {lo:.3g}..{hi:.3g} bits/value")
     else:
         print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
     print(f"  {'other rules' if s.has_complexity else 'flags':<12} lognormal z > {t:g}: error > "

@@ -49,7 +49,10 @@ MIN_SAMPLES = 2
 
 #: Fewest held-out images the complexity line is fitted on; below, z is the plain lognormal one
 #: (slope 0) and only the complexity test remains.
-MIN_COMPLEXITY_SAMPLES = 10
+MIN_COMPLEXITY_SAMPLES = 30
+
+#: The line is trusted this many standard deviations of log complexity either side of the mean, no further.
+COMPLEXITY_CLAMP = 3.0
 
 #: The fits a z can be taken under; the first is the default.
 STATS_METHODS = ("complexity", "lognormal", "gaussian")
@@ -205,7 +208,8 @@ def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray, log_std: flo
 def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian",
            complexity: np.ndarray | None = None) -> np.ndarray:
     """z of errors under a fit: ``gaussian`` (error - mean) / std, ``lognormal`` on log error, or
-    ``complexity``: the log error's residual from the class's line at each input's ``complexity``.
+    ``complexity``: the log error's residual from the class's line at each input's ``complexity``
+    (held at the line's value ``COMPLEXITY_CLAMP`` standard deviations out for inputs beyond).
 
     ``complexity`` falls back to ``lognormal`` when the fit has no complexity part or no
     ``complexity`` values are given (see :func:`effective_method`).
@@ -217,8 +221,9 @@ def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian",
     log_e = np.log(np.maximum(e, LOG_FLOOR))
     if method == "lognormal":
         return (log_e - stats.log_mean) / stats.log_std
-    expected = stats.log_mean + stats.complexity_slope * (np.log(np.asarray(complexity, np.float64))
-                                                          - stats.complexity_mean)
+    reach = COMPLEXITY_CLAMP * stats.complexity_std  # no extrapolating the line past the images it was fitted on
+    dc = np.clip(np.log(np.asarray(complexity, np.float64)) - stats.complexity_mean, -reach, reach)
+    expected = stats.log_mean + stats.complexity_slope * dc
     return (log_e - expected) / stats.residual_std
 
 

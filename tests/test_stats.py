@@ -143,6 +143,10 @@ def test_the_complexity_fit_takes_out_what_complexity_explains():
     simple, err = np.array([np.exp(-0.7)]), np.array([np.exp(-5.0)])
     assert st.zscore(err, s, "lognormal")[0] < 0.5
     assert st.zscore(err, s, "complexity", simple)[0] > 10
+    # Far outside the fitted range the line is not extrapolated: held at 3 standard deviations.
+    far = st.zscore(err, s, "complexity", np.array([1e-6]))[0]
+    edge = st.zscore(err, s, "complexity", np.array([np.exp(s.complexity_mean - 3 * s.complexity_std)]))[0]
+    assert far == pytest.approx(edge)
     assert st.complexity_z(simple, s)[0] == pytest.approx(-3.0, abs=0.2)
     assert st.error_cut(s, 3.0, "complexity") == pytest.approx(np.exp(s.log_mean + 3 * s.residual_std))
     back = st.ErrorStats.from_dict(s.to_dict())
@@ -178,10 +182,10 @@ def test_complexity_of_images_orders_blank_digits_noise():
 def test_a_few_held_out_images_give_no_complexity_line_and_z_stays_sane():
     e = np.array([0.01, 0.02, 0.015])
     few = st.fit_error_stats(e, np.array([1.0, 2.0, 1.5]))
-    assert few.has_complexity and few.complexity_slope == 0.0  # three points cannot pin a line down
+    assert few.has_complexity and few.complexity_slope == 0.0  # fewer than 30 points: no line
     np.testing.assert_allclose(st.zscore(e, few, "complexity", np.ones(3)), st.zscore(e, few, "lognormal"))
     rng = np.random.default_rng(1)
-    cx = np.exp(rng.normal(0, 0.3, 12))
+    cx = np.exp(rng.normal(0, 0.3, 40))
     exact = st.fit_error_stats(np.exp(-5 + 2 * np.log(cx)), cx)  # errors exactly on a line
     assert exact.residual_std >= 0.1 * exact.log_std  # floored: a perfect line does not make z explode
     assert abs(st.zscore(np.array([np.exp(-5.0)]), exact, "complexity", np.array([1.1]))[0]) < 10
