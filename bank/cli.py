@@ -331,6 +331,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_labelled_images
+    from .evaluate import describe_rule
     from .report import write_report
 
     data = load_labelled_images(args.data, args.split, args.limit)
@@ -344,10 +345,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(f)
         return 0
-    margin = f" or margin > {f['margin']:g}" if f["margin"] else ""
-    margin += f" or |complexity z| > {f['complexity_threshold']:g}" if f.get("complexity_threshold") else ""
-    print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank); flags: {f['method']} z > "
-          f"{f['threshold']:g}{margin}")
+    print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank); flags: "
+          f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'])}")
     print(f"argmin accuracy {f['accuracy']:.4f}; called unknown {f['unknown_rate']:.2%}; mean AUROC "
           f"{_fmt(f['auroc_mean'])}; false reject {_fmt(f['false_reject'])}; false accept {_fmt(f['false_accept'])}")
     keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]

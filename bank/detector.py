@@ -18,6 +18,7 @@ import numpy as np
 
 from . import stats as st
 from .images import InputSpec, as_images, complexity, infer_spec, prepare, to_spec
+from .router import decide
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -166,7 +167,7 @@ class AutoencoderDetector:
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
         val = self.history_.get("val_loss", [])
-        self.stats_ = st.fit_error_stats(self.reconstruction_error(x[cal_idx]), complexity(x[cal_idx]))
+        self.stats_ = st.fit_error_stats(self._errors(x[cal_idx]), complexity(x[cal_idx]))
         self.training_ = {
             "epochs": self.epochs,
             "epochs_run": len(val),
@@ -184,7 +185,7 @@ class AutoencoderDetector:
             "n_train": int(len(train_idx)),
             "n_monitor": int(len(mon_idx)),
             "n_calibration": int(len(cal_idx)),
-            "train_error_mean": float(np.mean(self.reconstruction_error(x_train))),
+            "train_error_mean": float(np.mean(self._errors(x_train))),
             "warnings": [],
         }
         if len(cal_idx) < MIN_CALIBRATION:
@@ -213,7 +214,8 @@ class AutoencoderDetector:
         x = prepare(X, self.spec_)
         return self._errors(x, batch_size), complexity(x)
 
-    def _errors(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+    def _errors(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Errors of images already at the model's spec (no second validation)."""
         from .models import error_model
 
         fn = error_model([self.model_], self.spec_.shape)
@@ -239,10 +241,9 @@ class AutoencoderDetector:
         """1 where the image is flagged as not this class, else 0: z > threshold, or its
         complexity z beyond ``complexity_threshold`` either way."""
         errors, cx = self.measure(X)
-        z = st.zscore(errors, self.stats_, self.method, cx)
-        cz = st.complexity_z(cx, self.stats_)
-        cut = st.check_complexity(self.complexity_threshold)
-        return (st.anomaly(z, None, self.threshold, None, cz, cut) > 1).astype(int)
+        res = decide(errors[:, None], ["class"], [self.stats_], threshold=self.threshold, method=self.method,
+                     margin=None, complexity=cx[:, None], complexity_threshold=self.complexity_threshold)
+        return res.flags[:, 0].astype(int)
 
     def predict_proba(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """(N, 2): column 0 is the upper-tail p-value of z (large for normal

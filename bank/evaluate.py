@@ -49,6 +49,13 @@ def per_class_figures(errors: np.ndarray, flags: np.ndarray, own: np.ndarray, an
     return out
 
 
+def describe_rule(method: str, threshold: float, margin: float | None, complexity_threshold: float | None) -> str:
+    """The flag rule in words, as reports and the CLI print it."""
+    out = f"{method} z > {threshold:g}"
+    out += f" or margin > {margin:g}" if margin else ""
+    return out + (f" or |complexity z| > {complexity_threshold:g}" if complexity_threshold else "")
+
+
 def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
     """Every figure of a bank on images whose true classes are ``truth``.
 

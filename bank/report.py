@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from scipy import stats as sps
 
 from . import stats as st
-from .evaluate import evaluate
+from .evaluate import describe_rule, evaluate
 from .images import take
 from .router import BankResult, Router
 
@@ -178,8 +178,7 @@ def _html(f: dict, out: Path) -> str:
     def num(v) -> str:
         return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = [("flags", f"{f['method']} z > {f['threshold']:g}" + (f", or margin > {f['margin']:g}" if f["margin"] else "")
-             + (f", or |complexity z| > {f['complexity_threshold']:g}" if f.get("complexity_threshold") else "")),
+    head = [("flags", describe_rule(f["method"], f["threshold"], f["margin"], f["complexity_threshold"])),
             ("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
             ("called unknown", f["unknown_rate"]), ("mean AUROC of the flag's score", f["auroc_mean"]),
             ("mean AUROC of the raw error", f["auroc_error_mean"]),

@@ -80,12 +80,15 @@ class BankResult:
         """The verdict: the nearest class, or "unknown" when every class flags it."""
         return [UNKNOWN if u else c for c, u in zip(self.nearest, self.unknown)]
 
+    def method_of(self, k: int) -> str:
+        """The method class ``k``'s z was really taken under (a class fitted without complexity: lognormal)."""
+        return self.methods[k] if self.methods else self.method
+
     def reasons(self, i: int, k: int) -> list[str]:
         """Why class ``k`` flags image ``i`` (empty when it does not)."""
         out = []
         if self.flag_error[i, k]:
-            method = self.methods[k] if self.methods else self.method
-            out.append(f"error too high for the class ({st.METHOD_LABELS[method]} {self.test_z[i, k]:.2f} > "
+            out.append(f"error too high for the class ({st.METHOD_LABELS[self.method_of(k)]} {self.test_z[i, k]:.2f} > "
                        f"{self.threshold:g})")
         if self.flag_margin[i, k]:
             out.append(f"another class reconstructs it better (margin {self.margin[i, k]:.2f} > "
@@ -111,7 +114,7 @@ class BankResult:
                         "z": float(self.z[i, k]),
                         "score": float(self.score[i, k]),
                         "test_z": float(self.test_z[i, k]),
-                        "method": self.methods[k] if self.methods else self.method,
+                        "method": self.method_of(k),
                         "p_value": float(self.p_value[i, k]),
                         "margin": _finite_or_none(self.margin[i, k]),
                         "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
@@ -166,10 +169,8 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise ValueError(f"names: expected {len(errors)}, got {len(names)}")
-    flag_margin = (margins > margin) if margin is not None else np.zeros(errors.shape, bool)
-    flag_cx = None
-    if cz is not None:
-        flag_cx = np.abs(cz) > complexity_threshold if complexity_threshold is not None else np.zeros(errors.shape, bool)
+    flag_margin = st.past(margins, margin)
+    flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
     return BankResult(
         classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
         p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),

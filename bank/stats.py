@@ -150,7 +150,6 @@ class ErrorStats:
         return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std, **extra)
 
 
-
 def _finite(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
@@ -276,19 +275,26 @@ def margins(errors: np.ndarray) -> np.ndarray:
     return logs - others_min
 
 
+def _optional_cut(value: float | None, name: str) -> float | None:
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a positive number or None, got {value!r}")
+    return None if value is None else float(value)
+
+
 def check_margin(margin: float | None) -> float | None:
     """A margin threshold: a positive number, or None for no margin test."""
-    if margin is not None and not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
-        raise ValueError(f"margin: expected a positive number or None, got {margin!r}")
-    return None if margin is None else float(margin)
+    return _optional_cut(margin, "margin")
 
 
 def check_complexity(threshold: float | None) -> float | None:
     """A complexity threshold: a positive number, or None for no complexity test."""
-    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)
-                                      and threshold > 0):
-        raise ValueError(f"complexity threshold: expected a positive number or None, got {threshold!r}")
-    return None if threshold is None else float(threshold)
+    return _optional_cut(threshold, "complexity threshold")
+
+
+def past(values: np.ndarray, cut: float | None) -> np.ndarray:
+    """True where ``values`` exceed ``cut``; all False when the test is off (None) or a value is NaN."""
+    values = np.asarray(values)
+    return values > cut if cut is not None else np.zeros(values.shape, bool)
 
 
 def anomaly(z: np.ndarray, margin: np.ndarray | None, threshold: float, margin_threshold: float | None,
