@@ -1,8 +1,9 @@
-"""Import TensorFlow without its C++ start-up chatter on the terminal.
+"""Start TensorFlow and LiteRT without their C++ chatter on the terminal.
 
-TensorFlow's CUDA probes write to file descriptor 2 before its own log level
-applies, so the import runs with descriptor 2 sent to a temporary file; if the
-import fails, what it wrote is replayed so nothing useful is lost.
+TensorFlow's CUDA probes and LiteRT's "Created TensorFlow Lite XNNPACK
+delegate" line write to file descriptor 2 before any log level applies, so
+those steps run with descriptor 2 sent to a temporary file; if the step
+fails, what it wrote is replayed so nothing useful is lost.
 """
 
 from __future__ import annotations
@@ -11,23 +12,19 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
-def quiet_tensorflow() -> None:
-    """Import TensorFlow and Keras once, quietly."""
-    if "keras" in sys.modules and "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file for the block; replayed if the block raises."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe, while quiet
-            tf.constant(0.0) + 1.0  # noqa: B018  (the first op initialises the runtime)
+            yield
         except BaseException:
             os.dup2(saved, 2)
             log.seek(0)
@@ -36,4 +33,17 @@ def quiet_tensorflow() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow and Keras once, quietly."""
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe, while quiet
+        tf.constant(0.0) + 1.0  # noqa: B018  (the first op initialises the runtime)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices

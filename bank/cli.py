@@ -22,7 +22,7 @@ from pathlib import Path
 from . import __version__
 from . import stats as st
 from .images import ImageError
-from .registry import Registry, RegistryError
+from .registry import RUNTIMES, Registry, RegistryError
 from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
 
 
@@ -261,7 +261,7 @@ def _router(args: argparse.Namespace):
             raise CommandError("--classes: expected class names separated by commas, got none")
     router = Router.from_registry(_registry(args), classes, threshold=args.threshold, method=args.method,
                                   margin=args.margin, complexity_threshold=args.complexity,
-                                  skip_broken=args.skip_broken)
+                                  skip_broken=args.skip_broken, runtime=args.runtime)
     for name, reason in router.skipped:
         _say(f"skipped a broken class: {reason}")
     for c, s in zip(router.classes, router.stats):
@@ -360,7 +360,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     from .stats import zscore
 
     images, names, skipped = _class_data(args)
-    det = _registry(args).load_detector(args.class_name)
+    det = _registry(args).load_detector(args.class_name, runtime=args.runtime)
     cut, warning = outlier_cut(det.stats_, args.quantile)
     if warning:
         _say(f"warning: {warning}")
@@ -497,7 +497,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("class_name", metavar="CLASS")
     sp.add_argument("version", metavar="VERSION", type=int)
 
+    def add_runtime(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                        help="run the models with LiteRT (no TensorFlow import; written at registration), with Keras "
+                             "(TensorFlow, the reference), or auto: LiteRT where the class has it (default)")
+
     def add_tests(sp: argparse.ArgumentParser) -> None:
+        add_runtime(sp)
         sp.add_argument("--threshold", type=_positive, default=DEFAULT_THRESHOLD,
                         help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
@@ -537,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="flag images past this quantile of the class's held-out errors (default 0.999; "
                          "one of 0.5, 0.9, 0.95, 0.99, 0.999)")
     sp.add_argument("--top", type=int, default=32, help="outliers shown in the montage (default 32)")
+    add_runtime(sp)
     sp.add_argument("--montage", metavar="PNG", help="montage file (default outliers-CLASS.png; 'none' for none)")
 
     rp = sub.add_parser("registry", help="check or clean the registry", description="check or clean the registry")

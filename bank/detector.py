@@ -216,12 +216,10 @@ class AutoencoderDetector:
 
     def _errors(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Errors of images already at the model's spec (no second validation)."""
-        from .models import error_model
+        from .runtime import error_fn
 
-        fn = error_model([self.model_], self.spec_.shape)
-        return np.concatenate(
-            [np.asarray(fn.predict_on_batch(x[i : i + batch_size]))[:, 0] for i in range(0, len(x), batch_size)]
-        ).astype(np.float64)
+        fn = error_fn([self.model_], self.spec_.shape)
+        return np.concatenate([fn(x[i : i + batch_size])[:, 0] for i in range(0, len(x), batch_size)])
 
     decision_function = reconstruction_error
 

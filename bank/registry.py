@@ -3,6 +3,8 @@
 Layout (see registry/README.md)::
 
     <root>/<class>/<version>/model.keras   Keras native format
+    <root>/<class>/<version>/model-b1.tflite, model-b32.tflite
+                                           the same model for LiteRT, per batch size
     <root>/<class>/<version>/card.json     what the model is, its error statistics
     <root>/<class>/ACTIVE                  the active version number
 
@@ -14,8 +16,10 @@ unique and the newest registration is the active one. A writer killed at any
 point leaves at most a hidden leftover, which readers ignore and
 :meth:`Registry.gc` (or the class's next registration) removes.
 
-Loading verifies the model's sha256 and uses Keras safe mode (no Lambda
-layers, no arbitrary code); nothing is pickled. The registry never follows a
+Loading verifies the sha256 of every file it reads. Answering runs the
+LiteRT flatbuffers (no TensorFlow import; builtin operations only) when the
+entry has them, else the Keras model in safe mode (no Lambda layers, no
+arbitrary code); nothing is pickled. The registry never follows a
 symbolic link out of its root.
 """
 
@@ -26,11 +30,13 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import unicodedata
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +59,8 @@ ENV_VAR = "BANK_REGISTRY"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
 STALE_SECONDS = 86400  # without locks, a leftover this old is abandoned
+LITERT_FILE = "model-b{batch}.tflite"
+RUNTIMES = ("auto", "litert", "keras")
 
 
 class RegistryError(Exception):
@@ -97,11 +105,43 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _litert_available() -> bool:
+    from . import runtime
+
+    return runtime.available()
+
+
+def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
+    """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files;
+    the card's "litert" field. A failure is a warning and a "skipped" reason, never a lost entry."""
+    from . import runtime
+
+    try:
+        if not runtime.available():
+            raise ImportError("ai-edge-litert is not installed")
+        flatbuffers = {b: runtime.convert(model, spec.shape, b) for b in runtime.BATCH_SIZES}
+        diff = runtime.check(model, runtime.LiteModel(flatbuffers, spec.shape))
+    except Exception as err:  # the converter and LiteRT raise many kinds; the Keras model still lands
+        reason = f"{type(err).__name__}: {err}"[:300]
+        warnings.warn(f"class {name!r}: registered without a LiteRT model ({reason}); it answers through "
+                      "TensorFlow", stacklevel=3)
+        return {"files": [], "skipped": reason}
+    files = []
+    for batch, data in flatbuffers.items():
+        file = LITERT_FILE.format(batch=batch)
+        with open(folder / file, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        files.append({"batch": batch, "file": file, "sha256": hashlib.sha256(data).hexdigest()})
+    return {"files": files, "max_rel_diff": diff}
+
+
 def _versions_stamp() -> dict:
     from . import __version__
 
     out = {"bank": __version__, "python": platform.python_version()}
-    for mod in ("numpy", "keras", "tensorflow"):
+    for mod in ("numpy", "keras", "tensorflow", "ai_edge_litert"):
         m = sys.modules.get(mod)
         out[mod] = getattr(m, "__version__", None) if m else None
     return out
@@ -128,6 +168,28 @@ class Entry:
     def model_path(self) -> Path:
         return self.path / MODEL_FILE
 
+    @property
+    def litert_files(self) -> list[dict]:
+        """The LiteRT flatbuffers ({"batch", "file", "sha256"}); empty for entries without them."""
+        return (self.card.get("litert") or {}).get("files", [])
+
+
+def _check_litert(field: object, where: str) -> None:
+    """The card's optional "litert" field: files named for their batch size, batch 1 among them."""
+    bad = f"{where}: card.json litert must be an object with 'files', a list of {{'batch', 'file', 'sha256'}}"
+    if not isinstance(field, dict) or not isinstance(field.get("files"), list):
+        raise RegistryError(bad)
+    batches = []
+    for f in field["files"]:
+        if not (isinstance(f, dict) and type(f.get("batch")) is int and f["batch"] >= 1
+                and f.get("file") == LITERT_FILE.format(batch=f["batch"])
+                and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
+            raise RegistryError(f"{bad}; got {f!r}"[:300])
+        batches.append(f["batch"])
+    if batches and (1 not in batches or len(set(batches)) != len(batches)):
+        raise RegistryError(f"{where}: card.json litert needs one file per batch size, batch 1 among them; "
+                            f"got {batches}")
+
 
 def parse_card(text: str, where: str) -> dict:
     """Parse and check a card.json; errors name ``where`` (class and version)."""
@@ -151,6 +213,8 @@ def parse_card(text: str, where: str) -> dict:
     arch = card["architecture"]
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params"), dict):
         raise RegistryError(f"{where}: card.json architecture must be an object with 'name' and 'params'")
+    if "litert" in card:
+        _check_litert(card["litert"], where)
     return card
 
 
@@ -283,23 +347,63 @@ class Registry:
         return Entry(name, v, path, card)
 
     def check_model(self, e: Entry) -> None:
-        """Raise :class:`RegistryError` unless the entry's model file matches its checksum."""
-        where = f"class {e.class_name!r} version {e.version}"
-        try:
-            digest = sha256_file(_no_link(e.model_path, where))
-        except OSError as err:
-            raise RegistryError(f"{where}: cannot read {MODEL_FILE} ({err})") from None
-        if digest != e.card["model_sha256"]:
-            raise RegistryError(f"{where}: {MODEL_FILE} checksum mismatch (file changed or corrupt); not loaded")
+        """Raise :class:`RegistryError` unless every model file of the entry matches its checksum."""
+        self._read_checked(e, MODEL_FILE, e.card["model_sha256"], keep=False)
+        for f in e.litert_files:
+            self._read_checked(e, f["file"], f["sha256"], keep=False)
 
-    def load_detector(self, name: str, version: int | None = None):
-        """Load a fitted :class:`~bank.detector.AutoencoderDetector`, checking the model's sha256."""
+    def _read_checked(self, e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | None:
+        """The bytes of one of the entry's files, read once and checked against ``sha256``."""
+        where = f"class {e.class_name!r} version {e.version}"
+        h, data = hashlib.sha256(), []
+        try:
+            fd = os.open(_no_link(e.path / file, where), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+                    if keep:
+                        data.append(block)
+        except OSError as err:
+            raise RegistryError(f"{where}: cannot read {file} ({err})") from None
+        if h.hexdigest() != sha256:
+            raise RegistryError(f"{where}: {file} checksum mismatch (file changed or corrupt); not loaded")
+        return b"".join(data) if keep else None
+
+    def load_detector(self, name: str, version: int | None = None, runtime: str = "auto"):
+        """Load a fitted :class:`~bank.detector.AutoencoderDetector`, checking every file's sha256.
+
+        ``runtime``: "litert" runs the entry's LiteRT flatbuffers (no TensorFlow
+        import); "keras" loads the Keras model (TensorFlow, the reference);
+        "auto" (default) takes LiteRT when the entry has it and ``ai-edge-litert``
+        is installed, else Keras.
+        """
+        from . import runtime as rt
+        from .detector import AutoencoderDetector
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
         e = self.entry(name, version)
+        where = f"class {e.class_name!r} version {e.version}"
         self.check_model(e)
+        files = e.litert_files
+        if runtime == "litert" and not files:
+            why = (e.card.get("litert") or {}).get("skipped", "registered before LiteRT artifacts were written")
+            raise RegistryError(f"{where}: no LiteRT model ({why}); use the keras runtime, or register the class again")
+        if runtime == "litert" or (runtime == "auto" and files and rt.available()):
+            flatbuffers = {f["batch"]: self._read_checked(e, f["file"], f["sha256"]) for f in files}
+            try:
+                model = rt.LiteModel(flatbuffers, e.spec.shape)
+            except ImportError as err:
+                raise RegistryError(f"{where}: the LiteRT runtime is not installed ({err}); "
+                                    "pip install ai-edge-litert, or use the keras runtime") from None
+            except (ValueError, RuntimeError) as err:
+                raise RegistryError(f"{where}: cannot load its LiteRT model ({err})") from None
+            return AutoencoderDetector.from_card(e.card, model)
+        return AutoencoderDetector.from_card(e.card, self._load_keras(e))
+
+    def _load_keras(self, e: Entry):
         from . import models  # noqa: F401  (quiet TensorFlow start-up)
         import keras
-
-        from .detector import AutoencoderDetector
 
         where = f"class {e.class_name!r} version {e.version}"
         try:
@@ -310,13 +414,14 @@ class Registry:
         if shapes != [e.spec.shape] * 2:
             raise RegistryError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but card.json says "
                                 f"input_spec {e.spec.shape}")
-        return AutoencoderDetector.from_card(e.card, model)
+        return model
 
     def verify(self, load: bool = True) -> list[Problem]:
         """Check every version of every class; return what is wrong (empty when healthy).
 
         Checks names, cards, checksums, ``ACTIVE``, and (with ``load``) that
-        each model loads in Keras safe mode with the card's input shape.
+        each model loads in Keras safe mode with the card's input shape, and
+        its LiteRT flatbuffers (when the entry has them and LiteRT is installed) too.
         """
         if not self.root.is_dir():
             raise RegistryError(f"no registry at {self.root} (set --registry PATH or BANK_REGISTRY)")
@@ -339,7 +444,9 @@ class Registry:
             for v in versions:
                 try:
                     if load:
-                        self.load_detector(name, v)  # parses the card and checks the checksum first
+                        self.load_detector(name, v, runtime="keras")  # parses the card, checks the checksums first
+                        if self.entry(name, v).litert_files and _litert_available():
+                            self.load_detector(name, v, runtime="litert")
                     else:
                         self.check_model(self.entry(name, v))
                 except RegistryError as err:
@@ -353,14 +460,20 @@ class Registry:
 
     # ------------------------------------------------------------ writing
 
-    def register(self, name: str, detector) -> Entry:
+    def register(self, name: str, detector, litert: bool = True) -> Entry:
         """Add a fitted detector as the next version of ``name`` and make it active.
 
+        With ``litert`` (default) the model is also written as LiteRT
+        flatbuffers, checked against Keras, for answering without TensorFlow;
+        when that fails the entry is written without them and a warning says why.
         Safe with other writers in other processes; a writer that dies
         midway leaves only a hidden leftover (see :meth:`gc`).
         """
         name = validate_class_name(name)
         fields = detector.card_fields()  # raises NotFittedError first
+        if not hasattr(detector.model_, "save"):
+            raise ValueError(f"class {name!r}: registering needs the detector's Keras model; this one was loaded "
+                             "for LiteRT (load it with runtime='keras')")
         cdir = self._class_dir(name)
         cdir.mkdir(parents=True, exist_ok=True)
         for p in self._trash() + self._class_leftovers(cdir):  # clear what interrupted writes left
@@ -379,6 +492,8 @@ class Registry:
                     **fields,
                     "model_file": MODEL_FILE,
                     "model_sha256": sha256_file(tmp / MODEL_FILE),
+                    **({"litert": _write_litert(name, detector.model_, InputSpec.from_dict(fields["input_spec"]), tmp)}
+                       if litert else {}),
                     "versions": _versions_stamp(),
                 }
                 with _locked(cdir / LOCK_FILE):

@@ -221,14 +221,15 @@ class Router:
             groups.setdefault(det.spec_, []).append(k)
         self.groups = groups
         self._fns: dict[InputSpec, object] = {}
-        self.registry = None  # set by from_registry, with the loaded versions and any classes skipped
+        self.registry = None  # set by from_registry, with the runtime, the loaded versions and any classes skipped
+        self.runtime = None
         self.versions: dict[str, tuple[int, str]] = {}
         self.skipped: list[tuple[str, str]] = []
         self._all_classes = False
 
     @classmethod
     def from_registry(cls, registry, classes: Sequence[str] | None = None, *, skip_broken: bool = False,
-                      **kwargs) -> Router:
+                      runtime: str = "auto", **kwargs) -> Router:
         """Load the active version of every class (or of ``classes``).
 
         A broken entry (bad checksum, card or model) raises
@@ -237,7 +238,7 @@ class Router:
         ``(class, reason)`` for each one left out.
         """
         names = list(classes) if classes else registry.classes()
-        return cls._loaded(registry, names, not classes, skip_broken, None, kwargs)
+        return cls._loaded(registry, names, not classes, skip_broken, None, runtime, kwargs)
 
     def reload(self) -> Router:
         """A new router over the registry's current active versions; this one is left as it was.
@@ -252,10 +253,10 @@ class Router:
         names = self.registry.classes() if self._all_classes else self.classes
         kwargs = {"threshold": self.threshold, "method": self.method, "margin": self.margin,
                   "complexity_threshold": self.complexity_threshold, "batch_size": self.batch_size}
-        return self._loaded(self.registry, names, self._all_classes, True, self, kwargs)
+        return self._loaded(self.registry, names, self._all_classes, True, self, self.runtime, kwargs)
 
     @classmethod
-    def _loaded(cls, registry, names, all_classes, skip_broken, previous, kwargs) -> Router:
+    def _loaded(cls, registry, names, all_classes, skip_broken, previous, runtime, kwargs) -> Router:
         from .registry import RegistryError
 
         detectors, versions, skipped = {}, {}, []
@@ -266,7 +267,7 @@ class Router:
                 if previous is not None and previous.versions.get(n) == key:
                     detectors[n] = previous.detectors[n]  # unchanged: no need to load it again
                 else:
-                    detectors[n] = registry.load_detector(n, e.version)
+                    detectors[n] = registry.load_detector(n, e.version, runtime=runtime)
                 versions[n] = key
             except RegistryError as err:
                 if previous is not None and n in previous.detectors:
@@ -280,13 +281,14 @@ class Router:
             raise RegistryError("no class could be loaded: " + "; ".join(r for _, r in skipped))
         router = cls(detectors, **kwargs)
         router.registry, router.versions, router.skipped, router._all_classes = registry, versions, skipped, all_classes
+        router.runtime = runtime
         return router
 
     def _fn(self, spec: InputSpec):
         if spec not in self._fns:
-            from .models import error_model
+            from .runtime import error_fn
 
-            self._fns[spec] = error_model([self.detectors[self.classes[k]].model_ for k in self.groups[spec]], spec.shape)
+            self._fns[spec] = error_fn([self.detectors[self.classes[k]].model_ for k in self.groups[spec]], spec.shape)
         return self._fns[spec]
 
     def errors(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -308,7 +310,7 @@ class Router:
                 cx[:, idx] = complexity(x)[:, None]
             fn = self._fn(spec)
             for i in range(0, len(x), self.batch_size):
-                out[i : i + self.batch_size, idx] = np.asarray(fn.predict_on_batch(x[i : i + self.batch_size]))
+                out[i : i + self.batch_size, idx] = fn(x[i : i + self.batch_size])
         return out, cx
 
     def score(self, images: np.ndarray | Sequence[np.ndarray], names: Sequence[str] | None = None) -> BankResult:

@@ -36,7 +36,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import ndtr
 
 #: Quantiles of the held-out error kept with every class model.
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
@@ -320,8 +319,12 @@ def gaussian_score(z: np.ndarray) -> np.ndarray:
 
 
 def upper_p_value(z: np.ndarray) -> np.ndarray:
-    """P(Z >= z) under a standard normal: small when the error is unusually high."""
-    return ndtr(-np.asarray(z, dtype=np.float64))
+    """P(Z >= z) under a standard normal: small when the error is unusually high. NaN stays NaN."""
+    z = np.asarray(z, dtype=np.float64)
+    return 0.5 * np.asarray(_erfc(z / math.sqrt(2.0)), dtype=np.float64)  # math.erfc: no SciPy import (0.3 s)
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def flag(z: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:

@@ -7,22 +7,22 @@ No training: each class model is the default 28x28 conv autoencoder (filters
 random errors, so the verdicts mean nothing; only the times do. Measured:
 
 (a) ``naive``: the seeds' way, one ``model.predict`` per class, the error in NumPy;
-(b) ``router``: ``bank.Router``, every class in one fused Keras model
-    (``router.score`` also: errors, input complexities and verdicts);
-(c) ``litert``: the same fused graph (``bank.models.error_model``) converted
-    to LiteRT (``pip install ai-edge-litert``; without it the row says "not
-    installed"), 2 threads, the input resized to each batch; and
-    ``litert_static``: one conversion per batch size, every shape fixed, which
-    lets XNNPACK take the whole graph. Their errors are checked against the
-    router's (max relative difference, at most 1e-5).
+(b) ``router_tf``: ``bank.Router`` on the Keras models, every class in one
+    fused TensorFlow graph: the reference;
+(c) ``router``: the default, ``bank.Router.from_registry`` on a registry the
+    bank was just registered in: each class's LiteRT models, written and
+    checked at registration, no TensorFlow (``router_score`` also: input
+    complexities and verdicts). Its errors are checked against (b) (max
+    relative difference, at most 1e-5) and its argmin too.
 
 For each: throughput (images/s, batches of 256), single-image latency (the
 median of at least 100 calls; ``--quick`` calls the naive way 10 times),
 speed-ups, and GFLOP/s from the multiply-adds of the conv, conv-transpose
 and dense layers, against float32 NumPy matmul measured in the same run (the
-ceiling). Then the router's scaling with the number of classes and with the
-batch size (beside LiteRT's), peak RSS, cold start (a fresh Python process to
-the first answer from a 10-class bank in a temporary registry) and the wall
+ceiling). Then the default router's scaling with the number of classes and
+both routers' with the batch size, peak RSS (this process; and a fresh
+process that loads the largest bank and scores a batch of 256), cold start (a
+fresh Python process to the first answer from the 10-class bank) and the wall
 time of ``bank classify one.png`` against that registry. ``--quick`` keeps
 to 1 and 10 classes, batches 1, 32 and 256, fewer repetitions: about 2
 minutes on 2 busy cores, where the full run takes about 10 (100 single-image
@@ -59,22 +59,24 @@ FULL = {"images": 1024, "reps": 3, "calls": 200, "naive_calls": 100, "scale_call
         "cold_reps": 3, "classes": "1,10,50,100", "batches": "1,4,16,64,256,1024"}
 QUICK = {"images": 256, "reps": 2, "calls": 100, "naive_calls": 10, "scale_calls": 20, "batch_images": 64,
          "cold_reps": 1, "classes": "1,10", "batches": "1,32,256"}
-#: Run in a fresh process: argv = registry, image, the parent's clock at launch. Prints one JSON line.
+#: Run in a fresh process: argv = registry, image, the parent's clock at launch, classes, images.
+#: Prints one JSON line.
 COLD_START = """
 import json, sys, time
 t0 = time.time()
 from bank import Registry, Router
 from bank.images import read_image
-router = Router.from_registry(Registry(sys.argv[1]))
+router = Router.from_registry(Registry(sys.argv[1]), sys.argv[4].split(","))
 t1 = time.time()
-label = router.classify([read_image(sys.argv[2])])[0]
+label = router.classify([read_image(sys.argv[2])] * int(sys.argv[5]))[0]
 t2 = time.time()
 try:  # VmHWM: getrusage would count the parent's pages this process inherited at fork
     hwm = [float(s.split()[1]) / 1024 for s in open("/proc/self/status") if s.startswith("VmHWM:")][0]
 except (OSError, IndexError):
     hwm = None
 print(json.dumps({"first_answer_s": t2 - float(sys.argv[3]), "python_s": t0 - float(sys.argv[3]),
-                  "load_s": t1 - t0, "answer_s": t2 - t1, "peak_rss_mb": hwm, "label": label}))
+                  "load_s": t1 - t0, "answer_s": t2 - t1, "peak_rss_mb": hwm, "label": label,
+                  "tensorflow_imported": "tensorflow" in sys.modules}))
 """
 
 
@@ -178,69 +180,6 @@ def naive_errors(bank: dict, x: np.ndarray) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def to_litert(model, shape: tuple[int, ...]) -> bytes:
-    """A one-input Keras model as a LiteRT flatbuffer, for inputs of ``shape`` (None: any batch size)."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[tf.TensorSpec(shape, tf.float32)])
-    # No trackable_obj: given the Keras 3 model, the converter keeps the weights as variables that
-    # LiteRT never initialises (NaN errors under XNNPACK); without it they are frozen into constants.
-    # TF calls that path deprecated (an absl warning, muted here); the documented one, model.export
-    # then from_saved_model, gives the same errors but takes about 5 times longer.
-    absl = logging.getLogger("absl")
-    level = absl.level
-    absl.setLevel(logging.ERROR)
-    try:
-        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
-    finally:
-        absl.setLevel(level)
-
-
-class LiteRT:
-    """A Keras model run by LiteRT, 2 threads.
-
-    ``static=False``: one conversion with a free batch dimension, the input
-    resized to each batch. ``static=True``: one conversion per batch size
-    (on first use), every shape fixed. One interpreter is alive at a time.
-    """
-
-    def __init__(self, model, shape: tuple[int, int, int], static: bool = False, threads: int = 2):
-        self.model, self.shape, self.static, self.threads = model, shape, static, threads
-        self.flatbuffers: dict[int | None, bytes] = {}
-        self.interp, self.key, self.batch = None, None, None
-
-    def _ready(self, n: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        key = n if self.static else None
-        if self.interp is None or key != self.key:
-            if key not in self.flatbuffers:
-                self.flatbuffers[key] = to_litert(self.model, (key, *self.shape))
-            self.interp = None  # free the old arena first
-            self.interp = Interpreter(model_content=self.flatbuffers[key], num_threads=self.threads)
-            self.inp = self.interp.get_input_details()[0]["index"]
-            self.out = self.interp.get_output_details()[0]["index"]
-            self.key, self.batch = key, None
-        if n != self.batch:
-            self.interp.resize_tensor_input(self.inp, (n, *self.shape))
-            self.interp.allocate_tensors()
-            self.batch = n
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self._ready(len(x))
-        self.interp.set_tensor(self.inp, x)
-        self.interp.invoke()
-        return self.interp.get_tensor(self.out)
-
-    def errors(self, x: np.ndarray) -> np.ndarray:
-        """(N, K) errors, batches of 256."""
-        return np.concatenate([self(x[i : i + BATCH]) for i in range(0, len(x), BATCH)])
-
-    @property
-    def size_mb(self) -> float:
-        return max(map(len, self.flatbuffers.values()), default=0) / 2**20
-
-
 def litert_version() -> str | None:
     """The ai-edge-litert version, or None when it does not import."""
     try:
@@ -255,14 +194,6 @@ def litert_version() -> str | None:
         return "unknown version"
 
 
-def make_litert(bank: dict) -> dict[str, LiteRT]:
-    """The fused error graph in LiteRT: "litert" (input resized per batch) and "litert_static"."""
-    from bank.models import error_model
-
-    fused = error_model([d.model_ for d in bank.values()], SHAPE)
-    return {"litert": LiteRT(fused, SHAPE), "litert_static": LiteRT(fused, SHAPE, static=True)}
-
-
 def max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Largest |a - b| / |b|."""
     return float(np.max(np.abs(np.asarray(a, np.float64) - b) / np.abs(b)))
@@ -275,38 +206,30 @@ def way(name: str, errors_fn, x: np.ndarray, reps: int, calls: int, flop: int) -
             "gflops": flop * ips / 1e9}
 
 
-def keras_ways(bank: dict, x: np.ndarray, cfg: dict, say) -> list[dict]:
-    """Rows (a) and (b)."""
+def ways(bank: dict, reg, x: np.ndarray, cfg: dict, say) -> list[dict]:
+    """Rows (a), (b) and (c); (c) with the max relative difference of its errors from (b)'s."""
     from bank import Router
 
     flop = flop_per_image(bank)
-    router = Router(bank, batch_size=BATCH)
+    tf_router = Router(bank, batch_size=BATCH)
+    router = Router.from_registry(reg, list(bank), batch_size=BATCH)
     say("(a) naive: model.predict per class")
     rows = [way("naive", lambda v: naive_errors(bank, v), x, cfg["reps"], cfg["naive_calls"], flop)]
-    say("(b) bank.Router")
-    rows.append(way("router", router.errors, x, cfg["reps"], cfg["calls"], flop))
+    say("(b) bank.Router, TensorFlow")
+    rows.append(way("router_tf", tf_router.errors, x, cfg["reps"], cfg["calls"], flop))
+    say("(c) bank.Router, the default (LiteRT)")
+    ref, got = tf_router.errors(x), router.errors(x)
+    check = {"max_rel_diff": max(max_rel_diff(got, ref), max_rel_diff(router.errors(x[:1]), ref[:1])),
+             "same_argmin": bool(np.array_equal(got.argmin(1), ref.argmin(1)))}
+    rows.append({**way("router", router.errors, x, cfg["reps"], cfg["calls"], flop), **check})
     rows.append(way("router_score", router.score, x, cfg["reps"], cfg["calls"], flop))
-    return rows
-
-
-def litert_ways(bank: dict, lites: dict[str, LiteRT], x: np.ndarray, cfg: dict, say) -> list[dict]:
-    """Rows (c), each with the max relative difference of its errors from the router's."""
-    from bank import Router
-
-    ref = Router(bank, batch_size=BATCH).errors(x)
-    rows = []
-    for name, lite in lites.items():
-        say(f"(c) {name}")
-        diff = max(max_rel_diff(lite.errors(x), ref), max_rel_diff(lite(x[:1]), ref[:1]))
-        row = way(name, lite.errors, x, cfg["reps"], cfg["calls"], flop_per_image(bank))
-        rows.append({**row, "max_rel_diff": diff, "size_mb": lite.size_mb})
     return rows
 
 
 # ------------------------------------------------------------ scaling
 
-def scale_classes(bank: dict, counts: list[int], cfg: dict, say) -> list[dict]:
-    """Router throughput (one batch of 256) and single-image latency for banks of each size."""
+def scale_classes(bank: dict, reg, counts: list[int], cfg: dict, say) -> list[dict]:
+    """Default router throughput (one batch of 256) and single-image latency for banks of each size."""
     from bank import Router
 
     x = random_images(BATCH, 1)
@@ -314,50 +237,48 @@ def scale_classes(bank: dict, counts: list[int], cfg: dict, say) -> list[dict]:
     for k in counts:
         say(f"scaling: {k} classes")
         sub = first(bank, k)
-        router = Router(sub, batch_size=BATCH)
+        router = Router.from_registry(reg, list(sub), batch_size=BATCH)
         row = way("router", router.errors, x, cfg["reps"], cfg["scale_calls"], flop_per_image(sub))
         out.append({"classes": k, **{n: row[n] for n in ("img_per_s", "single_ms", "calls", "gflops")}})
     return out
 
 
-def scale_batches(bank: dict, sizes: list[int], cfg: dict, lites: dict[str, LiteRT], say) -> list[dict]:
-    """Router (and LiteRT) images/s on one batch of each size; small batches are timed more often."""
+def scale_batches(bank: dict, reg, sizes: list[int], cfg: dict, say) -> list[dict]:
+    """Both routers' images/s on one batch of each size; small batches are timed more often."""
     from bank import Router
 
-    router = Router(bank, batch_size=max(sizes))
+    routers = {"router_tf": Router(bank, batch_size=max(sizes)),
+               "router": Router.from_registry(reg, list(bank), batch_size=max(sizes))}
     x = random_images(max(sizes), 2)
     out = []
     for b in sizes:
         say(f"scaling: batch {b}")
         reps = max(cfg["reps"], cfg["batch_images"] // b)
-        row = {"batch": b, "router_img_per_s": throughput(router.errors, x[:b], reps)}
-        for name, lite in lites.items():
-            row[f"{name}_img_per_s"] = throughput(lite, x[:b], reps)
-        out.append(row)
+        out.append({"batch": b, **{f"{n}_img_per_s": throughput(r.errors, x[:b], reps) for n, r in routers.items()}})
     return out
 
 
 # ------------------------------------------------------------ start-up
 
-def saved_registry(bank: dict, root: Path, image: np.ndarray) -> Path:
-    """Register the bank in ``root`` and write ``one.png`` beside it; returns the PNG's path."""
-    from PIL import Image
-
+def saved_registry(bank: dict, root: Path, say):
+    """Register every class of the bank (writing its LiteRT models) in ``root/registry``; the Registry."""
     from bank import Registry
 
+    say(f"registering {len(bank)} classes (LiteRT conversion and check at registration)")
     reg = Registry(root / "registry")
+    t = time.perf_counter()
     for name, det in bank.items():
         reg.register(name, det)
-    png = root / "one.png"
-    Image.fromarray(np.round(image[..., 0] * 255).astype(np.uint8)).save(png)
-    return png
+    return reg, (time.perf_counter() - t) / len(bank)
 
 
-def cold_start(root: Path, png: Path) -> dict:
-    """A fresh Python process from launch to its first answer (the child reports its phases)."""
+def cold_start(root: Path, png: Path, classes: list[str] | None = None, batch: int = 1) -> dict:
+    """A fresh Python process from launch to its first answer (the child reports its phases):
+    the 10-class bank on one image, or ``classes`` on ``batch`` copies of it."""
     t = time.perf_counter()
     launched = time.time()
-    run = subprocess.run([sys.executable, "-c", COLD_START, str(root / "registry"), str(png), repr(launched)],
+    run = subprocess.run([sys.executable, "-c", COLD_START, str(root / "registry"), str(png), repr(launched),
+                          ",".join(classes or [str(k) for k in range(BANK)]), str(batch)],
                          capture_output=True, text=True, cwd=root)
     wall = time.perf_counter() - t
     if run.returncode:
@@ -378,40 +299,43 @@ def cli_classify(root: Path, png: Path) -> float:
     return wall
 
 
-def start_up(bank: dict, image: np.ndarray, reps: int, say) -> dict:
-    """Cold start and CLI wall times (medians of ``reps`` runs each) against a temporary registry."""
-    with tempfile.TemporaryDirectory(prefix="bank-speed-") as tmp:
-        root = Path(tmp)
-        png = saved_registry(bank, root, image)
-        say(f"cold start and bank classify, {reps} run(s) each")
-        colds = [cold_start(root, png) for _ in range(reps)]
-        clis = [cli_classify(root, png) for _ in range(reps)]
+def start_up(root: Path, image: np.ndarray, classes: list[str], reps: int, say) -> dict:
+    """Cold start and CLI wall times (medians of ``reps`` runs each) against the registry in ``root``;
+    and a fresh process that loads every class and scores a batch of 256."""
+    from PIL import Image
+
+    png = root / "one.png"
+    Image.fromarray(np.round(image[..., 0] * 255).astype(np.uint8)).save(png)
+    say(f"cold start and bank classify, {reps} run(s) each")
+    colds = [cold_start(root, png) for _ in range(reps)]
+    clis = [cli_classify(root, png) for _ in range(reps)]
+    say(f"a fresh process: {len(classes)} classes, a batch of {BATCH}")
+    big = cold_start(root, png, classes, BATCH)
     keys = ("first_answer_s", "python_s", "load_s", "answer_s", "wall_s", "peak_rss_mb")
     med = {k: statistics.median(c[k] for c in colds) if colds[0][k] is not None else None for k in keys}
     return {"cold_start_s": med["first_answer_s"], "cold_start": med, "cli_classify_s": statistics.median(clis),
-            "start_up_runs": reps}
+            "start_up_runs": reps, "tensorflow_imported": any(c["tensorflow_imported"] for c in colds),
+            "largest_bank": {"classes": len(classes), "batch": BATCH, **big}}
 
 
 # ------------------------------------------------------------ output
 
-LABELS = {"naive": "(a) naive: one model.predict per class", "router": "(b) bank.Router (errors)",
-          "router_score": "(b) bank.Router.score (errors, complexity, verdicts)",
-          "litert": "(c) LiteRT, 2 threads, input resized per batch",
-          "litert_static": "(c) LiteRT, 2 threads, one static-batch conversion per batch size"}
+LABELS = {"naive": "(a) naive: one model.predict per class",
+          "router_tf": "(b) bank.Router on the Keras models (TensorFlow, the reference)",
+          "router": "(c) bank.Router, the default: LiteRT models from the registry (errors)",
+          "router_score": "(c) bank.Router.score, the default (errors, complexity, verdicts)"}
 
 
 def headline(rows: list[dict], matmul: float) -> dict:
     """The figures as top-level keys: per way, images/s, single-image ms and GFLOP/s; the ratios."""
     by = {r["way"]: r for r in rows}
     res = {f"{w}_{k}": r[k] for w, r in by.items() for k in ("img_per_s", "single_ms", "gflops")}
-    naive, router = by["naive"], by["router"]
+    naive, router, ref = by["naive"], by["router"], by["router_tf"]
     res["router_vs_naive_throughput"] = router["img_per_s"] / naive["img_per_s"]
     res["router_vs_naive_single"] = naive["single_ms"] / router["single_ms"]
-    for name in ("litert", "litert_static"):
-        if name in by:
-            res[f"{name}_vs_router_throughput"] = by[name]["img_per_s"] / router["img_per_s"]
-            res[f"{name}_vs_router_single"] = router["single_ms"] / by[name]["single_ms"]
-            res[f"{name}_max_rel_diff"] = by[name]["max_rel_diff"]
+    res["router_vs_tf_throughput"] = router["img_per_s"] / ref["img_per_s"]
+    res["router_vs_tf_single"] = ref["single_ms"] / router["single_ms"]
+    res["router_max_rel_diff"], res["router_same_argmin"] = router["max_rel_diff"], router["same_argmin"]
     res["router_share_of_matmul"] = router["gflops"] / matmul
     return res
 
@@ -428,41 +352,36 @@ def print_tables(out: dict) -> None:
 
 def print_ways(out: dict) -> None:
     by = {r["way"]: r for r in out["ways"]}
-    naive, router, mm = by["naive"], by["router"], out["matmul_gflops"]
-    print("| way | images/s (batches of 256) | x naive | x router | single image, ms (median) | x naive | x router "
-          "| GFLOP/s | of matmul |")
+    naive, ref, mm = by["naive"], by["router_tf"], out["matmul_gflops"]
+    print("| way | images/s (batches of 256) | x naive | x TF router | single image, ms (median) | x naive "
+          "| x TF router | GFLOP/s | of matmul |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in by.values():
         print(f"| {LABELS[r['way']]} | {r['img_per_s']:.0f} | {r['img_per_s'] / naive['img_per_s']:.1f} | "
-              f"{r['img_per_s'] / router['img_per_s']:.2f} | {r['single_ms']:.2f} ({r['calls']} calls) | "
-              f"{naive['single_ms'] / r['single_ms']:.1f} | {router['single_ms'] / r['single_ms']:.2f} | "
+              f"{r['img_per_s'] / ref['img_per_s']:.2f} | {r['single_ms']:.2f} ({r['calls']} calls) | "
+              f"{naive['single_ms'] / r['single_ms']:.1f} | {ref['single_ms'] / r['single_ms']:.2f} | "
               f"{r['gflops']:.1f} | {r['gflops'] / mm:.0%} |")
-    if "litert" not in by:
-        print(f"| (c) LiteRT (ai-edge-litert), 2 threads | {out['litert']} | | | | | | | |")
-        return
-    d = max(by[n]["max_rel_diff"] for n in ("litert", "litert_static"))
-    print(f"\nLiteRT {out['litert']}: its errors differ from the router's by at most {d:.1e} relative "
-          f"({'within' if d <= TOLERANCE else 'OVER'} {TOLERANCE:g}); flatbuffer {by['litert']['size_mb']:.1f} MB. "
-          "A free batch dimension leaves shape arithmetic (the Keras Reshape) in the graph, which keeps XNNPACK "
-          "from all but a few pieces of it: hence the static rows.")
+    d = out["router_max_rel_diff"]
+    print(f"
+The default router's errors differ from the TensorFlow reference's by at most {d:.1e} relative "
+          f"({'within' if d <= TOLERANCE else 'OVER'} {TOLERANCE:g}); same argmin: {out['router_same_argmin']}. "
+          f"Registration took {out['register_s_per_class']:.2f} s per class (save, convert at batch 1 and 32, "
+          "check against Keras).")
 
 
 def print_scaling(out: dict) -> None:
-    print("\nScaling with the number of classes (bank.Router, one batch of 256):\n")
+    print("\nScaling with the number of classes (the default router, one batch of 256):\n")
     print("| classes | images/s | class-images/s | single image, ms (median) | GFLOP/s | of matmul |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in out["scaling_classes"]:
         print(f"| {r['classes']} | {r['img_per_s']:.0f} | {r['img_per_s'] * r['classes']:.0f} | {r['single_ms']:.2f} "
               f"({r['calls']} calls) | {r['gflops']:.1f} | {r['gflops'] / out['matmul_gflops']:.0%} |")
-    lite = any("litert_img_per_s" in r for r in out["scaling_batches"])
     print(f"\nScaling with the batch size ({BANK} classes, images/s, one batch per call):\n")
-    print("| batch | bank.Router | LiteRT, resized | LiteRT, static | static / router |" if lite else
-          "| batch | bank.Router |")
-    print("| --- | --- | --- | --- | --- |" if lite else "| --- | --- |")
+    print("| batch | TF router | default router | default / TF |")
+    print("| --- | --- | --- | --- |")
     for r in out["scaling_batches"]:
-        extra = (f" {r['litert_img_per_s']:.0f} | {r['litert_static_img_per_s']:.0f} | "
-                 f"{r['litert_static_img_per_s'] / r['router_img_per_s']:.2f} |" if lite else "")
-        print(f"| {r['batch']} | {r['router_img_per_s']:.0f} |{extra}")
+        print(f"| {r['batch']} | {r['router_tf_img_per_s']:.0f} | {r['router_img_per_s']:.0f} | "
+              f"{r['router_img_per_s'] / r['router_tf_img_per_s']:.2f} |")
 
 
 def print_start_up(out: dict) -> None:
@@ -470,14 +389,17 @@ def print_start_up(out: dict) -> None:
     print(f"\nMemory and start-up (start-up: median of {out['start_up_runs']} run(s)):\n")
     print("| what | figure |")
     print("| --- | --- |")
-    print(f"| peak RSS of this process after rows (a) and (b) | {mb(out['peak_rss_mb_keras'])} |")
-    print(f"| ... after rows (c), LiteRT | {mb(out.get('peak_rss_mb_litert'))} |")
+    big = out["largest_bank"]
+    print(f"| peak RSS of this process after the rows (a) to (c) | {mb(out['peak_rss_mb_ways'])} |")
     print(f"| ... at the end, after the scaling | {mb(out['peak_rss_mb'])} |")
+    print(f"| a fresh process loading {big['classes']} classes and scoring a batch of {big['batch']}: peak RSS | "
+          f"{mb(big['peak_rss_mb'])} (load {big['load_s']:.2f} s, answer {big['answer_s']:.2f} s) |")
     print(f"| cold start: a fresh Python process to its first answer, {BANK}-class registry | "
           f"{out['cold_start_s']:.2f} s (interpreter {c['python_s']:.2f} s, import and load {c['load_s']:.2f} s, "
           f"first answer {c['answer_s']:.2f} s) |")
     print(f"| peak RSS of that process at its first answer | {mb(c['peak_rss_mb'])} |")
     print(f"| `bank classify one.png`: wall time of the fresh process | {out['cli_classify_s']:.2f} s |")
+    print(f"| TensorFlow imported by the fresh process | {'yes' if out['tensorflow_imported'] else 'no'} |")
 
 
 # ------------------------------------------------------------ main
@@ -520,18 +442,15 @@ def measure(cfg: dict, seed: int, say) -> dict:
            "versions": versions(), "settings": cfg, "mflop_per_image_per_class": flop_per_image(first(bank, 1)) / 1e6}
     say("float32 NumPy matmul")
     out["matmul_gflops"] = matmul_gflops(reps=cfg["reps"] + 2)
-    out["ways"] = keras_ways(bank, x, cfg, say)
-    out["peak_rss_mb_keras"] = peak_rss_mb()
-    out["litert"], lites = litert_version() or "not installed", {}
-    if out["litert"] != "not installed":
-        lites = make_litert(bank)
-        out["ways"] += litert_ways(bank, lites, x, cfg, say)
-        out["peak_rss_mb_litert"] = peak_rss_mb()
-    out.update(headline(out["ways"], out["matmul_gflops"]))
-    out["scaling_batches"] = scale_batches(bank, cfg["batches"], cfg, lites, say)
-    out["scaling_classes"] = scale_classes(everything, cfg["classes"], cfg, say)
-    out["peak_rss_mb"] = peak_rss_mb()
-    out.update(start_up(bank, x[0], cfg["cold_reps"], say))
+    with tempfile.TemporaryDirectory(prefix="bank-speed-") as tmp:
+        reg, out["register_s_per_class"] = saved_registry(everything, Path(tmp), say)
+        out["ways"] = ways(bank, reg, x, cfg, say)
+        out["peak_rss_mb_ways"] = peak_rss_mb()
+        out.update(headline(out["ways"], out["matmul_gflops"]))
+        out["scaling_batches"] = scale_batches(bank, reg, cfg["batches"], cfg, say)
+        out["scaling_classes"] = scale_classes(everything, reg, cfg["classes"], cfg, say)
+        out["peak_rss_mb"] = peak_rss_mb()
+        out.update(start_up(Path(tmp), x[0], list(everything), cfg["cold_reps"], say))
     return out
 
 

@@ -255,7 +255,7 @@ def test_a_model_with_a_lambda_layer_is_refused(two_classes):
     card = dict(entry.card, model_sha256=sha256_file(entry.model_path))  # the attacker fixes the checksum too
     (entry.path / "card.json").write_text(json.dumps(card))
     with pytest.raises(RegistryError, match="class '0' version 1: cannot load model.keras.*Lambda"):
-        two_classes.load_detector("0")
+        two_classes.load_detector("0", runtime="keras")
     problems = two_classes.verify()
     assert [(p.class_name, p.version) for p in problems] == [("0", 1)]
 
@@ -278,7 +278,8 @@ def test_a_model_config_naming_code_outside_keras_is_refused(two_classes):
     card = dict(entry.card, model_sha256=sha256_file(entry.model_path))
     (entry.path / "card.json").write_text(json.dumps(card))
     with pytest.raises(RegistryError, match="class '0' version 1: cannot load model.keras"):
-        two_classes.load_detector("0")
+        two_classes.load_detector("0", runtime="keras")
+    assert [(p.class_name, p.version) for p in two_classes.verify()] == [("0", 1)]
 
 
 def test_symlinks_out_of_the_registry_are_not_followed(two_classes, fitted, tmp_path):
@@ -441,6 +442,8 @@ def test_a_card_whose_input_spec_disagrees_with_the_model_is_refused(two_classes
     e = two_classes.entry("1")
     (e.path / "card.json").write_text(json.dumps({**e.card, "input_spec": {**e.card["input_spec"], "height": 12}}))
     with pytest.raises(RegistryError, match=r"class '1' version 1: the model maps \(8, 8, 1\).*\(12, 8, 1\)"):
+        two_classes.load_detector("1", runtime="keras")
+    with pytest.raises(RegistryError, match=r"class '1' version 1: cannot load its LiteRT model"):
         two_classes.load_detector("1")
     from PIL import Image
 

@@ -1,0 +1,173 @@
+"""Answering without TensorFlow: each autoencoder as LiteRT flatbuffers.
+
+At registration (TensorFlow is there: the model was just trained) each model
+is converted once per batch size in :data:`BATCH_SIZES`, every shape fixed.
+A free batch dimension would keep Keras's shape arithmetic (Flatten, Reshape,
+Conv2DTranspose read the batch size at run time) in the graph, and LiteRT's
+XNNPACK kernels then stay off: about 3 times slower (``benchmarks/speed.py``).
+The conversion is checked against Keras before it is kept.
+
+Answering loads the flatbuffers into ``ai_edge_litert`` interpreters (about
+0.15 s to import, against 5-6 s for TensorFlow), runs full batches at the
+large size, and a small remainder one image at a time (padding it would cost
+more). The error is the per-pixel mean squared error, as in
+:func:`bank.models.error_model`, the TensorFlow reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ._quiet import quiet_stderr
+
+#: Batch sizes each model is converted for: one image (latency) and a batch (throughput).
+BATCH_SIZES = (1, 32)
+#: Largest relative difference of the errors accepted between LiteRT and Keras at registration.
+TOLERANCE = 1e-5
+#: Interpreter threads: LiteRT's small kernels gain little past a few cores.
+THREADS = max(1, min(4, os.cpu_count() or 1))
+
+_QUIETED: list[bool] = []  # whether LiteRT's once-per-process start-up line has been muted
+
+
+def available() -> bool:
+    """Whether the LiteRT interpreter imports here."""
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def convert(model, shape: tuple[int, ...], batch: int) -> bytes:
+    """A one-input Keras model as a LiteRT flatbuffer for inputs of (batch, *shape). Needs TensorFlow."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec((batch, *shape), tf.float32)])
+    # No trackable_obj: given the Keras 3 model, the converter keeps the weights as variables that
+    # LiteRT never initialises (NaN under XNNPACK); without it they are frozen into constants. TF
+    # calls this path deprecated (an absl warning, muted here); model.export then from_saved_model
+    # gives the same flatbuffer about 5 times slower.
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+    finally:
+        absl.setLevel(level)
+
+
+def mse(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
+    """Per-image mean squared error over pixels and channels, shape (N,), float64."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.mean(np.square(np.asarray(reconstruction, dtype=np.float32) - x), axis=(1, 2, 3)).astype(np.float64)
+
+
+class LiteModel:
+    """An autoencoder run by LiteRT from flatbuffers of fixed batch sizes.
+
+    It answers ``predict_on_batch`` for any number of images, like a Keras
+    model, so detectors and the router take either. Interpreters are made on
+    first use of each batch size.
+    """
+
+    def __init__(self, flatbuffers: dict[int, bytes], shape: tuple[int, ...], threads: int = THREADS):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if 1 not in flatbuffers:
+            raise ValueError("a LiteModel needs a flatbuffer for batch size 1")
+        self.shape = tuple(int(s) for s in shape)
+        self.input_shape = self.output_shape = (None, *self.shape)
+        self._interpreters: dict[int, tuple] = {}
+        self._flatbuffers = dict(flatbuffers)
+        self._threads = threads
+        self._make = Interpreter
+        for batch in self._flatbuffers:  # refuse a flatbuffer of the wrong shape now, not at the first answer
+            self._interpreter(batch, allocate=False)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return sorted(self._flatbuffers)
+
+    def _interpreter(self, batch: int, allocate: bool = True) -> list:
+        if batch not in self._interpreters:
+            it = self._make(model_content=self._flatbuffers[batch], num_threads=self._threads)
+            ins, outs = it.get_input_details(), it.get_output_details()
+            want = [batch, *self.shape]
+            got = [[int(v) for v in d["shape"]] for d in (*ins, *outs)]
+            if len(ins) != 1 or len(outs) != 1 or any(d["dtype"] != np.float32 for d in (*ins, *outs)):
+                raise ValueError(f"the batch-{batch} flatbuffer must map one float32 tensor to one; it has "
+                                 f"{len(ins)} input(s) and {len(outs)} output(s) of "
+                                 f"{sorted({np.dtype(d['dtype']).name for d in (*ins, *outs)})}")
+            if got != [want, want]:
+                raise ValueError(f"the batch-{batch} flatbuffer maps {' and '.join(map(str, got[:len(ins)]))} to "
+                                 f"{' and '.join(map(str, got[len(ins):]))}, expected {want} to {want}")
+            self._interpreters[batch] = [it, ins[0]["index"], outs[0]["index"], False]
+        entry = self._interpreters[batch]
+        if allocate and not entry[3]:  # the working memory, only for the batch sizes used
+            if _QUIETED:
+                entry[0].allocate_tensors()
+            else:
+                with quiet_stderr():  # LiteRT prints a line when it makes its first delegate in a process
+                    entry[0].allocate_tensors()
+                _QUIETED.append(True)
+            entry[3] = True
+        return entry
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        it, i, o, _ = self._interpreter(len(x))
+        it.set_tensor(i, x)
+        it.invoke()
+        return it.get_tensor(o).copy()
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        """Reconstructions of (N, *shape) images: full batches at the largest size, the rest one by one
+        (or padded to a batch when that is cheaper)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        big = max(self._flatbuffers)
+        out, start = [], 0
+        while len(x) - start >= big:
+            out.append(self._run(x[start : start + big]))
+            start += big
+        rest = len(x) - start
+        if rest and big > 1 and 3 * rest > big:  # a padded batch costs about as much as big/3 single calls
+            pad = np.zeros((big, *self.shape), dtype=np.float32)
+            pad[:rest] = x[start:]
+            out.append(self._run(pad)[:rest])
+        else:
+            out.extend(self._run(x[j : j + 1]) for j in range(start, len(x)))
+        return np.concatenate(out) if out else np.empty((0, *self.shape), dtype=np.float32)
+
+
+def error_fn(models: Sequence[object], shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from a batch of images at ``shape`` to their (N, K) errors under each model.
+
+    Keras models only: one fused TensorFlow graph (:func:`bank.models.error_model`).
+    Otherwise each model's ``predict_on_batch`` and the error in NumPy.
+    """
+    if not any(isinstance(m, LiteModel) for m in models):
+        from .models import error_model
+
+        fused = error_model(list(models), tuple(shape))
+        return lambda x: np.asarray(fused.predict_on_batch(x), dtype=np.float64)
+    return lambda x: np.stack([mse(x, m.predict_on_batch(x)) for m in models], axis=1)
+
+
+def check(model, lite: LiteModel, seed: int = 0) -> float:
+    """Largest relative difference between the Keras model's errors and LiteRT's on random images,
+    at every batch size (and a remainder); raises ValueError past :data:`TOLERANCE`."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((max(lite.batch_sizes) + 3, *lite.shape), dtype=np.float32)
+    ref = np.asarray(error_fn([model], lite.shape)(x))[:, 0]
+    got = mse(x, lite.predict_on_batch(x))
+    if not np.all(np.isfinite(got)):
+        raise ValueError("LiteRT gives non-finite errors")
+    diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
+    if diff > TOLERANCE:
+        raise ValueError(f"LiteRT errors differ from Keras by {diff:.2g} (relative), more than {TOLERANCE:g}")
+    return diff
