@@ -104,18 +104,8 @@ def _class_data(args: argparse.Namespace) -> tuple:
     return data.images, data.names, data.skipped
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .detector import AutoencoderDetector
-    from .images import InputSpec, parse_size
-
-    images, _, skipped = _class_data(args)
-    spec = None
-    if args.size or args.color:
-        from .images import as_images, infer_spec
-
-        guess = infer_spec(as_images(images))
-        h, w = parse_size(args.size) if args.size else (guess.height, guess.width)
-        spec = InputSpec(h, w, args.color or guess.color)
+def _training_params(args: argparse.Namespace) -> dict:
+    """AutoencoderDetector parameters (and size, color) from the training options."""
     params = {}
     if args.filters:
         try:
@@ -124,10 +114,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CommandError(f"--filters: expected whole numbers separated by commas, got {args.filters!r}") from None
     if args.latent:
         params["latent_dim"] = args.latent
-    det = AutoencoderDetector(
-        spec=spec, architecture=args.architecture, params=params or None, epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, patience=args.patience, verbose=0 if args.json else "auto",
-    )
+    return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import make_detector
+
+    images, _, skipped = _class_data(args)
+    det = make_detector(images, **_training_params(args), verbose=0 if args.json else "auto")
     n = len(images)
     _say(f"training class {args.class_name!r} on {n} image(s)")
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras progress stays off stdout
@@ -135,6 +130,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         det.fit(images)
     for w in det.training_.get("warnings", []):
         _say(f"warning: {w}")
+    det.training_["skipped_files"] = {"count": len(skipped), "files": _skipped_json(skipped[:100])}
     entry = _registry(args).register(args.class_name, det)
     summary = {
         "class": entry.class_name,
@@ -156,6 +152,34 @@ def cmd_train(args: argparse.Namespace) -> int:
               f" {t['epochs_run']} epochs, best {t['best_epoch']}")
         print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
     return 0
+
+
+def cmd_train_all(args: argparse.Namespace) -> int:
+    from .training import train_all
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    reg = _registry(args)
+    _say(f"training one class per sub-folder of {args.root} into {reg.root} ({args.backend})")
+    try:
+        runs = train_all(args.root, reg.root, _training_params(args), n_jobs=args.jobs, backend=args.backend,
+                         scheduler=args.scheduler, classes=classes)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    for r in runs:
+        for name, reason in r.skipped:
+            _say(f"class {r.class_name!r}: skipped {name}: {reason}")
+        if r.error:
+            _say(f"class {r.class_name!r}: FAILED: {r.error}")
+    failed = [r for r in runs if r.error]
+    if args.json:
+        _emit_json({"registry": str(reg.root), "classes": [r.to_dict() for r in runs],
+                    "failed": [r.class_name for r in failed]})
+    else:
+        rows = [[r.class_name, r.version if r.version else "-", r.n_images, len(r.skipped), f"{r.seconds:.1f}",
+                 "ok" if not r.error else "FAILED: " + r.error] for r in runs]
+        print(_table(rows, ["class", "version", "images", "skipped", "seconds", "status"]))
+        print(f"{len(runs) - len(failed)} of {len(runs)} classes registered in {reg.root}")
+    return 1 if failed else 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -467,21 +491,35 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
+    def add_training(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
+        sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
+                        "at most 128, else 64x64)")
+        sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
+        sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
+        sp.add_argument("--architecture", choices=["auto", "conv", "dense"], default="auto",
+                        help="auto: dense up to 16x16, conv above (default)")
+        sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64")
+        sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
+        sp.add_argument("--batch-size", type=int, default=64, help="default 64")
+        sp.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
+
     sp = add("train", cmd_train, "train one class model and register it as the active version")
     sp.add_argument("class_name", metavar="CLASS", help="class name (a folder-safe name)")
     sp.add_argument("data", metavar="DATA", nargs="+", help="images or folders of the class; a folder with a "
                     "sub-folder named CLASS; or a folder of MNIST IDX files (images labelled CLASS)")
-    sp.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
-    sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
-                    "at most 128, else 64x64)")
-    sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
-    sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
-    sp.add_argument("--architecture", choices=["auto", "conv", "dense"], default="auto",
-                    help="auto: dense up to 16x16, conv above (default)")
-    sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64")
-    sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
-    sp.add_argument("--batch-size", type=int, default=64, help="default 64")
-    sp.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
+    add_training(sp)
+
+    sp = add("train-all", cmd_train_all, "train one class per sub-folder of ROOT, in parallel processes")
+    sp.add_argument("root", metavar="ROOT", help="a folder with one sub-folder of images per class")
+    sp.add_argument("--jobs", type=int, metavar="N", help="parallel trainings (default: one per core; with dask, "
+                    "as many as the cluster runs)")
+    sp.add_argument("--backend", choices=["loky", "dask"], default="loky",
+                    help="loky: local processes (default); dask: a Dask cluster, through joblib's dask backend")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler, such as tcp://10.0.0.1:8786 "
+                    "(--backend dask); the registry must be a path every worker can write")
+    sp.add_argument("--classes", metavar="A,B,...", help="train these sub-folders only")
+    add_training(sp)
 
     add("list", cmd_list, "list the classes, their versions and which is active")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -72,8 +73,9 @@ class LiteModel:
     """An autoencoder run by LiteRT from flatbuffers of fixed batch sizes.
 
     It answers ``predict_on_batch`` for any number of images, like a Keras
-    model, so detectors and the router take either. Interpreters are made on
-    first use of each batch size.
+    model, so detectors and the router take either. Each batch size's
+    interpreter gets its working memory on first use; calls from several
+    threads take turns.
     """
 
     def __init__(self, flatbuffers: dict[int, bytes], shape: tuple[int, ...], threads: int = THREADS):
@@ -83,7 +85,8 @@ class LiteModel:
             raise ValueError("a LiteModel needs a flatbuffer for batch size 1")
         self.shape = tuple(int(s) for s in shape)
         self.input_shape = self.output_shape = (None, *self.shape)
-        self._interpreters: dict[int, tuple] = {}
+        self._interpreters: dict[int, list] = {}  # batch -> [interpreter, input index, output index, allocated]
+        self._lock = threading.Lock()  # an interpreter runs one call at a time
         self._flatbuffers = dict(flatbuffers)
         self._threads = threads
         self._make = Interpreter
@@ -120,10 +123,11 @@ class LiteModel:
         return entry
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        it, i, o, _ = self._interpreter(len(x))
-        it.set_tensor(i, x)
-        it.invoke()
-        return it.get_tensor(o).copy()
+        with self._lock:
+            it, i, o, _ = self._interpreter(len(x))
+            it.set_tensor(i, x)
+            it.invoke()
+            return it.get_tensor(o).copy()
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         """Reconstructions of (N, *shape) images: full batches at the largest size, the rest one by one

@@ -1,0 +1,135 @@
+"""Training classes: one from its images, or many at once in parallel processes.
+
+:func:`train_all` trains one model per sub-folder of a root folder, each in
+its own process through joblib: locally (loky, each process's TensorFlow
+limited to its share of the cores) or on a Dask cluster through joblib's dask
+backend. Every process registers its own class; the registry is safe with
+many writers. A class whose training fails is reported and the rest land.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .images import InputSpec, as_images, infer_spec, parse_size
+
+BACKENDS = ("loky", "dask")
+
+
+def make_detector(images, *, size: str | None = None, color: str | None = None, **params):
+    """An unfitted AutoencoderDetector; ``size`` ("HxW") or ``color`` fix its input spec, the
+    images' own size and colour filling in what is not given."""
+    from .detector import AutoencoderDetector
+
+    spec = None
+    if size or color:
+        guess = infer_spec(as_images(images))
+        h, w = parse_size(size) if size else (guess.height, guess.width)
+        spec = InputSpec(h, w, color or guess.color)
+    return AutoencoderDetector(spec=spec, **params)
+
+
+@dataclass
+class ClassRun:
+    """What training one class gave: its new version, or the error that stopped it."""
+
+    class_name: str
+    folder: str
+    version: int | None = None
+    n_images: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["skipped"] = [{"image": n, "error": r} for n, r in self.skipped]
+        return out
+
+
+def class_folders(root: str | os.PathLike) -> dict[str, Path]:
+    """The sub-folders of ``root`` (not hidden), by name: one class each."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder (expected a folder with one sub-folder of images per class)")
+    folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    if not folders:
+        raise ValueError(f"{root}: no sub-folders (expected one sub-folder of images per class)")
+    return folders
+
+
+def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.PathLike, params: dict,
+              threads: int | None = None) -> ClassRun:
+    """Read a class's images, train, register; never raises (the error is in the result).
+
+    ``threads`` limits this process's TensorFlow (set before it is imported
+    here; a process that already imported it keeps its setting).
+    """
+    if threads:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    from .data import load_images
+    from .registry import Registry
+
+    run, t0 = ClassRun(name, str(folder)), time.perf_counter()
+    try:
+        loaded = load_images([folder])
+        run.n_images, run.skipped = len(loaded.images), list(loaded.skipped)
+        if not loaded.images:
+            raise ValueError(f"no readable images in {folder}")
+        det = make_detector(loaded.images, **{"verbose": 0, **params})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
+            det.fit(loaded.images)
+        det.training_["skipped_files"] = {"count": len(run.skipped),
+                                          "files": [{"image": n, "error": r} for n, r in run.skipped[:100]]}
+        run.warnings = list(det.training_.get("warnings", []))
+        run.version = Registry(registry_root).register(name, det).version
+    except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)
+        run.error = f"{type(err).__name__}: {err}"
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params: dict | None = None, *,
+              n_jobs: int | None = None, backend: str = "loky", scheduler: str | None = None,
+              classes: list[str] | None = None) -> list[ClassRun]:
+    """Train one class per sub-folder of ``root`` (or only ``classes``) into the registry at ``registry_root``.
+
+    ``backend="loky"``: ``n_jobs`` local processes (default: one per core,
+    at most one per class), each TensorFlow using cores / n_jobs threads.
+    ``backend="dask"``: the tasks go to the Dask cluster at ``scheduler``
+    (an address such as "tcp://10.0.0.1:8786") through joblib's dask
+    backend; the registry must be a path every worker can write.
+    ``params``: AutoencoderDetector parameters, plus ``size`` and ``color``.
+    """
+    import joblib
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    folders = class_folders(root)
+    if classes is not None:
+        missing = sorted(set(classes) - set(folders))
+        if missing:
+            raise ValueError(f"{root}: no sub-folder for class(es) {', '.join(map(repr, missing))}")
+        folders = {c: folders[c] for c in classes}
+    registry_root = str(Path(registry_root).absolute())
+    tasks = [(name, str(path.absolute()), registry_root, dict(params or {})) for name, path in folders.items()]
+    if backend == "dask":
+        if not scheduler:
+            raise ValueError("backend 'dask' needs a scheduler address (--scheduler tcp://HOST:8786)")
+        from dask.distributed import Client
+
+        with Client(scheduler), joblib.parallel_config(backend="dask"):
+            return joblib.Parallel(n_jobs=n_jobs or -1)(joblib.delayed(train_one)(*t) for t in tasks)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n_jobs = max(1, min(n_jobs or cores, len(tasks)))
+    if n_jobs == 1:  # in this process, TensorFlow on every core
+        return [train_one(*t) for t in tasks]
+    threads = max(1, cores // n_jobs)
+    return joblib.Parallel(n_jobs=n_jobs, backend="loky")(joblib.delayed(train_one)(*t, threads) for t in tasks)
