@@ -30,7 +30,7 @@ BATCH_SIZES = (1, 32)
 #: Largest relative difference of the errors accepted between LiteRT and Keras at registration.
 TOLERANCE = 1e-5
 #: Interpreter threads: LiteRT's small kernels gain little past a few cores.
-THREADS = max(1, min(4, os.cpu_count() or 1))
+THREADS = max(1, min(4, os.cpu_count() or 1))  # one model alone; a bank runs one model per core instead
 
 _QUIETED: list[bool] = []  # whether LiteRT's once-per-process start-up line has been muted
 
@@ -97,6 +97,10 @@ class LiteModel:
     def batch_sizes(self) -> list[int]:
         return sorted(self._flatbuffers)
 
+    def with_threads(self, threads: int) -> LiteModel:
+        """The same model with its own interpreters on ``threads`` threads."""
+        return LiteModel(self._flatbuffers, self.shape, threads)
+
     def _interpreter(self, batch: int, allocate: bool = True) -> list:
         if batch not in self._interpreters:
             it = self._make(model_content=self._flatbuffers[batch], num_threads=self._threads)
@@ -152,14 +156,43 @@ def error_fn(models: Sequence[object], shape: tuple[int, ...]) -> Callable[[np.n
     """A function from a batch of images at ``shape`` to their (N, K) errors under each model.
 
     Keras models only: one fused TensorFlow graph (:func:`bank.models.error_model`).
-    Otherwise each model's ``predict_on_batch`` and the error in NumPy.
+    LiteRT models, several classes and cores: one thread per core, each
+    running its share of the classes on one-thread interpreters (LiteRT
+    releases the GIL; whole models side by side beat splitting each small
+    layer across cores: 1.5x the images/s here). Otherwise each model's
+    ``predict_on_batch`` in turn. The error is computed in NumPy for LiteRT.
     """
+    models = list(models)
     if not any(isinstance(m, LiteModel) for m in models):
         from .models import error_model
 
-        fused = error_model(list(models), tuple(shape))
+        fused = error_model(models, tuple(shape))
         return lambda x: np.asarray(fused.predict_on_batch(x), dtype=np.float64)
-    return lambda x: np.stack([mse(x, m.predict_on_batch(x)) for m in models], axis=1)
+    workers = min(_cores(), len(models))
+    if workers < 2 or not all(isinstance(m, LiteModel) for m in models):
+        return lambda x: np.stack([mse(x, m.predict_on_batch(x)) for m in models], axis=1)
+    from concurrent.futures import ThreadPoolExecutor
+
+    singles = [m.with_threads(1) for m in models]
+    shares = [range(w, len(models), workers) for w in range(workers)]
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="bank-litert")
+
+    def errors(x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(x), len(models)), dtype=np.float64)
+
+        def share(ks: range) -> None:
+            for k in ks:
+                out[:, k] = mse(x, singles[k].predict_on_batch(x))
+
+        for done in [pool.submit(share, ks) for ks in shares]:
+            done.result()  # re-raises a worker's error here
+        return out
+
+    return errors
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def check(model, lite: LiteModel, seed: int = 0) -> float:
