@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,16 +161,21 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     reg = _registry(args)
     _say(f"training one class per sub-folder of {args.root} into {reg.root} ({args.backend})")
-    try:
-        runs = train_all(args.root, reg.root, _training_params(args), n_jobs=args.jobs, backend=args.backend,
-                         scheduler=args.scheduler, classes=classes)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
-    for r in runs:
+    start = time.monotonic()
+
+    def progress(r, done: int, total: int) -> None:
         for name, reason in r.skipped:
             _say(f"class {r.class_name!r}: skipped {name}: {reason}")
-        if r.error:
-            _say(f"class {r.class_name!r}: FAILED: {r.error}")
+        spent = time.monotonic() - start
+        eta = f", about {spent / done * (total - done):.0f} s left" if done < total else ""
+        what = f"FAILED: {r.error}" if r.error else f"version {r.version}, {r.n_images} images, {r.seconds:.0f} s"
+        _say(f"[{done}/{total}] class {r.class_name!r}: {what}{eta}")
+
+    try:
+        runs = train_all(args.root, reg.root, _training_params(args), n_jobs=args.jobs, backend=args.backend,
+                         scheduler=args.scheduler, classes=classes, on_done=progress)
+    except ValueError as e:
+        raise CommandError(str(e)) from None
     failed = [r for r in runs if r.error]
     if args.json:
         _emit_json({"registry": str(reg.root), "classes": [r.to_dict() for r in runs],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,7 +99,8 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
 
 def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params: dict | None = None, *,
               n_jobs: int | None = None, backend: str = "loky", scheduler: str | None = None,
-              classes: list[str] | None = None) -> list[ClassRun]:
+              classes: list[str] | None = None,
+              on_done: Callable[[ClassRun, int, int], None] | None = None) -> list[ClassRun]:
     """Train one class per sub-folder of ``root`` (or only ``classes``) into the registry at ``registry_root``.
 
     ``backend="loky"``: ``n_jobs`` local processes (default: one per core,
@@ -107,6 +109,8 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
     (an address such as "tcp://10.0.0.1:8786") through joblib's dask
     backend; the registry must be a path every worker can write.
     ``params``: AutoencoderDetector parameters, plus ``size`` and ``color``.
+    ``on_done(run, done, total)`` is called as each class finishes (progress).
+    Returns the runs in folder order.
     """
     import joblib
 
@@ -126,10 +130,24 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
         from dask.distributed import Client
 
         with Client(scheduler), joblib.parallel_config(backend="dask"):
-            return joblib.Parallel(n_jobs=n_jobs or -1)(joblib.delayed(train_one)(*t) for t in tasks)
+            runs = joblib.Parallel(n_jobs=n_jobs or -1, return_as="generator_unordered")(
+                joblib.delayed(train_one)(*t) for t in tasks)
+            return _in_order(runs, list(folders), on_done)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     n_jobs = max(1, min(n_jobs or cores, len(tasks)))
     if n_jobs == 1:  # in this process, TensorFlow on every core
-        return [train_one(*t) for t in tasks]
+        return _in_order((train_one(*t) for t in tasks), list(folders), on_done)
     threads = max(1, cores // n_jobs)
-    return joblib.Parallel(n_jobs=n_jobs, backend="loky")(joblib.delayed(train_one)(*t, threads) for t in tasks)
+    runs = joblib.Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(
+        joblib.delayed(train_one)(*t, threads) for t in tasks)
+    return _in_order(runs, list(folders), on_done)
+
+
+def _in_order(runs: Iterable[ClassRun], names: list[str], on_done) -> list[ClassRun]:
+    """Collect the runs as they finish (telling ``on_done``), then put them in ``names`` order."""
+    got: dict[str, ClassRun] = {}
+    for run in runs:
+        got[run.class_name] = run
+        if on_done is not None:
+            on_done(run, len(got), len(names))
+    return [got[n] for n in names]

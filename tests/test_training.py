@@ -68,6 +68,6 @@ def test_the_cli_reports_each_class_and_fails_when_one_did(class_root, tmp_path,
     assert code == 1
     doc = json.loads(out)
     assert doc["failed"] == ["tiny"] and [c["version"] for c in doc["classes"]] == [1, None]
-    assert "class 'tiny': FAILED" in err
+    assert "[2/2] class 'tiny': FAILED" in err and "[1/2] class '1': version 1" in err
     assert main(["train-all", str(class_root), "--registry", str(tmp_path / "reg"), "--classes", "nope"]) == 1
     assert "no sub-folder for class(es) 'nope'" in capsys.readouterr().err
