@@ -168,7 +168,7 @@ def error_fn(models: Sequence[object], shape: tuple[int, ...]) -> Callable[[np.n
 
         fused = error_model(models, tuple(shape))
         return lambda x: np.asarray(fused.predict_on_batch(x), dtype=np.float64)
-    workers = min(_cores(), len(models))
+    workers = min(cores(), len(models))
     if workers < 2 or not all(isinstance(m, LiteModel) for m in models):
         return lambda x: np.stack([mse(x, m.predict_on_batch(x)) for m in models], axis=1)
     from concurrent.futures import ThreadPoolExecutor
@@ -191,7 +191,8 @@ def error_fn(models: Sequence[object], shape: tuple[int, ...]) -> Callable[[np.n
     return errors
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -133,11 +133,13 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
             runs = joblib.Parallel(n_jobs=n_jobs or -1, return_as="generator_unordered")(
                 joblib.delayed(train_one)(*t) for t in tasks)
             return _in_order(runs, list(folders), on_done)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    n_jobs = max(1, min(n_jobs or cores, len(tasks)))
+    from .runtime import cores
+
+    n_cores = cores()
+    n_jobs = max(1, min(n_jobs or n_cores, len(tasks)))
     if n_jobs == 1:  # in this process, TensorFlow on every core
         return _in_order((train_one(*t) for t in tasks), list(folders), on_done)
-    threads = max(1, cores // n_jobs)
+    threads = max(1, n_cores // n_jobs)
     runs = joblib.Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(
         joblib.delayed(train_one)(*t, threads) for t in tasks)
     return _in_order(runs, list(folders), on_done)

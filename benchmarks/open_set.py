@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality import PCADetector, _cores, default_detector, measure  # noqa: E402
+from bank.runtime import cores  # noqa: E402
+from quality import PCADetector, default_detector, measure  # noqa: E402
 
 from bank import AutoencoderDetector, Registry  # noqa: E402
 from bank import stats as st  # noqa: E402
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     x_test = np.concatenate([test.arrays[c] for c in test.classes])
     y_test = np.concatenate([np.full(len(test.arrays[c]), int(c)) for c in test.classes])
     images = {"normal test digits": x_test, **foreign_groups(x_test, y_test, args.seed)}
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {_cores()} cores",
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
            "groups": {g: len(x) for g, x in images.items()}, "banks": {}}
     for bank in args.banks.split(","):
         say(f"bank {bank}")

@@ -32,6 +32,7 @@ import numpy as np
 from bank import stats as st
 from bank.data import load_labelled
 from bank.evaluate import evaluate
+from bank.runtime import cores
 from bank.images import complexity
 from bank.router import decide
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     train, test = load_labelled(args.data, "train"), load_labelled(args.data, "test")
     x_test = np.concatenate([test.arrays[c] for c in test.classes])
     y_test = [c for c in test.classes for _ in range(len(test.arrays[c]))]
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {_cores()} cores", "set": args.set,
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores", "set": args.set,
            "n_test": len(y_test), "limit_per_class": args.limit, "banks": {}}
     for bank in args.banks.split(","):
         say(f"bank {bank}")
@@ -192,12 +193,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{c['threes_past_q999']} of the 3s past its 0.999 quantile, {c['threes_past_lognormal_z3']} past "
               f"lognormal z > 3, {c['threes_past_complexity_z3']} past complexity z > 3")
     return 0
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bank.runtime import cores
+
 SHAPE = (28, 28, 1)
 PARAMS = {"filters": [32, 64], "latent_dim": 16}  # the default for 28x28
 BANK = 10
@@ -352,7 +354,7 @@ def training(data: Path, per_class: int, epochs: int, say) -> dict:
             failed = [r.error for r in runs if r.error]
             if failed:
                 raise RuntimeError(f"training failed: {failed}")
-            out[name] = {"wall_s": time.perf_counter() - t, "jobs": jobs or min(_cores(), 10),
+            out[name] = {"wall_s": time.perf_counter() - t, "jobs": jobs or min(cores(), 10),
                          "per_class_s": statistics.mean(r.seconds for r in runs)}
     out["speed_up"] = out["sequential"]["wall_s"] / out["train_all"]["wall_s"]
     return out
@@ -497,7 +499,7 @@ def measure(cfg: dict, seed: int, say) -> dict:
     everything = random_bank(n, seed)
     bank = first(everything, BANK)
     x = random_images(max(BATCH, cfg["images"] // BATCH * BATCH), seed)
-    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {_cores()} cores",
+    out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
            "versions": versions(), "settings": cfg, "mflop_per_image_per_class": flop_per_image(first(bank, 1)) / 1e6}
     say("float32 NumPy matmul")
     out["matmul_gflops"] = matmul_gflops(reps=cfg["reps"] + 2)
@@ -541,10 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_tables(out)
     return 0
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":
