@@ -119,7 +119,7 @@ def test_writers_killed_at_random_moments(tmp_path, template):
     rng = random.Random(0)
     kills = 0
     for _ in range(6):
-        victim = writer(root, "x", "victim", template, "--times", "50")
+        victim = writer(root, "x", "victim", template, "--times", "1000")  # still writing when killed
         time.sleep(rng.uniform(0.3, 1.2))
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
