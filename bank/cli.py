@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import math
 import os
@@ -24,7 +25,12 @@ from . import __version__
 from . import stats as st
 from .images import ImageError
 from .registry import RUNTIMES, Registry, RegistryError
+from .router import skipped_json
 from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
+
+
+#: Where ``bank serve`` finds its token when --token is not given.
+TOKEN_ENV = "BANK_TOKEN"
 
 
 class CommandError(Exception):
@@ -73,10 +79,6 @@ def _optional(text: str) -> float | None:
         return _positive(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
-
-
-def _skipped_json(skipped: list[tuple[str, str]], key: str = "image") -> list[dict]:
-    return [{key: n, "error": r} for n, r in skipped]
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -131,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         det.fit(images)
     for w in det.training_.get("warnings", []):
         _say(f"warning: {w}")
-    det.training_["skipped_files"] = {"count": len(skipped), "files": _skipped_json(skipped[:100])}
+    det.training_["skipped_files"] = {"count": len(skipped), "files": skipped_json(skipped[:100])}
     entry = _registry(args).register(args.class_name, det)
     summary = {
         "class": entry.class_name,
@@ -141,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "architecture": {"name": det.architecture_, "params": det.params_},
         "training": det.training_,
         "stats": det.stats_.to_dict(),
-        "skipped": _skipped_json(skipped),
+        "skipped": skipped_json(skipped),
     }
     if args.json:
         _emit_json(summary)
@@ -281,14 +283,20 @@ def cmd_activate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classes_option(args: argparse.Namespace) -> list[str] | None:
+    """The class names of --classes, or None for every class."""
+    if args.classes is None:
+        return None
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    if not classes:
+        raise CommandError("--classes: expected class names separated by commas, got none")
+    return classes
+
+
 def _router(args: argparse.Namespace):
     from .router import Router
 
-    classes = None
-    if args.classes is not None:
-        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        if not classes:
-            raise CommandError("--classes: expected class names separated by commas, got none")
+    classes = _classes_option(args)
     router = Router.from_registry(_registry(args), classes, threshold=args.threshold, method=args.method,
                                   margin=args.margin, complexity_threshold=args.complexity,
                                   skip_broken=args.skip_broken, runtime=args.runtime)
@@ -312,17 +320,10 @@ def _route(args: argparse.Namespace):
     return router.score(loaded.images, names=loaded.names), loaded.skipped, router.skipped
 
 
-def _json_result(result, skipped, skipped_classes) -> dict:
-    return {"classes": result.classes, "method": result.method, "threshold": result.threshold,
-            "margin": result.margin_threshold, "complexity_threshold": result.complexity_threshold,
-            "results": result.records(),
-            "skipped": _skipped_json(skipped), "skipped_classes": _skipped_json(skipped_classes, "class")}
-
-
 def cmd_classify(args: argparse.Namespace) -> int:
     result, *skipped = _route(args)
     if args.json:
-        _emit_json(_json_result(result, *skipped))
+        _emit_json(result.to_json(*skipped))
         return 0
     rows = []
     for i, rec in enumerate(result.records()):
@@ -337,7 +338,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     result, *skipped = _route(args)
     if args.json:
-        _emit_json(_json_result(result, *skipped))
+        _emit_json(result.to_json(*skipped))
         return 0
     rows = []
     for i, name in enumerate(result.names):
@@ -371,7 +372,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     router = _router(args)
     _say(f"evaluating {len(router.classes)} class(es) on {len(data.truth)} image(s) of {args.data}")
     f = write_report(args.out, router, data.images, data.truth, data.names)
-    f["skipped"], f["skipped_classes"] = _skipped_json(data.skipped), _skipped_json(router.skipped, "class")
+    f["skipped"], f["skipped_classes"] = skipped_json(data.skipped), skipped_json(router.skipped, "class")
     if args.json:
         _emit_json(f)
         return 0
@@ -409,7 +410,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
                                    [f"#{r + 1} z={z[i]:.1f}" for r, i in enumerate(top)]))
     out = {"class": args.class_name, "quantile": args.quantile, "cut": cut, "n_images": len(errors),
            "n_outliers": len(rows), "outliers": rows, "montage": montage,
-           "skipped": _skipped_json(skipped), "warning": warning}
+           "skipped": skipped_json(skipped), "warning": warning}
     if args.json:
         _emit_json(out)
         return 0
@@ -475,6 +476,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\nscores of a few held-out digits:")
     print(_table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "flag"]))
     print("\nnext: 'bank list', 'bank classify IMAGE...', 'bank score IMAGE...'")
+    return 0
+
+
+def _loopback(host: str) -> bool:
+    """True for an address only this machine can reach (serving anywhere else needs a token)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if token is None and not _loopback(args.host):
+        _say(f"bank serve: error: --host {args.host} can be reached from other machines: set a token with --token T "
+             f"or ${TOKEN_ENV} (or bind 127.0.0.1)")
+        return 2
+    try:
+        import uvicorn
+
+        from .server import create_app
+    except ImportError as e:
+        raise CommandError(f"serving needs FastAPI and uvicorn: pip install -e '.[serve]' ({e})") from None
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    app = create_app(_registry(args).root, token=token, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), runtime=args.runtime,
+                     classes=_classes_option(args), threshold=args.threshold, method=args.method, margin=args.margin,
+                     complexity_threshold=args.complexity)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -546,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the models with LiteRT (no TensorFlow import; written at registration), with Keras "
                              "(TensorFlow, the reference), or auto: LiteRT where the class has it (default)")
 
-    def add_tests(sp: argparse.ArgumentParser) -> None:
+    def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True) -> None:
         add_runtime(sp)
         sp.add_argument("--threshold", type=_positive, default=DEFAULT_THRESHOLD,
                         help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
@@ -561,8 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"standard deviations from its images' (default {DEFAULT_COMPLEXITY:g}): a blank page "
                              "is no digit; 'none' turns this off")
         sp.add_argument("--classes", metavar="A,B,...", help="use these classes only")
-        sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say which "
-                        "were skipped (default: refuse to run when any class is broken)")
+        if skip_broken:
+            sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say "
+                            "which were skipped (default: refuse to run when any class is broken)")
 
     for name, func, help in (
         ("classify", cmd_classify, "per image: the class whose model reconstructs it best, or unknown"),
@@ -602,6 +637,25 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Remove what interrupted writes left behind (hidden temporary folders whose "
                          "writer is gone, removed entries not yet deleted). Entries in use are never touched.")
     sp.set_defaults(func=cmd_gc)
+
+    help = "serve the bank over HTTP: /v1/classify, /v1/score, /v1/classes, /v1/reload (docs at /docs)"
+    sp = sub.add_parser("serve", help=help, description=help + ". Broken classes are skipped and listed. Needs "
+                        "pip install -e '.[serve]'.")
+    sp.set_defaults(func=cmd_serve)
+    sp.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS,
+                    help="registry folder (default: $BANK_REGISTRY, else ./registry)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only; any "
+                    "other needs a token)")
+    sp.add_argument("--port", type=int, default=8000, help="default 8000")
+    sp.add_argument("--token", metavar="T", help=f"require the header 'Authorization: Bearer T' on every request but "
+                    f"/healthz (default: ${TOKEN_ENV}, which keeps it out of the process list)")
+    sp.add_argument("--max-batch", type=int, default=64, metavar="N",
+                    help="most images per model call when gathering concurrent requests (default 64)")
+    sp.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                    help="how long a request waits for others to share its model call (default 5)")
+    sp.add_argument("--max-upload-mb", type=_positive, default=20.0, metavar="MB",
+                    help="most MiB one request may upload, all its files together (default 20)")
+    add_tests(sp, skip_broken=False)
 
     sp = add("demo", cmd_demo, "train and test a digit bank on scikit-learn's bundled 8x8 digits (no data needed)")
     sp.add_argument("--epochs", type=int, default=60, help="most epochs per digit (default 60)")

@@ -8,6 +8,7 @@ animation, composites transparency over black and scales 16-bit data to
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from collections.abc import Iterable, Sequence
@@ -137,11 +138,25 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     missing or empty file, a non-image, a truncated image, a decompression
     bomb (Pillow's limit stays on).
     """
-    name = str(path)
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes | bytearray | memoryview, name: str = "bytes") -> np.ndarray:
+    """Decode one encoded image held in memory (an upload) to float32 (H, W, C) in [0, 1].
+
+    The decoding and the checks of :func:`read_image`, with the same
+    :class:`ImageError` reasons, naming ``name``.
+    """
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: str | os.PathLike | io.BytesIO, name: str) -> np.ndarray:
+    """One image from a path or an in-memory file: the single decoding path of both readers."""
     try:
-        if os.path.getsize(path) == 0:
+        size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else os.path.getsize(source)
+        if size == 0:
             raise ImageError(name, "empty file")
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
                 raise ImageError(name, f"{im.width}x{im.height} is more pixels than the limit of "
                                  f"{Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS); refused as a possible "

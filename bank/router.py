@@ -99,6 +99,14 @@ class BankResult:
                        f"{cz:.2f}, beyond +-{self.complexity_threshold:g})")
         return out
 
+    def to_json(self, skipped: Sequence[tuple[str, str]] = (), skipped_classes: Sequence[tuple[str, str]] = ()) -> dict:
+        """The document of ``bank classify --json`` and of the server: the rule, one record per image,
+        the inputs that could not be read and the classes left out."""
+        return {"classes": self.classes, "method": self.method, "threshold": self.threshold,
+                "margin": self.margin_threshold, "complexity_threshold": self.complexity_threshold,
+                "results": self.records(), "skipped": skipped_json(skipped),
+                "skipped_classes": skipped_json(skipped_classes, "class")}
+
     def records(self) -> list[dict]:
         """One JSON-ready dict per image (the schema of ``--json``)."""
         out = []
@@ -125,6 +133,11 @@ class BankResult:
                 },
             })
         return out
+
+
+def skipped_json(skipped: Sequence[tuple[str, str]], key: str = "image") -> list[dict]:
+    """``(name, reason)`` pairs as the JSON the CLI and the server print: ``{key: name, "error": reason}``."""
+    return [{key: n, "error": r} for n, r in skipped]
 
 
 def _finite_or_none(v: float) -> float | None:

@@ -1,0 +1,439 @@
+"""``bank serve``: the bank over HTTP (FastAPI; OpenAPI docs at ``/docs``).
+
+One router is loaded at start-up and answers every request; ``/v1/reload``
+swaps in a new one while requests in flight finish on the old. Concurrent
+requests are gathered into one router call (:class:`Batcher`), run in a
+worker thread so the event loop never waits on a model. Answers to
+``/v1/classify`` and ``/v1/score`` are the JSON of ``bank classify --json``.
+
+Bad input is refused with a JSON ``{"error": ...}`` naming what was wrong,
+never a traceback: 413 past the upload limit, 422 for a file that is not a
+usable image (in a request of several files, each bad file gets its own
+``skipped`` entry and the others are answered), 400 for a malformed
+multipart body, 401 without the bearer token when one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from . import __version__
+from .data import Loaded
+from .images import ImageError, decode_image
+from .registry import Registry, RegistryError
+from .router import BankResult, Router, skipped_json
+
+log = logging.getLogger("bank.serve")
+
+#: The multipart field that carries the images (repeatable).
+FILES_FIELD = "files"
+#: The name of an image sent as the raw request body.
+BODY_NAME = "body"
+#: Paths open without the token (liveness probes).
+OPEN_PATHS = frozenset({"/healthz"})
+
+_NO_IMAGE = (f"no image in the request: send image files in the multipart field {FILES_FIELD!r}, or one image's "
+             "bytes as the request body")
+
+_UPLOAD_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": [FILES_FIELD], "properties": {
+        FILES_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+class HTTPError(Exception):
+    """A refusal, answered as ``{"error": message, **extra}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, **extra: object):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+def _too_large(name: str, limit: int, size: int | None = None) -> HTTPError:
+    what = "the upload" if size is None else f"the upload of {size} bytes"
+    mib = f" ({limit / 2**20:g} MiB)" if limit >= 2**20 else ""
+    return HTTPError(413, f"{name}: {what} is larger than the limit of {limit} bytes{mib} per request",
+                     image=name, limit_bytes=limit)
+
+
+# ------------------------------------------------------------------ uploads
+
+@dataclass
+class _Part:
+    form_field: str = ""
+    filename: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+
+
+class _MultipartReader:
+    """The parts of a multipart/form-data body, collected from python-multipart's streaming callbacks."""
+
+    def __init__(self) -> None:
+        self.parts: list[_Part] = []
+        self.ended = False
+        self._header = [b"", b""]  # the name and value of the header being read
+
+    def callbacks(self) -> dict:
+        return {"on_part_begin": lambda: self.parts.append(_Part()),
+                "on_header_field": lambda d, a, b: self._add(0, d[a:b]),
+                "on_header_value": lambda d, a, b: self._add(1, d[a:b]),
+                "on_header_end": self._header_end,
+                "on_part_data": lambda d, a, b: self.parts[-1].data.extend(d[a:b]),
+                "on_end": lambda: setattr(self, "ended", True)}
+
+    def _add(self, i: int, data: bytes) -> None:
+        self._header[i] += data
+
+    def _header_end(self) -> None:
+        name, value = self._header
+        self._header = [b"", b""]
+        if name.strip().lower() == b"content-disposition":
+            _, opts = parse_options_header(value)
+            part = self.parts[-1]
+            part.form_field = opts.get(b"name", b"").decode("utf-8", "replace")
+            if b"filename" in opts:
+                part.filename = opts[b"filename"].decode("utf-8", "replace")
+
+    def current(self) -> str:
+        """What is being read: the current part's file name, else the request."""
+        part = self.parts[-1] if self.parts else None
+        return (part.filename or part.form_field or "the request") if part else "the request"
+
+
+async def read_uploads(request: Request, limit: int) -> list[tuple[str, bytes]]:
+    """The uploaded images as ``(name, bytes)``, at most ``limit`` bytes in all.
+
+    A multipart/form-data body gives the files of the field ``files``, each
+    named by its file name; any other body is one image named ``body``. The
+    Content-Length is checked before reading and the bytes are counted as
+    they arrive, so a client never makes the server hold more than ``limit``.
+    """
+    ctype, params = parse_options_header(request.headers.get("content-type"))
+    multipart = ctype == b"multipart/form-data"
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise _too_large("the request" if multipart else BODY_NAME, limit, int(length))
+    try:
+        if not multipart:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise _too_large(BODY_NAME, limit)
+            return [(BODY_NAME, bytes(body))] if body else []
+        return await _read_multipart(request, params.get(b"boundary"), limit)
+    except ClientDisconnect:
+        raise HTTPError(400, "the client closed the connection before the request body was read") from None
+
+
+async def _read_multipart(request: Request, boundary: bytes | None, limit: int) -> list[tuple[str, bytes]]:
+    if not boundary:
+        raise HTTPError(400, "malformed multipart body: no boundary in the Content-Type header")
+    reader = _MultipartReader()
+    total = 0
+    try:
+        parser = MultipartParser(boundary, reader.callbacks())
+        async for chunk in request.stream():
+            total += len(chunk)
+            parser.write(chunk)
+            if total > limit:
+                raise _too_large(reader.current(), limit)
+    except FormParserError as e:
+        raise HTTPError(400, f"malformed multipart body ({e})") from None
+    if not reader.ended:
+        raise HTTPError(400, "malformed multipart body: it ends before its closing boundary")
+    files = []
+    for i, part in enumerate(reader.parts, 1):
+        if part.form_field != FILES_FIELD:
+            raise HTTPError(422, f"unexpected form field {part.form_field!r}: send images as files in the field "
+                            f"{FILES_FIELD!r}")
+        files.append((part.filename or f"file {i}", bytes(part.data)))
+    return files
+
+
+def decode_all(files: list[tuple[str, bytes]]) -> Loaded:
+    """Decode each upload; one that is not a usable image goes to ``skipped`` with its reason."""
+    out = Loaded()
+    for name, data in files:
+        try:
+            out.images.append(decode_image(data, name))
+            out.names.append(name)
+        except ImageError as e:
+            out.skipped.append((e.source, e.reason))
+    return out
+
+
+# ----------------------------------------------------------------- batching
+
+@dataclass
+class _Job:
+    images: list[np.ndarray]
+    names: list[str]
+    answer: asyncio.Future  # (router, BankResult)
+
+
+class Batcher:
+    """Gathers concurrent requests into one router call.
+
+    A single task takes the first waiting request, keeps collecting for at
+    most ``max_wait`` seconds or until ``max_batch`` images, runs one
+    ``router.measure`` in a worker thread, and gives each request its own
+    rows. A request is never split: one larger than ``max_batch`` runs alone,
+    one that would overflow the batch opens the next. ``sizes`` counts the
+    router calls by their number of images.
+    """
+
+    def __init__(self, router: Callable[[], Router], max_batch: int, max_wait: float):
+        self.router, self.max_batch, self.max_wait = router, max_batch, max_wait
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.sizes: Counter[int] = Counter()
+        self._batch: list[_Job] = []  # the batch being gathered or served
+        self._held: _Job | None = None  # taken from the queue, opens the next batch
+
+    async def submit(self, images: list[np.ndarray], names: list[str]) -> tuple[Router, BankResult]:
+        """The bank's answer for these images, from the router of the batch they joined."""
+        job = _Job(images, names, asyncio.get_running_loop().create_future())
+        await self.queue.put(job)
+        return await job.answer
+
+    async def run(self) -> None:
+        """Serve batches until cancelled."""
+        while True:
+            await self._gather()
+            self._batch = [j for j in self._batch if not j.answer.done()]  # done: cancelled, the client went away
+            if self._batch:
+                await self._serve(self._batch)
+            self._batch = []
+
+    async def _gather(self) -> None:
+        first, self._held = self._held or await self.queue.get(), None
+        self._batch, n = [first], len(first.images)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while n < self.max_batch:
+            try:
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), left)
+                except asyncio.TimeoutError:
+                    break
+            if n + len(job.images) > self.max_batch:
+                self._held = job
+                break
+            self._batch.append(job)
+            n += len(job.images)
+
+    async def _serve(self, jobs: list[_Job]) -> None:
+        router = self.router()  # this batch's router: a reload meanwhile does not change it
+        images = [im for j in jobs for im in j.images]
+        try:
+            errors, cx = await asyncio.to_thread(router.measure, images)
+        except Exception as e:  # the requests get a 500 each; the batcher goes on
+            for j in jobs:
+                _settle(j, exception=e)
+            return
+        self.sizes[len(images)] += 1
+        i = 0
+        for j in jobs:
+            k = i + len(j.images)
+            try:
+                _settle(j, (router, router.result(errors[i:k], cx[i:k], j.names)))
+            except Exception as e:
+                _settle(j, exception=e)
+            i = k
+
+    def close(self) -> None:
+        """Fail the requests still waiting (after :meth:`run` is cancelled, at shutdown)."""
+        waiting = self._batch + ([self._held] if self._held else [])
+        while not self.queue.empty():
+            waiting.append(self.queue.get_nowait())
+        for j in waiting:
+            _settle(j, exception=RuntimeError("the server is shutting down"))
+
+
+def _settle(job: _Job, result: object = None, exception: BaseException | None = None) -> None:
+    if job.answer.done():
+        return
+    if exception is not None:
+        job.answer.set_exception(exception)
+    else:
+        job.answer.set_result(result)
+
+
+# --------------------------------------------------------------------- app
+
+class BearerToken:
+    """ASGI middleware: every HTTP request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            got = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(got, self.expected):
+                response = JSONResponse({"error": "missing or wrong token: send the header 'Authorization: Bearer "
+                                         "<token>'"}, 401, headers={"WWW-Authenticate": "Bearer"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def classes_json(router: Router) -> dict:
+    """The classes a router serves: version, input spec and statistics; the classes it skipped; its rule."""
+    return {"classes": [{"class": c, "version": router.versions.get(c, (None,))[0],
+                         "input_spec": det.spec_.to_dict(), "stats": det.stats_.to_dict()}
+                        for c, det in router.detectors.items()],
+            "skipped_classes": skipped_json(router.skipped, "class"),
+            "method": router.method, "threshold": router.threshold, "margin": router.margin,
+            "complexity_threshold": router.complexity_threshold, "runtime": router.runtime}
+
+
+def create_app(registry_root: str | Path | None, *, token: str | None = None, max_batch: int = 64,
+               max_wait_ms: float = 5.0, max_upload_bytes: int = 20 * 2**20, runtime: str = "auto",
+               **router_kwargs) -> FastAPI:
+    """The HTTP service over the registry at ``registry_root``.
+
+    ``router_kwargs`` go to :meth:`Router.from_registry` (``classes``,
+    ``threshold``, ``method``, ``margin``, ``complexity_threshold``); broken
+    classes are skipped and listed. A registry that cannot be loaded at all
+    leaves the service up but not ready (``/readyz`` 503) until a
+    ``/v1/reload`` succeeds.
+    """
+    if token is not None and not token:
+        raise ValueError("token: expected a non-empty string, or None for no token")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
+    if not (math.isfinite(max_wait_ms) and max_wait_ms >= 0):
+        raise ValueError(f"max_wait_ms: expected a number >= 0, got {max_wait_ms!r}")
+    if not max_upload_bytes >= 1:
+        raise ValueError(f"max_upload_bytes: expected a positive number of bytes, got {max_upload_bytes!r}")
+    registry = Registry(registry_root)
+    max_upload_bytes = int(max_upload_bytes)
+
+    def load() -> Router:
+        return Router.from_registry(registry, skip_broken=True, runtime=runtime, **router_kwargs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.router, app.state.load_error = None, "loading"
+        batcher = Batcher(lambda: app.state.router, max_batch, max_wait_ms / 1000)
+        app.state.batcher, app.state.batch_sizes = batcher, batcher.sizes
+        app.state.reload_lock = asyncio.Lock()
+        try:
+            _serving(app, await asyncio.to_thread(load))
+        except (RegistryError, ValueError, OSError) as e:
+            app.state.load_error = str(e)
+            log.error("no classes loaded from %s: %s (fix the registry, then POST /v1/reload)", registry.root, e)
+        task = asyncio.create_task(batcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            batcher.close()
+
+    app = FastAPI(title="bank", version=__version__, lifespan=lifespan,
+                  description="A bank of one-class autoencoders: per image, the class whose model reconstructs it "
+                              "best, or unknown; per class, error, z-scores, p-value, margin and flag.")
+    if token is not None:
+        app.add_middleware(BearerToken, token=token)
+
+    @app.exception_handler(HTTPError)
+    async def refused(request: Request, e: HTTPError) -> JSONResponse:
+        return JSONResponse({"error": e.message, **e.extra}, e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:  # 404, 405: same form
+        return JSONResponse({"error": str(e.detail)}, e.status_code, headers=e.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, e: Exception) -> JSONResponse:  # the server logs the traceback
+        return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, 500)
+
+    def router() -> Router:
+        r = app.state.router
+        if r is None:
+            raise HTTPError(503, f"not ready: no classes loaded ({app.state.load_error})")
+        return r
+
+    @app.get("/healthz", summary="liveness: the process answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="readiness: 200 once the classes are loaded, else 503")
+    async def readyz() -> JSONResponse:
+        r = app.state.router
+        if r is None:
+            return JSONResponse({"status": "not ready", "error": app.state.load_error}, 503)
+        return JSONResponse({"status": "ready", "classes": r.classes})
+
+    @app.get("/v1/classes", summary="the classes served: version, input spec, statistics; and those skipped")
+    async def classes() -> dict:
+        return classes_json(router())
+
+    async def route(request: Request) -> JSONResponse:
+        current = router()  # 503 before reading an upload we could not answer
+        files = await read_uploads(request, max_upload_bytes)
+        if not files:
+            raise HTTPError(422, _NO_IMAGE)
+        loaded = await asyncio.to_thread(decode_all, files)
+        if not loaded.images:
+            raise HTTPError(422, "no image could be read: " + "; ".join(f"{n}: {r}" for n, r in loaded.skipped),
+                            skipped=skipped_json(loaded.skipped), skipped_classes=skipped_json(current.skipped,
+                                                                                                 "class"))
+        used, result = await app.state.batcher.submit(loaded.images, loaded.names)
+        return JSONResponse(result.to_json(loaded.skipped, used.skipped))
+
+    doc = ("Multipart files in the field 'files' (repeatable), or one image's bytes as the body (named 'body'). "
+           "The answer is the JSON of 'bank {} --json'; an unreadable file is listed under 'skipped'.")
+    app.post("/v1/classify", summary="per image: the class that reconstructs it best, or unknown",
+             description=doc.format("classify"), openapi_extra=_UPLOAD_DOC)(route)
+    app.post("/v1/score", summary="per image and class: error, z, score, p-value, margin, flag",
+             description=doc.format("score"), openapi_extra=_UPLOAD_DOC)(route)
+
+    @app.post("/v1/reload", summary="load the registry's active versions now; a broken new entry keeps the old")
+    async def reload() -> dict:
+        async with app.state.reload_lock:
+            old = app.state.router
+            try:
+                new = await asyncio.to_thread(old.reload if old is not None else load)
+            except (RegistryError, ValueError, OSError) as e:
+                still = "still serving the classes loaded before" if old is not None else "no classes loaded"
+                raise HTTPError(409 if old is not None else 503, f"reload refused ({still}): {e}") from None
+            _serving(app, new)
+        return classes_json(new)
+
+    return app
+
+
+def _serving(app: FastAPI, router: Router) -> None:
+    """Make ``router`` the one new requests use, and say what it serves."""
+    app.state.router, app.state.load_error = router, None
+    log.info("serving %s", ", ".join(f"{c} (version {router.versions[c][0]})" for c in router.classes))
+    for _, reason in router.skipped:
+        log.warning("skipped a broken class: %s", reason)
