@@ -10,7 +10,8 @@ Bad input is refused with a JSON ``{"error": ...}`` naming what was wrong,
 never a traceback: 413 past the upload limit, 422 for a file that is not a
 usable image (in a request of several files, each bad file gets its own
 ``skipped`` entry and the others are answered), 400 for a malformed
-multipart body, 401 without the bearer token when one is set.
+multipart body, 401 without the bearer token when one is set. ``/metrics``
+gives Prometheus counts of requests and errors, latencies and batch sizes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import hmac
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import asynccontextmanager, suppress
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
@@ -201,8 +203,9 @@ class Batcher:
     router calls by their number of images.
     """
 
-    def __init__(self, router: Callable[[], Router], max_batch: int, max_wait: float):
-        self.router, self.max_batch, self.max_wait = router, max_batch, max_wait
+    def __init__(self, router: Callable[[], Router], max_batch: int, max_wait: float,
+                 on_batch: Callable[[int], None] | None = None):
+        self.router, self.max_batch, self.max_wait, self.on_batch = router, max_batch, max_wait, on_batch
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.sizes: Counter[int] = Counter()
         self._batch: list[_Job] = []  # the batch being gathered or served
@@ -255,6 +258,8 @@ class Batcher:
                 _settle(j, exception=e)
             return
         self.sizes[len(images)] += 1
+        if self.on_batch is not None:
+            self.on_batch(len(images))
         i = 0
         for j in jobs:
             k = i + len(j.images)
@@ -283,6 +288,63 @@ def _settle(job: _Job, result: object = None, exception: BaseException | None = 
 
 
 # --------------------------------------------------------------------- app
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry: two apps in a process never mix counts)."""
+
+    PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/v1/classes",
+                       "/v1/classify", "/v1/score", "/v1/reload"})
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("bank_requests", "HTTP requests by path and status", ["path", "status"],
+                                registry=self.registry)
+        self.errors = Counter("bank_request_errors", "HTTP requests answered with a status of 400 or more",
+                              ["path", "status"], registry=self.registry)
+        self.latency = Histogram("bank_request_seconds", "Time to answer an HTTP request", ["path"],
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                 registry=self.registry)
+        self.batch = Histogram("bank_batch_images", "Images per router call (request batching)",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=self.registry)
+
+    def path(self, raw: str) -> str:
+        return raw if raw in self.PATHS else "other"  # unknown paths share one label: bounded cardinality
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class Measured:
+    """ASGI middleware: counts every HTTP request by path and status and times it."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+        start = time.perf_counter()
+
+        async def sending(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = self.metrics.path(scope["path"])
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(path, str(status[0])).inc()
+            if status[0] >= 400:
+                self.metrics.errors.labels(path, str(status[0])).inc()
+
 
 class BearerToken:
     """ASGI middleware: every HTTP request but :data:`OPEN_PATHS` needs ``Authorization: Bearer <token>``."""
@@ -340,7 +402,7 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.router, app.state.load_error = None, "loading"
-        batcher = Batcher(lambda: app.state.router, max_batch, max_wait_ms / 1000)
+        batcher = Batcher(lambda: app.state.router, max_batch, max_wait_ms / 1000, metrics.batch.observe)
         app.state.batcher, app.state.batch_sizes = batcher, batcher.sizes
         app.state.reload_lock = asyncio.Lock()
         try:
@@ -360,8 +422,11 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
     app = FastAPI(title="bank", version=__version__, lifespan=lifespan,
                   description="A bank of one-class autoencoders: per image, the class whose model reconstructs it "
                               "best, or unknown; per class, error, z-scores, p-value, margin and flag.")
+    metrics = Metrics()
+    app.state.metrics = metrics
     if token is not None:
         app.add_middleware(BearerToken, token=token)
+    app.add_middleware(Measured, metrics=metrics)  # outermost: refused requests are counted too
 
     @app.exception_handler(HTTPError)
     async def refused(request: Request, e: HTTPError) -> JSONResponse:
@@ -391,6 +456,10 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
         if r is None:
             return JSONResponse({"status": "not ready", "error": app.state.load_error}, 503)
         return JSONResponse({"status": "ready", "classes": r.classes})
+
+    @app.get("/metrics", summary="Prometheus metrics: requests, errors, latency, batch sizes")
+    async def prometheus() -> Response:
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/classes", summary="the classes served: version, input spec, statistics; and those skipped")
     async def classes() -> dict:

@@ -214,3 +214,19 @@ def test_serve_refuses_a_public_host_without_a_token(monkeypatch, capsys):
     for host in ("0.0.0.0", "example.org"):
         assert main(["serve", "--host", host]) == 2
         assert f"--host {host} can be reached from other machines: set a token" in capsys.readouterr().err
+
+
+def test_metrics_count_requests_errors_and_batches(bank_registry, pngs):
+    app = create_app(bank_registry.root, token="s3cret")
+    with TestClient(app) as c:
+        auth = {"Authorization": "Bearer s3cret"}
+        assert c.post("/v1/classify", content=pngs[0], headers=auth).status_code == 200
+        assert c.post("/v1/classify", content=b"not an image", headers=auth).status_code == 422
+        assert c.get("/v1/classes").status_code == 401
+        assert c.get("/no/such/path", headers=auth).status_code == 404
+        text = c.get("/metrics", headers=auth).text
+    assert 'bank_requests_total{path="/v1/classify",status="200"} 1.0' in text
+    assert 'bank_request_errors_total{path="/v1/classify",status="422"} 1.0' in text
+    assert 'bank_request_errors_total{path="/v1/classes",status="401"} 1.0' in text  # refused requests count too
+    assert 'bank_requests_total{path="other",status="404"} 1.0' in text  # unknown paths: one label
+    assert 'bank_batch_images_count 1.0' in text and 'bank_request_seconds_bucket{le="10.0",path="/v1/classify"} 2.0' in text
