@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.resources
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
@@ -48,8 +49,9 @@ log = logging.getLogger("bank.serve")
 FILES_FIELD = "files"
 #: The name of an image sent as the raw request body.
 BODY_NAME = "body"
-#: Paths open without the token (liveness probes).
-OPEN_PATHS = frozenset({"/healthz"})
+#: Paths open without the token: the liveness probe, and the web page (it holds no data; its API calls need the
+#: token).
+OPEN_PATHS = frozenset({"/", "/healthz"})
 
 _NO_IMAGE = (f"no image in the request: send image files in the multipart field {FILES_FIELD!r}, or one image's "
              "bytes as the request body")
@@ -445,6 +447,11 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
         if r is None:
             raise HTTPError(503, f"not ready: no classes loaded ({app.state.load_error})")
         return r
+
+    @app.get("/", summary="the web page: pick or drop images, see each one's verdict and per-class scores",
+             response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse((importlib.resources.files("bank") / "static" / "index.html").read_text("utf-8"))
 
     @app.get("/healthz", summary="liveness: the process answers")
     async def healthz() -> dict:
