@@ -3,7 +3,7 @@
 Layout (see registry/README.md)::
 
     <root>/<class>/<version>/model.keras   Keras native format
-    <root>/<class>/<version>/model-b1.tflite, model-b32.tflite
+    <root>/<class>/<version>/model-b1.tflite, model-b4.tflite
                                            the same model for LiteRT, per batch size
     <root>/<class>/<version>/card.json     what the model is, its error statistics
     <root>/<class>/ACTIVE                  the active version number

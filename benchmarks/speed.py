@@ -425,7 +425,7 @@ def print_ways(out: dict) -> None:
           f"({'within' if d <= TOLERANCE else 'OVER'} {TOLERANCE:g}); the argmin differs on "
           f"{out['router_argmin_differs']} images, {'all' if out['router_same_argmin'] else 'NOT all'} among the "
           f"{out['router_argmin_ties']} whose two best errors are within {TOLERANCE:g} (random weights: near-ties). "
-          f"Registration took {out['register_s_per_class']:.2f} s per class (save, convert at batch 1 and 32, "
+          f"Registration took {out['register_s_per_class']:.2f} s per class (save, convert at each batch size, "
           "check against Keras).")
 
 
