@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import importlib.resources
+import json
 import logging
 import math
 import time
@@ -41,7 +42,7 @@ from . import __version__
 from .data import Loaded
 from .images import ImageError, decode_image
 from .registry import Registry, RegistryError
-from .router import BankResult, Router, skipped_json
+from .router import Router, skipped_json
 
 log = logging.getLogger("bank.serve")
 
@@ -191,16 +192,40 @@ def decode_all(files: list[tuple[str, bytes]]) -> Loaded:
 class _Job:
     images: list[np.ndarray]
     names: list[str]
-    answer: asyncio.Future  # (router, BankResult)
+    skipped: list[tuple[str, str]]  # the request's unreadable files, answered beside its images
+    answer: asyncio.Future  # the JSON body, as bytes
+
+
+def _answer(router: Router, jobs: list[_Job]) -> list[bytes | Exception]:
+    """Each job's JSON body, from one router call over every job's images (run in a worker thread).
+
+    The verdicts are taken once for the whole batch (they are per image:
+    an image's answer never depends on its batch), then each request gets
+    its rows, in the document of ``bank classify --json``.
+    """
+    images = [im for j in jobs for im in j.images]
+    doc = router.score(images, [n for j in jobs for n in j.names]).to_json(skipped_classes=router.skipped)
+    out: list[bytes | Exception] = []
+    i = 0
+    for j in jobs:
+        k = i + len(j.images)
+        try:
+            body = {**doc, "results": doc["results"][i:k], "skipped": skipped_json(j.skipped),
+                    "skipped_classes": doc["skipped_classes"]}
+            out.append(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
+        except Exception as e:  # noqa: BLE001  (one request's failure is its own)
+            out.append(e)
+        i = k
+    return out
 
 
 class Batcher:
     """Gathers concurrent requests into one router call.
 
     A single task takes the first waiting request, keeps collecting for at
-    most ``max_wait`` seconds or until ``max_batch`` images, runs one
-    ``router.measure`` in a worker thread, and gives each request its own
-    rows. A request is never split: one larger than ``max_batch`` runs alone,
+    most ``max_wait`` seconds or until ``max_batch`` images, then in a worker
+    thread runs one ``router.score`` and writes each request's JSON, so the
+    event loop only moves bytes. A request is never split: one larger than ``max_batch`` runs alone,
     one that would overflow the batch opens the next. ``sizes`` counts the
     router calls by their number of images.
     """
@@ -213,9 +238,10 @@ class Batcher:
         self._batch: list[_Job] = []  # the batch being gathered or served
         self._held: _Job | None = None  # taken from the queue, opens the next batch
 
-    async def submit(self, images: list[np.ndarray], names: list[str]) -> tuple[Router, BankResult]:
-        """The bank's answer for these images, from the router of the batch they joined."""
-        job = _Job(images, names, asyncio.get_running_loop().create_future())
+    async def submit(self, images: list[np.ndarray], names: list[str], skipped: list[tuple[str, str]]) -> bytes:
+        """The JSON answer for these images (and these unreadable files), from the router of the batch
+        they joined."""
+        job = _Job(images, names, skipped, asyncio.get_running_loop().create_future())
         await self.queue.put(job)
         return await job.answer
 
@@ -252,24 +278,18 @@ class Batcher:
 
     async def _serve(self, jobs: list[_Job]) -> None:
         router = self.router()  # this batch's router: a reload meanwhile does not change it
-        images = [im for j in jobs for im in j.images]
         try:
-            errors, cx = await asyncio.to_thread(router.measure, images)
+            answers = await asyncio.to_thread(_answer, router, jobs)
         except Exception as e:  # the requests get a 500 each; the batcher goes on
             for j in jobs:
                 _settle(j, exception=e)
             return
-        self.sizes[len(images)] += 1
+        n = sum(len(j.images) for j in jobs)
+        self.sizes[n] += 1
         if self.on_batch is not None:
-            self.on_batch(len(images))
-        i = 0
-        for j in jobs:
-            k = i + len(j.images)
-            try:
-                _settle(j, (router, router.result(errors[i:k], cx[i:k], j.names)))
-            except Exception as e:
-                _settle(j, exception=e)
-            i = k
+            self.on_batch(n)
+        for j, a in zip(jobs, answers):
+            _settle(j, exception=a) if isinstance(a, Exception) else _settle(j, a)
 
     def close(self) -> None:
         """Fail the requests still waiting (after :meth:`run` is cancelled, at shutdown)."""
@@ -482,8 +502,8 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
             raise HTTPError(422, "no image could be read: " + "; ".join(f"{n}: {r}" for n, r in loaded.skipped),
                             skipped=skipped_json(loaded.skipped), skipped_classes=skipped_json(current.skipped,
                                                                                                  "class"))
-        used, result = await app.state.batcher.submit(loaded.images, loaded.names)
-        return JSONResponse(result.to_json(loaded.skipped, used.skipped))
+        body = await app.state.batcher.submit(loaded.images, loaded.names, loaded.skipped)
+        return Response(body, media_type="application/json")
 
     doc = ("Multipart files in the field 'files' (repeatable), or one image's bytes as the body (named 'body'). "
            "The answer is the JSON of 'bank {} --json'; an unreadable file is listed under 'skipped'.")

@@ -5,8 +5,8 @@
 Starts ``bank serve`` on loopback (a real uvicorn process) over a 10-class
 bank: ``--registry`` (such as the MNIST bank of ``examples/mnist.py``), or by
 default a temporary registry of random-weight 28x28 default models (timing
-only). For each number of concurrent clients (asyncio + httpx, one PNG per
-request, for ``--seconds`` each): requests/s, p50 and p99 latency, and the
+only). For each number of concurrent clients (asyncio + aiohttp, ``pip
+install -e ".[bench]"``; one PNG per request, for ``--seconds`` each): requests/s, p50 and p99 latency, and the
 mean images per router call read from the server's ``/metrics``. Beside
 them, measured in the same run: the in-process router's batched images/s
 (``Router.score`` on batches of 256 decoded images), and the ratio of the
@@ -125,14 +125,15 @@ def batch_stats(text: str) -> tuple[float, float]:
 
 
 async def load(url: str, pngs: list[bytes], clients: int, seconds: float) -> dict:
-    """``clients`` tasks, each posting one PNG at a time to /v1/classify for ``seconds``."""
-    import httpx
+    """``clients`` tasks, each posting one PNG at a time to /v1/classify for ``seconds`` (aiohttp: a client
+    light enough that on a shared machine the server, not the client, is what is measured)."""
+    import aiohttp
 
     latencies: list[float] = []
     failures = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        before = batch_stats((await client.get("/metrics")).text)
+    async with aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients)) as client:
+        async with client.get("/metrics") as r:
+            before = batch_stats(await r.text())
         stop = time.perf_counter() + seconds
 
         async def one_client(k: int) -> None:
@@ -140,16 +141,18 @@ async def load(url: str, pngs: list[bytes], clients: int, seconds: float) -> dic
             i = k
             while time.perf_counter() < stop:
                 t = time.perf_counter()
-                r = await client.post("/v1/classify", content=pngs[i % len(pngs)],
-                                      headers={"content-type": "image/png"})
+                async with client.post("/v1/classify", data=pngs[i % len(pngs)],
+                                       headers={"content-type": "image/png"}) as r:
+                    await r.read()
+                    failures += r.status != 200
                 latencies.append(time.perf_counter() - t)
-                failures += r.status_code != 200
                 i += clients
 
         t0 = time.perf_counter()
         await asyncio.gather(*(one_client(k) for k in range(clients)))
         wall = time.perf_counter() - t0
-        after = batch_stats((await client.get("/metrics")).text)
+        async with client.get("/metrics") as r:
+            after = batch_stats(await r.text())
     calls = after[1] - before[1]
     ms = sorted(v * 1e3 for v in latencies)
     return {"clients": clients, "requests": len(ms), "failures": failures, "req_per_s": len(ms) / wall,
