@@ -172,6 +172,8 @@ def cmd_train_all(args: argparse.Namespace) -> int:
         eta = f", about {spent / done * (total - done):.0f} s left" if done < total else ""
         what = f"FAILED: {r.error}" if r.error else f"version {r.version}, {r.n_images} images, {r.seconds:.0f} s"
         _say(f"[{done}/{total}] class {r.class_name!r}: {what}{eta}")
+        for w in r.warnings:
+            _say(f"  warning: class {r.class_name!r}: {w}")
 
     try:
         runs = train_all(args.root, reg.root, _training_params(args), n_jobs=args.jobs, backend=args.backend,
@@ -192,6 +194,8 @@ def cmd_train_all(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
+    if not reg.root.is_dir():
+        raise CommandError(f"no registry at {reg.root} (set --registry PATH or BANK_REGISTRY)")
     rows, out = [], []
     for name in reg.classes():
         try:
@@ -244,8 +248,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     t = DEFAULT_THRESHOLD
     if s.has_complexity:
         lo, hi = (math.exp(s.complexity_mean + sign * DEFAULT_COMPLEXITY * s.complexity_std) for sign in (-1, 1))
-        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; log error changes by "
-              f"{s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}")
+        if s.n >= st.MIN_COMPLEXITY_SAMPLES:
+            line = f"log error changes by {s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}"
+        else:
+            line = (f"no line fitted (fewer than {st.MIN_COMPLEXITY_SAMPLES} held-out images): the complexity-"
+                    "corrected z is the lognormal z")
+        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; {line}")
         print(f"  flags        complexity-corrected z > {t:g}: error > {error_cut(s, t, 'complexity'):.6g} at typical "
               f"complexity (default); input outside {lo:.3g}..{hi:.3g} bits/value")
     else:
@@ -664,6 +672,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `bank`: what it can do
+        build_parser().print_help()
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

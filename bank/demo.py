@@ -8,6 +8,7 @@ that are no digit (blank, flat gray, noise), which it should call unknown.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -41,7 +42,9 @@ def run_demo(
     for digit in range(10):
         t0 = time.perf_counter()
         det = AutoencoderDetector(epochs=epochs, batch_size=32, patience=20, seed=seed, verbose=0)
-        det.fit(x_train[y_train == digit])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # kept in the training record, said below
+            det.fit(x_train[y_train == digit])
         entry = registry.register(str(digit), det)
         versions[str(digit)] = entry.version
         s = det.stats_
@@ -50,6 +53,8 @@ def run_demo(
             f"{det.training_['epochs_run']} epochs, error mean {s.mean:.4f} std {s.std:.4f}, "
             f"version {entry.version} ({time.perf_counter() - t0:.1f} s)"
         )
+        for w in det.training_.get("warnings", []):
+            progress(f"  warning: {w}")
     train_seconds = time.perf_counter() - start
     router = Router({d: registry.load_detector(d, v) for d, v in versions.items()})
     result = router.score(x_test, names=[f"test #{i} (digit {y})" for i, y in enumerate(y_test)])

@@ -301,7 +301,7 @@ class Registry:
                     names.append(d.name)
             except RegistryError:
                 continue
-        return sorted(names, key=lambda n: (not n.isdigit(), n.zfill(12)))
+        return sorted(names, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n.casefold(), n))
 
     def versions(self, name: str) -> list[int]:
         """Version numbers present for a class, ascending (broken ones too)."""

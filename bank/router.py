@@ -250,6 +250,10 @@ class Router:
         ``skip_broken``: then the rest load and ``skipped`` lists
         ``(class, reason)`` for each one left out.
         """
+        from .registry import RegistryError
+
+        if not registry.root.is_dir():
+            raise RegistryError(f"no registry at {registry.root} (set --registry PATH or BANK_REGISTRY)")
         names = list(classes) if classes else registry.classes()
         return cls._loaded(registry, names, not classes, skip_broken, None, runtime, kwargs)
 

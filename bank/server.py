@@ -24,8 +24,8 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,8 +225,10 @@ class Batcher:
     A single task takes the first waiting request, keeps collecting for at
     most ``max_wait`` seconds or until ``max_batch`` images, then in a worker
     thread runs one ``router.score`` and writes each request's JSON, so the
-    event loop only moves bytes. A request is never split: one larger than ``max_batch`` runs alone,
-    one that would overflow the batch opens the next. ``sizes`` counts the
+    event loop only moves bytes. It waits only while other requests are
+    being read or decoded, so a lone client never pays the wait. A request
+    is never split: one larger than ``max_batch`` runs alone, one that would
+    overflow the batch opens the next. ``sizes`` counts the
     router calls by their number of images.
     """
 
@@ -237,6 +239,16 @@ class Batcher:
         self.sizes: Counter[int] = Counter()
         self._batch: list[_Job] = []  # the batch being gathered or served
         self._held: _Job | None = None  # taken from the queue, opens the next batch
+        self.arriving = 0  # requests being read or decoded: worth waiting for
+
+    @contextmanager
+    def coming(self) -> Iterator[None]:
+        """Count a request as on its way while it is read and decoded."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
 
     async def submit(self, images: list[np.ndarray], names: list[str], skipped: list[tuple[str, str]]) -> bytes:
         """The JSON answer for these images (and these unreadable files), from the router of the batch
@@ -264,7 +276,7 @@ class Batcher:
                 job = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 left = deadline - loop.time()
-                if left <= 0:
+                if left <= 0 or not self.arriving:  # nobody on the way: waiting would only add latency
                     break
                 try:
                     job = await asyncio.wait_for(self.queue.get(), left)
@@ -494,10 +506,11 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
 
     async def route(request: Request) -> JSONResponse:
         current = router()  # 503 before reading an upload we could not answer
-        files = await read_uploads(request, max_upload_bytes)
-        if not files:
-            raise HTTPError(422, _NO_IMAGE)
-        loaded = await asyncio.to_thread(decode_all, files)
+        with app.state.batcher.coming():
+            files = await read_uploads(request, max_upload_bytes)
+            if not files:
+                raise HTTPError(422, _NO_IMAGE)
+            loaded = await asyncio.to_thread(decode_all, files)
         if not loaded.images:
             raise HTTPError(422, "no image could be read: " + "; ".join(f"{n}: {r}" for n, r in loaded.skipped),
                             skipped=skipped_json(loaded.skipped), skipped_classes=skipped_json(current.skipped,

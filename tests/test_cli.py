@@ -117,8 +117,12 @@ def test_classify_with_nothing_readable_fails_clearly(trained, tmp_path, capsys)
 
 
 def test_classify_against_an_empty_registry_says_so(tmp_path, digit_folders, capsys):
+    (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "classify", str(digit_folders / "0"), "--registry", str(tmp_path / "empty"))
     assert code == 1 and "train one first" in err
+    code, _, err = run(capsys, "classify", str(digit_folders / "0"), "--registry", str(tmp_path / "missing"))
+    assert code == 1 and f"no registry at {tmp_path / 'missing'}" in err  # a wrong path is not an empty registry
+    assert run(capsys, "list", "--registry", str(tmp_path / "missing"))[0] == 1
 
 
 def test_bad_class_name_writes_nothing(digit_folders, tmp_path, capsys):
