@@ -122,7 +122,7 @@ def _training_params(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import make_detector
+    from .training import make_detector, record_skipped
 
     images, _, skipped = _class_data(args)
     det = make_detector(images, **_training_params(args), verbose=0 if args.json else "auto")
@@ -133,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         det.fit(images)
     for w in det.training_.get("warnings", []):
         _say(f"warning: {w}")
-    det.training_["skipped_files"] = {"count": len(skipped), "files": skipped_json(skipped[:100])}
+    record_skipped(det, skipped)
     entry = _registry(args).register(args.class_name, det)
     summary = {
         "class": entry.class_name,

@@ -47,6 +47,7 @@ except ImportError:  # not POSIX: no locks; gc then only clears leftovers older 
     fcntl = None
 from pathlib import Path
 
+from . import runtime as rt
 from .images import InputSpec
 from .stats import ErrorStats
 
@@ -105,22 +106,14 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _litert_available() -> bool:
-    from . import runtime
-
-    return runtime.available()
-
-
 def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
     """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files;
     the card's "litert" field. A failure is a warning and a "skipped" reason, never a lost entry."""
-    from . import runtime
-
     try:
-        if not runtime.available():
+        if not rt.available():
             raise ImportError("ai-edge-litert is not installed")
-        flatbuffers = {b: runtime.convert(model, spec.shape, b) for b in runtime.BATCH_SIZES}
-        diff = runtime.check(model, runtime.LiteModel(flatbuffers, spec.shape))
+        flatbuffers = {b: rt.convert(model, spec.shape, b) for b in rt.BATCH_SIZES}
+        diff = rt.check(model, rt.LiteModel(flatbuffers, spec.shape))
     except Exception as err:  # the converter and LiteRT raise many kinds; the Keras model still lands
         reason = f"{type(err).__name__}: {err}"[:300]
         warnings.warn(f"class {name!r}: registered without a LiteRT model ({reason}); it answers through "
@@ -377,7 +370,6 @@ class Registry:
         "auto" (default) takes LiteRT when the entry has it and ``ai-edge-litert``
         is installed, else Keras.
         """
-        from . import runtime as rt
         from .detector import AutoencoderDetector
 
         if runtime not in RUNTIMES:
@@ -445,7 +437,7 @@ class Registry:
                 try:
                     if load:
                         self.load_detector(name, v, runtime="keras")  # parses the card, checks the checksums first
-                        if self.entry(name, v).litert_files and _litert_available():
+                        if self.entry(name, v).litert_files and rt.available():
                             self.load_detector(name, v, runtime="litert")
                     else:
                         self.check_model(self.entry(name, v))

@@ -210,8 +210,7 @@ def _answer(router: Router, jobs: list[_Job]) -> list[bytes | Exception]:
     for j in jobs:
         k = i + len(j.images)
         try:
-            body = {**doc, "results": doc["results"][i:k], "skipped": skipped_json(j.skipped),
-                    "skipped_classes": doc["skipped_classes"]}
+            body = {**doc, "results": doc["results"][i:k], "skipped": skipped_json(j.skipped)}
             out.append(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
         except Exception as e:  # noqa: BLE001  (one request's failure is its own)
             out.append(e)

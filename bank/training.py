@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .images import InputSpec, as_images, infer_spec, parse_size
+from .router import skipped_json
 
 BACKENDS = ("loky", "dask")
 
@@ -34,6 +35,11 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
     return AutoencoderDetector(spec=spec, **params)
 
 
+def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
+    """Put the files that could not be read (count, and the first 100 by name) in the training record."""
+    detector.training_["skipped_files"] = {"count": len(skipped), "files": skipped_json(skipped[:100])}
+
+
 @dataclass
 class ClassRun:
     """What training one class gave: its new version, or the error that stopped it."""
@@ -48,9 +54,7 @@ class ClassRun:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["skipped"] = [{"image": n, "error": r} for n, r in self.skipped]
-        return out
+        return {**asdict(self), "skipped": skipped_json(self.skipped)}
 
 
 def class_folders(root: str | os.PathLike) -> dict[str, Path]:
@@ -87,8 +91,7 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
             det.fit(loaded.images)
-        det.training_["skipped_files"] = {"count": len(run.skipped),
-                                          "files": [{"image": n, "error": r} for n, r in run.skipped[:100]]}
+        record_skipped(det, run.skipped)
         run.warnings = list(det.training_.get("warnings", []))
         run.version = Registry(registry_root).register(name, det).version
     except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)

@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,19 +35,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bank.runtime import cores  # noqa: E402
+from speed import bank_command, ints, random_bank  # noqa: E402
 
 TARGET_CLIENTS, TARGET_SHARE, TARGET_P99_MS = 32, 0.5, 100.0
 
 
 def random_registry(root: Path, say) -> Path:
     """A 10-class registry of random-weight default models (the speed benchmark's)."""
-    import speed
-
     from bank import Registry
 
     say("registering 10 random-weight classes")
     reg = Registry(root / "registry")
-    for name, det in speed.random_bank(10, 0).items():
+    for name, det in random_bank(10, 0).items():
         reg.register(name, det)
     return reg.root
 
@@ -94,9 +92,7 @@ def free_port() -> int:
 
 
 def start_server(registry: Path, port: int, say) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("bank")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "bank"]
-    proc = subprocess.Popen([*cmd, "serve", "--registry", str(registry), "--port", str(port)],
+    proc = subprocess.Popen([*bank_command(), "serve", "--registry", str(registry), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     import httpx
 
@@ -203,20 +199,10 @@ def print_table(out: dict) -> None:
               f"{TARGET_P99_MS:g} ms: {t['share']:.0%}, {t['p99_ms']:.0f} ms: {'met' if t['met'] else 'NOT met'}.")
 
 
-def clients_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
-    return values
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--registry", help="a registry to serve (default: a temporary 10-class random-weight bank)")
-    p.add_argument("--clients", type=clients_list, default=[1, 8, 32, 128], metavar="N1,N2,...")
+    p.add_argument("--clients", type=ints, default=[1, 8, 32, 128], metavar="N1,N2,...")
     p.add_argument("--seconds", type=float, default=10.0, help="load time per row (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = p.parse_args(argv)

@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
-import os
 import platform
 import resource
 import statistics
@@ -295,10 +293,15 @@ def cold_start(root: Path, png: Path, classes: list[str] | None = None, batch: i
     return {**json.loads(run.stdout.strip().splitlines()[-1]), "wall_s": wall}
 
 
+def bank_command() -> list[str]:
+    """The ``bank`` command of this Python environment."""
+    exe = Path(sys.executable).with_name("bank")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "bank"]
+
+
 def cli_classify(root: Path, png: Path) -> float:
     """Wall seconds of ``bank classify one.png`` against the 10-class bank, as a fresh process."""
-    exe = Path(sys.executable).with_name("bank")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "bank"]
+    cmd = bank_command()
     t = time.perf_counter()
     classes = ",".join(str(k) for k in range(BANK))  # the registry may hold more (the scaling's)
     run = subprocess.run([*cmd, "classify", str(png), "--registry", str(root / "registry"), "--classes", classes],
