@@ -497,6 +497,25 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_bank
+
+    _say("exporting (loads TensorFlow) ...")
+    path = export_bank(_registry(args), args.out, name=args.name, version=args.version,
+                       classes=_classes_option(args), threshold=args.threshold, method=args.method,
+                       margin=args.margin, complexity_threshold=args.complexity)
+    meta = json.loads((path / "assets.extra" / "bank.json").read_text())
+    if args.json:
+        _emit_json({"path": str(path), **meta})
+        return 0
+    spec = meta["input"]
+    print(f"wrote {path}: {len(meta['classes'])} classes ({', '.join(meta['classes'])}), input "
+          f"{spec['height']}x{spec['width']}x{spec['channels']} float32 in [0, 1]")
+    print(f"serve it: tensorflow_model_server --rest_api_port=8501 --model_name={args.name} "
+          f"--model_base_path={path.parent.resolve()}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if token is None and not _loopback(args.host):
@@ -588,8 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the models with LiteRT (no TensorFlow import; written at registration), with Keras "
                              "(TensorFlow, the reference), or auto: LiteRT where the class has it (default)")
 
-    def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True) -> None:
-        add_runtime(sp)
+    def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bool = True) -> None:
+        if runtime:
+            add_runtime(sp)
         sp.add_argument("--threshold", type=_positive, default=DEFAULT_THRESHOLD,
                         help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
@@ -664,6 +684,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-upload-mb", type=_positive, default=20.0, metavar="MB",
                     help="most MiB one request may upload, all its files together (default 20)")
     add_tests(sp, skip_broken=False)
+
+    help = "write the active bank as one TensorFlow SavedModel for TensorFlow Serving (OUT/NAME/VERSION)"
+    sp = add("export", cmd_export, help)
+    sp.description = (help + ". Signatures: serving_default (images, complexity) gives the router's default answer; "
+                      "images_only (images) the answer without the complexity test. Every class must share one "
+                      "input spec. See assets.extra/bank.json in the export for the inputs and the class order.")
+    sp.add_argument("out", metavar="OUT", help="the models folder TensorFlow Serving reads (its --model_base_path "
+                    "is OUT/NAME)")
+    sp.add_argument("--name", default="bank", help="the model's name in TensorFlow Serving (default bank)")
+    sp.add_argument("--version", type=int, help="the version folder (default: one past the highest in OUT/NAME)")
+    add_tests(sp, skip_broken=False, runtime=False)  # the export is TensorFlow's
 
     sp = add("demo", cmd_demo, "train and test a digit bank on scikit-learn's bundled 8x8 digits (no data needed)")
     sp.add_argument("--epochs", type=int, default=60, help="most epochs per digit (default 60)")

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
@@ -50,9 +51,11 @@ log = logging.getLogger("bank.serve")
 FILES_FIELD = "files"
 #: The name of an image sent as the raw request body.
 BODY_NAME = "body"
-#: Paths open without the token: the liveness probe, and the web page (it holds no data; its API calls need the
-#: token).
-OPEN_PATHS = frozenset({"/", "/healthz"})
+#: Paths open without the token: the liveness probe, the web page and the API docs (they hold no data; their calls
+#: to the API need the token).
+OPEN_PATHS = frozenset({"/", "/healthz", "/docs", "/openapi.json"})
+#: Where Swagger UI's files (from the fastapi-offline package: no CDN) are served; open like the docs.
+DOCS_ASSETS = "/docs/assets"
 
 _NO_IMAGE = (f"no image in the request: send image files in the multipart field {FILES_FIELD!r}, or one image's "
              "bytes as the request body")
@@ -387,7 +390,8 @@ class BearerToken:
         self.expected = f"Bearer {token}".encode()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in OPEN_PATHS and not path.startswith(DOCS_ASSETS + "/"):
             got = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(got, self.expected):
                 response = JSONResponse({"error": "missing or wrong token: send the header 'Authorization: Bearer "
@@ -452,9 +456,12 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
                 await task
             batcher.close()
 
-    app = FastAPI(title="bank", version=__version__, lifespan=lifespan,
-                  description="A bank of one-class autoencoders: per image, the class whose model reconstructs it "
-                              "best, or unknown; per class, error, z-scores, p-value, margin and flag.")
+    app = FastAPIOffline(title="bank", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
+                         static_url=DOCS_ASSETS, description="A bank of one-class autoencoders: per image, the class "
+                         "whose model reconstructs it best, or unknown; per class, error, z-scores, p-value, margin "
+                         "and flag.")
+    if token is not None:
+        _declare_bearer(app)
     metrics = Metrics()
     app.state.metrics = metrics
     if token is not None:
@@ -537,6 +544,20 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
         return classes_json(new)
 
     return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Declare the bearer token in the OpenAPI document: Swagger UI then offers its Authorize button."""
+    plain = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = plain()
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _serving(app: FastAPI, router: Router) -> None:

@@ -179,3 +179,26 @@ def test_a_dropped_image_is_scored_too(page, digit_files):
     }""", [path.name, list(path.read_bytes())])
     expect(card(page, path.name).locator(".bar")).to_have_count(3)
     expect(card(page, path.name).locator(".verdict")).not_to_be_empty()
+
+
+def test_the_api_docs_render_offline_and_authorize_with_the_token(browser, server):
+    """Swagger UI at /docs from the package's own files: every request the page makes stays on this server."""
+    context = browser.new_context()
+    pg = context.new_page()
+    outside = []
+
+    def only_here(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    pg.route("**/*", only_here)
+    pg.goto(server + "/docs")
+    expect(pg.locator(".swagger-ui .info .title")).to_contain_text("bank")
+    expect(pg.locator("#operations-default-route_v1_classify_post, .opblock-summary-path[data-path='/v1/classify']")
+           .first).to_be_visible()
+    expect(pg.locator(".swagger-ui .btn.authorize")).to_be_visible()  # the token scheme is declared
+    context.close()
+    assert outside == [], outside

@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import shutil
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -230,3 +231,20 @@ def test_metrics_count_requests_errors_and_batches(bank_registry, pngs):
     assert 'bank_request_errors_total{path="/v1/classes",status="401"} 1.0' in text  # refused requests count too
     assert 'bank_requests_total{path="other",status="404"} 1.0' in text  # unknown paths: one label
     assert 'bank_batch_images_count 1.0' in text and 'bank_request_seconds_bucket{le="10.0",path="/v1/classify"} 2.0' in text
+
+
+def test_the_docs_are_open_and_offline_the_api_is_not(bank_registry):
+    with TestClient(create_app(bank_registry.root, token="s3cret")) as c:
+        page = c.get("/docs")
+        assert page.status_code == 200
+        scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert scripts and all(s.startswith("/docs/assets/") or s == "/openapi.json" for s in scripts), scripts
+        for s in scripts:
+            assert c.get(s).status_code == 200, s
+        schema = c.get("/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+        assert "/v1/classify" in schema["paths"] and "/docs" not in schema["paths"]
+        assert c.get("/docs/assets/../../v1/classes").status_code in (401, 404)
+        assert c.get("/v1/classes").status_code == 401
+    with TestClient(create_app(bank_registry.root)) as c:
+        assert "securitySchemes" not in c.get("/openapi.json").json().get("components", {})

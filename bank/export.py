@@ -1,0 +1,209 @@
+"""Export the active bank as one TensorFlow SavedModel, in TensorFlow Serving's layout.
+
+``OUT/<name>/<version>/`` holds a SavedModel whose signatures run every class
+model and the router's tests in one TensorFlow graph:
+
+- ``serving_default``: inputs ``images`` (float32, (N, H, W, C) at the bank's
+  input spec, values in [0, 1]) and ``complexity`` (float64, (N,): each
+  image's zlib bits per value, :func:`bank.images.complexity`; zlib has no
+  TensorFlow op, so the client sends it). The router's default answer.
+- ``images_only``: ``images`` alone; the answer the router gives without
+  complexities (lognormal z, margin, no complexity test).
+
+Outputs, per image: ``error``, ``z``, ``score``, ``test_z``, ``p_value``,
+``margin``, ``flag`` and its reasons ``flag_error``, ``flag_margin``,
+``flag_complexity`` (N, K, classes in the order of ``bank.json``), and
+``argmin``, ``nearest``, ``unknown``, ``label`` (N). Every statistic is a
+constant of the graph, computed in float64 as :func:`bank.router.decide`
+does. ``assets.extra/bank.json`` says what was exported and how to prepare
+an input. The version folder appears whole (written beside it, then renamed):
+a TensorFlow Serving that watches ``OUT/<name>`` never loads half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import stats as st
+from .images import InputSpec
+from .router import UNKNOWN, Router
+
+#: The file, inside the version folder, that describes the export.
+METADATA = "assets.extra/bank.json"
+
+#: How a client computes the ``complexity`` input (the same as :func:`bank.images.complexity`).
+COMPLEXITY_RECIPE = ("8 * len(zlib.compress(q.tobytes(), 6)) / q.size, where q = "
+                     "numpy.clip(numpy.rint(image * 255), 0, 255).astype(numpy.uint8) is the image at the input spec")
+
+
+def next_version(folder: Path) -> int:
+    """One past the highest numbered version in ``folder`` (1 for none)."""
+    have = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(have, default=0) + 1
+
+
+def _constants(router: Router) -> dict[str, np.ndarray]:
+    """Each class's statistics as float64 vectors, and which z each class takes (a class without the
+    complexity fit falls back to lognormal: neutral constants there, never selected)."""
+    cols: dict[str, list[float]] = {k: [] for k in ("mean", "std", "log_mean", "log_std", "c_mean", "c_std",
+                                                    "slope", "residual_std", "has_cx")}
+    for s in router.stats:
+        cols["mean"].append(s.mean)
+        cols["std"].append(s.std)
+        cols["log_mean"].append(s.log_mean)
+        cols["log_std"].append(s.log_std)
+        have = s.has_complexity
+        cols["has_cx"].append(1.0 if have else 0.0)
+        cols["c_mean"].append(s.complexity_mean if have else 0.0)
+        cols["c_std"].append(s.complexity_std if have else 1.0)
+        cols["slope"].append(s.complexity_slope if have else 0.0)
+        cols["residual_std"].append(s.residual_std if have else 1.0)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+
+
+def _graph(router: Router, spec: InputSpec):
+    """The two signature functions over the router's Keras models (needs TensorFlow)."""
+    import tensorflow as tf
+
+    models = [router.detectors[c].model_ for c in router.classes]
+    c = {k: tf.constant(v) for k, v in _constants(router).items()}
+    names = tf.constant(router.classes)
+    k_classes = len(router.classes)
+    method, threshold = router.method, router.threshold
+    margin_cut, cx_cut = router.margin, router.complexity_threshold
+    floor = tf.constant(st.LOG_FLOOR, tf.float64)
+
+    def errors_of(images):
+        # The error as bank.models.error_model defines it: per-pixel MSE, in float32, per class.
+        return tf.stack([tf.reduce_mean(tf.square(m(images, training=False) - images), axis=[1, 2, 3])
+                         for m in models], axis=1)
+
+    def decide(errors32, complexity):
+        e = tf.cast(errors32, tf.float64)
+        z = (e - c["mean"]) / c["std"]
+        log_e = tf.math.log(tf.maximum(e, floor))
+        lognormal = (log_e - c["log_mean"]) / c["log_std"]
+        if method == "gaussian":
+            test_z = z
+        elif method == "lognormal" or complexity is None:
+            test_z = lognormal
+        else:  # the residual from each class's line at the input's clamped complexity
+            reach = st.COMPLEXITY_CLAMP * c["c_std"]
+            dc = tf.clip_by_value(tf.math.log(complexity)[:, None] - c["c_mean"], -reach, reach)
+            corrected = (log_e - (c["log_mean"] + c["slope"] * dc)) / c["residual_std"]
+            test_z = tf.where(c["has_cx"] > 0, corrected, lognormal)
+        if k_classes > 1:  # log error minus the lowest other class's (ties: the lower index is the best)
+            low, idx = tf.math.top_k(-log_e, k=2)
+            is_best = tf.range(k_classes)[None, :] == idx[:, :1]
+            margin = log_e - tf.where(is_best, -low[:, 1:2], -low[:, :1])
+        else:
+            margin = tf.fill(tf.shape(e), tf.constant(math.nan, tf.float64))
+        flag_error = test_z > threshold
+        flag_margin = margin > margin_cut if margin_cut is not None else tf.zeros_like(flag_error)
+        if complexity is not None and cx_cut is not None:
+            cz = (tf.math.log(complexity)[:, None] - c["c_mean"]) / c["c_std"]
+            flag_cx = (c["has_cx"] > 0) & (tf.abs(cz) > cx_cut)
+        else:
+            flag_cx = tf.zeros_like(flag_error)
+        flag = flag_error | flag_margin | flag_cx
+        argmin = tf.argmin(e, axis=1)
+        unknown = tf.reduce_all(flag, axis=1)
+        nearest = tf.gather(names, argmin)
+        out = {"error": e, "z": z, "score": tf.exp(-0.5 * z * z), "test_z": test_z,
+               "p_value": 0.5 * tf.math.erfc(test_z / math.sqrt(2.0)), "margin": margin, "flag": flag,
+               "flag_error": flag_error, "flag_margin": flag_margin, "flag_complexity": flag_cx,
+               "argmin": argmin, "nearest": nearest, "unknown": unknown,
+               "label": tf.where(unknown, tf.constant(UNKNOWN), nearest)}
+        if complexity is not None:
+            out["complexity_z"] = tf.where(c["has_cx"] > 0, (tf.math.log(complexity)[:, None] - c["c_mean"])
+                                           / c["c_std"], tf.constant(math.nan, tf.float64))
+        return out
+
+    def with_complexity(images, complexity):
+        return decide(errors_of(images), complexity)
+
+    def images_only(images):
+        return decide(errors_of(images), None)
+
+    return models, with_complexity, images_only
+
+
+def metadata(router: Router, spec: InputSpec, name: str, version: int) -> dict:
+    """What ``assets.extra/bank.json`` says: the classes in output order, their registry versions,
+    the rule, and how to prepare each input."""
+    return {
+        "name": name, "version": version, "classes": router.classes,
+        "class_versions": {c: {"version": v, "model_sha256": sha} for c, (v, sha) in router.versions.items()},
+        "input": {"height": spec.height, "width": spec.width, "channels": spec.channels, "dtype": "float32",
+                  "range": [0.0, 1.0], "color": "gray (luminosity)" if spec.channels == 1 else "rgb"},
+        "complexity": COMPLEXITY_RECIPE,
+        "rule": {"method": router.method, "threshold": router.threshold, "margin": router.margin,
+                 "complexity_threshold": router.complexity_threshold},
+        "signatures": {"serving_default": ["images", "complexity"], "images_only": ["images"]},
+        "stats": {c: s.to_dict() for c, s in zip(router.classes, router.stats)},
+    }
+
+
+def export_bank(registry, out: str | os.PathLike, *, name: str = "bank", version: int | None = None,
+                classes: Sequence[str] | None = None, **rule) -> Path:
+    """Write the active bank (or ``classes``) as ``out/name/version`` and return that folder.
+
+    ``rule``: the router's ``threshold``, ``method``, ``margin`` and
+    ``complexity_threshold``. Every class must share one input spec (a
+    SavedModel signature takes one image shape); export the others apart
+    with ``classes``. An existing version is never overwritten.
+    """
+    from .registry import validate_class_name
+
+    validate_class_name(name)  # a folder name TensorFlow Serving takes as the model's name
+    router = Router.from_registry(registry, classes, runtime="keras", **rule)
+    if len(router.groups) > 1:
+        specs = "; ".join(f"{s.height}x{s.width}x{s.channels}: {', '.join(router.classes[k] for k in ks)}"
+                          for s, ks in router.groups.items())
+        raise ValueError(f"the classes have different input specs ({specs}); a SavedModel takes one: export them "
+                         "apart with --classes and --name")
+    spec = next(iter(router.groups))
+    home = Path(out) / name
+    version = next_version(home) if version is None else int(version)
+    if version < 1:
+        raise ValueError(f"version: expected a whole number >= 1, got {version}")
+    final = home / str(version)
+    if final.exists():
+        raise ValueError(f"{final} already exists: choose another --version (versions are never overwritten)")
+    home.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=home))  # not a number: TF Serving ignores it
+    try:
+        _write(router, spec, tmp / "model")
+        meta = tmp / "model" / METADATA
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(metadata(router, spec, name, version), indent=2) + "\n")
+        os.rename(tmp / "model", final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write(router: Router, spec: InputSpec, path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
+    from ._quiet import quiet_stderr
+
+    models, with_complexity, images_only = _graph(router, spec)
+    images = tf.TensorSpec((None, *spec.shape), tf.float32, name="images")
+    archive = keras.export.ExportArchive()
+    for m in models:
+        archive.track(m)
+    archive.add_endpoint("serving_default", with_complexity,
+                         input_signature=[images, tf.TensorSpec((None,), tf.float64, name="complexity")])
+    archive.add_endpoint("images_only", images_only, input_signature=[images])
+    with quiet_stderr():
+        archive.write_out(str(path), verbose=False)
