@@ -15,6 +15,7 @@ import ipaddress
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -118,23 +119,47 @@ def _training_params(args: argparse.Namespace) -> dict:
     if args.latent:
         params["latent_dim"] = args.latent
     return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
-            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience}
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
+            "fresh": args.fresh}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import make_detector, record_skipped
+    from .data import class_source
+    from .pipeline import scan
+    from .training import loss_plot, make_detector, record_skipped
 
-    images, _, skipped = _class_data(args)
-    det = make_detector(images, **_training_params(args), verbose=0 if args.json else "auto")
-    n = len(images)
-    _say(f"training class {args.class_name!r} on {n} image(s)")
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras progress stays off stdout
-        warnings.simplefilter("ignore", UserWarning)  # said below, once
-        det.fit(images)
-    for w in det.training_.get("warnings", []):
-        _say(f"warning: {w}")
-    record_skipped(det, skipped)
-    entry = _registry(args).register(args.class_name, det)
+    source = class_source(args.data, args.class_name)
+    if isinstance(source, list):  # files: checked once now, streamed from disk while training
+        data = scan(source)
+        skipped = data.skipped
+        _report_skipped(skipped)
+        if not len(data):
+            raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
+    else:
+        data, skipped = source, None
+    reg = _registry(args)
+    params = _training_params(args)
+    fresh = params.pop("fresh")
+    with reg.training_dir(args.class_name, fresh=fresh) as work:
+        det = make_detector(data, **params, verbose=0 if args.json else "auto", checkpoint_dir=work)
+        _say(f"training class {args.class_name!r} on {len(data)} image(s)"
+             f"{'' if skipped is None else ', streamed from disk'} (state in {work})")
+        try:
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras progress off stdout
+                warnings.simplefilter("ignore", UserWarning)  # said below, once
+                det.fit(data)
+        except KeyboardInterrupt:
+            _say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
+                 f"(state in {work}; --fresh starts over)")
+            return 130
+        if det.resumed_from_:
+            _say(f"resumed an interrupted training after epoch {det.resumed_from_}")
+        for w in det.training_.get("warnings", []):
+            _say(f"warning: {w}")
+        skipped = skipped or []
+        record_skipped(det, skipped)
+        entry = reg.register(args.class_name, det, extras=loss_plot(args.class_name, det, work))
+        shutil.rmtree(work, ignore_errors=True)
     summary = {
         "class": entry.class_name,
         "version": entry.version,
@@ -154,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} calibration;"
               f" {t['epochs_run']} epochs, best {t['best_epoch']}")
         print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
+        print(f"  training-loss curves: {entry.path / 'loss.png'}")
     return 0
 
 
@@ -570,6 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
         sp.add_argument("--batch-size", type=int, default=64, help="default 64")
         sp.add_argument("--patience", type=int, default=5, help="early-stopping patience in epochs (default 5)")
+        sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
+                        "training of the class left (by default the same command resumes from it)")
 
     sp = add("train", cmd_train, "train one class model and register it as the active version")
     sp.add_argument("class_name", metavar="CLASS", help="class name (a folder-safe name)")

@@ -181,13 +181,13 @@ def load_labelled(path: str | os.PathLike, split: str = "train") -> Labelled:
     return out
 
 
-def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_name: str) -> np.ndarray | Loaded:
-    """The training images of one class, from what a user points ``bank train`` at.
+def class_source(data: str | os.PathLike | Sequence[str | os.PathLike], class_name: str) -> np.ndarray | list:
+    """Where one class's training images are, from what a user points ``bank train`` at.
 
-    - an IDX folder: the training images labelled ``class_name``;
+    - an IDX folder: the training images labelled ``class_name`` (a uint8 array);
     - a folder with a sub-folder named ``class_name``: that sub-folder;
     - otherwise: the files and folders themselves are the class's images.
-    Returns a uint8 array for IDX data, else a :class:`Loaded`.
+    Returns the IDX array, or the list of paths to read.
     """
     paths = [data] if isinstance(data, (str, os.PathLike)) else list(data)
     if len(paths) == 1 and Path(paths[0]).is_dir():
@@ -198,8 +198,14 @@ def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_na
                 raise ValueError(f"{root}: no images labelled {class_name!r}; labels are {labelled.classes}")
             return labelled.arrays[class_name]
         if (root / class_name).is_dir():
-            return load_images([root / class_name])
-    return load_images(paths)
+            return [root / class_name]
+    return paths
+
+
+def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_name: str) -> np.ndarray | Loaded:
+    """The images of one class (see :func:`class_source`), read into memory: an IDX array or a :class:`Loaded`."""
+    source = class_source(data, class_name)
+    return source if isinstance(source, np.ndarray) else load_images(source)
 
 
 @dataclass

@@ -5,19 +5,32 @@ returns self, learned state ends in ``_``, ``decision_function`` gives the raw
 score (higher = more anomalous), ``predict`` the 0/1 flag. Training splits the
 class's images (seeded) three ways: a training set, a monitor set for early
 stopping, and a calibration set that only the error statistics see.
+
+The images may be in memory (an array or a list) or files on disk
+(:class:`bank.pipeline.ImageFiles`, streamed through ``tf.data``: photos
+that do not fit in memory). Training keeps the best epoch's weights, stops
+early, and with a ``checkpoint_dir`` resumes where an interrupted run left off.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import math
+import os
+import shutil
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from . import stats as st
 from .images import InputSpec, as_images, complexity, infer_spec, prepare, to_spec
+from .pipeline import ImageFiles
 from .router import decide
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
@@ -29,6 +42,9 @@ MIN_STEPS_PER_EPOCH = 25
 
 #: Below this many held-out images, the fitted statistics come with a warning.
 MIN_CALIBRATION = 30
+
+#: The mean training error in the card is taken over at most this many training images.
+TRAIN_ERROR_SAMPLE = 2000
 
 
 class NotFittedError(RuntimeError):
@@ -67,6 +83,12 @@ class AutoencoderDetector:
     verbose : "auto", 0, 1 or 2
         Keras progress output during ``fit``: "auto" is a progress bar (1) on
         a terminal and one line per epoch (2) elsewhere; 0 is silent.
+    checkpoint_dir : str, Path or None
+        Where training keeps its state (the best epoch's weights, a backup
+        of the last epoch, the loss log). When ``fit`` is called again with
+        the same images and parameters after an interruption, it resumes
+        from the last finished epoch; other images or parameters start over.
+        None: a temporary folder, removed after ``fit``.
     """
 
     def __init__(
@@ -86,6 +108,7 @@ class AutoencoderDetector:
         method: str = "complexity",
         complexity_threshold: float | None = st.DEFAULT_COMPLEXITY,
         verbose: str | int = "auto",
+        checkpoint_dir: str | Path | None = None,
     ):
         self.spec = spec
         self.architecture = architecture
@@ -101,6 +124,7 @@ class AutoencoderDetector:
         self.method = method
         self.complexity_threshold = complexity_threshold
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
 
     # ------------------------------------------------------------ fitting
 
@@ -134,16 +158,24 @@ class AutoencoderDetector:
         n_mon = min(n_mon, n - n_cal - 1)
         return order[n_cal + n_mon :], order[n_cal : n_cal + n_mon], order[:n_cal]
 
-    def fit(self, X: np.ndarray | Sequence[np.ndarray]) -> AutoencoderDetector:
+    def fit(self, X: np.ndarray | Sequence[np.ndarray] | ImageFiles) -> AutoencoderDetector:
         """Train on images of one class and fit the error statistics.
 
-        ``X``: an array (N, H, W[, C]) or a list of decoded (H, W, C) images.
+        ``X``: an array (N, H, W[, C]), a list of decoded (H, W, C) images,
+        or :class:`~bank.pipeline.ImageFiles` (streamed from disk).
         """
         self._check_params()
-        X = as_images(X, "training images")
-        spec = self.spec or infer_spec(X)
-        x = to_spec(X, spec)
-        train_idx, mon_idx, cal_idx = self._split(len(x))
+        files = X if isinstance(X, ImageFiles) else None
+        if files is not None:
+            if not len(files):
+                raise ValueError("no readable images to train on")
+            spec, n = self.spec or files.spec(), len(files)
+        else:
+            X = as_images(X, "training images")
+            spec = self.spec or infer_spec(X)
+            x = to_spec(X, spec)
+            n = len(x)
+        train_idx, mon_idx, cal_idx = self._split(n)
 
         from . import models
         import keras
@@ -156,22 +188,42 @@ class AutoencoderDetector:
             arch, params = self.architecture, dict(self.params or {})
         model = models.build(arch, spec.shape, params)
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
-        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)
-        x_train, x_mon = x[train_idx], x[mon_idx]
-        repeats = max(1, math.ceil(MIN_STEPS_PER_EPOCH * self.batch_size / len(x_train)))
-        x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
-        hist = model.fit(
-            x_fit, x_fit, validation_data=(x_mon, x_mon), epochs=self.epochs,
-            batch_size=self.batch_size, shuffle=True, callbacks=[stop], verbose=self._keras_verbose(),
-        )
+        repeats = max(1, math.ceil(MIN_STEPS_PER_EPOCH * self.batch_size / len(train_idx)))
+        late: list[tuple[str, str]] = []  # files unreadable since the scan
+        cache = False
+        if files is not None:
+            from .pipeline import dataset, fits_in_memory
+
+            paths, cache = files.paths, fits_in_memory(len(train_idx) + len(mon_idx), spec)
+            train = dataset([paths[i] for i in train_idx], spec, self.batch_size, seed=self.seed, repeats=repeats,
+                            cache=cache, on_skip=lambda name, why: late.append((name, why)))
+            monitor = dataset([paths[i] for i in mon_idx], spec, self.batch_size, cache=cache,
+                              on_skip=lambda *a: None)
+            data_id = files.fingerprint()
+        else:
+            x_train = x[train_idx]
+            x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
+            train, monitor = (x_fit, x_fit), (x[mon_idx], x[mon_idx])
+            data_id = hashlib.sha256(np.ascontiguousarray(x)).hexdigest()
+        run_id = self._run_id(spec, arch, params, data_id)
+        self.history_ = self._train(model, train, monitor, run_id)
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
-        self.history_ = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+        if files is not None:
+            from .pipeline import measure
+
+            error_fn, note = self._error_fn(), lambda name, why: late.append((name, why))
+            cal_errors, cal_cx = measure(error_fn, [paths[i] for i in cal_idx], spec, on_skip=note)
+            sample = train_idx[: TRAIN_ERROR_SAMPLE]  # the split is a permutation: a random sample
+            train_errors = measure(error_fn, [paths[i] for i in sample], spec, on_skip=note)[0]
+        else:
+            cal_errors, cal_cx = self._errors(x[cal_idx]), complexity(x[cal_idx])
+            train_errors = self._errors(x_train)
+        self.stats_ = st.fit_error_stats(cal_errors, cal_cx)
         val = self.history_.get("val_loss", [])
-        self.stats_ = st.fit_error_stats(self._errors(x[cal_idx]), complexity(x[cal_idx]))
         self.training_ = {
             "epochs": self.epochs,
             "epochs_run": len(val),
-            "best_epoch": int(np.argmin(val)) + 1 if val else None,
+            "best_epoch": _best_epoch(val, self.best_since_),
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "patience": self.patience,
@@ -181,19 +233,88 @@ class AutoencoderDetector:
             "calibration_fraction": self.calibration_fraction,
             "monitor_fraction": self.monitor_fraction,
             "repeats_per_epoch": repeats,
-            "n_images": int(len(x)),
+            "data": ("in memory" if files is None else
+                     "files, decoded once and kept in memory" if cache else "files, streamed from disk each epoch"),
+            "n_images": int(n),
             "n_train": int(len(train_idx)),
             "n_monitor": int(len(mon_idx)),
             "n_calibration": int(len(cal_idx)),
-            "train_error_mean": float(np.mean(self._errors(x_train))),
+            "train_error_mean": float(np.mean(train_errors)),
             "warnings": [],
         }
+        if self.resumed_from_:
+            self.training_["resumed_from_epoch"] = self.resumed_from_
+        if late:
+            gone = sorted({n for n, _ in late})
+            self.training_["warnings"].append(f"{len(gone)} file(s) could not be read during training and were "
+                                              f"left out: {', '.join(gone[:10])}")
         if len(cal_idx) < MIN_CALIBRATION:
             msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
                    "z-scores and flags are rough; give the class more images")
             self.training_["warnings"].append(msg)
             warnings.warn(msg, stacklevel=2)
         return self
+
+    def _run_id(self, spec: InputSpec, arch: str, params: dict, data_id: str) -> str:
+        """What a checkpoint must match to be resumed: the data and every training parameter."""
+        keys = ("epochs", "batch_size", "learning_rate", "patience", "calibration_fraction", "monitor_fraction",
+                "seed")
+        what = {"spec": spec.to_dict(), "architecture": arch, "params": params, "data": data_id,
+                **{k: getattr(self, k) for k in keys}}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _train(self, model, train, monitor, run_id: str) -> dict[str, list[float]]:
+        """Fit with Keras callbacks: the loss log, the best epoch's weights, early stopping and a backup
+        each epoch in the checkpoint folder; resume from it when it holds the same run. Returns the
+        history of every epoch (those before a resume too), the model left at its best epoch."""
+        import keras
+
+        temporary = self.checkpoint_dir is None
+        work = Path(tempfile.mkdtemp(prefix="bank-train-") if temporary else self.checkpoint_dir)
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            log, best, backup, stamp = work / "history.csv", work / "best.weights.h5", work / "backup", work / "run.json"
+            stamped = _stamp(stamp)
+            same = stamped.get("run") == run_id and (stamped.get("finished")
+                                                     or any(backup.glob("training_metadata.json*")))
+            if not same:  # another run's state, none, or nothing to resume from: start over
+                shutil.rmtree(backup, ignore_errors=True)
+                log.unlink(missing_ok=True)
+                best.unlink(missing_ok=True)
+                _stamp(stamp, {"run": run_id})
+            before = read_history(log)
+            self.resumed_from_ = len(before.get("val_loss", [])) if same else 0
+            self.best_since_ = 0  # the epochs the kept best weights were chosen among start here
+            if same and _stamp(stamp).get("finished") and best.exists():
+                model.load_weights(str(best))  # finished before (then stopped before registering): reuse
+                return before
+            if best.exists():
+                try:
+                    model.load_weights(str(best))  # only a check: the backup's weights are restored below
+                except Exception:  # noqa: BLE001  (killed while writing it: the best is chosen anew from here)
+                    best.unlink()
+                    self.best_since_ = self.resumed_from_
+            seen = [v for v in before.get("val_loss", [])[self.best_since_ :] if math.isfinite(v)]
+            callbacks = [
+                keras.callbacks.CSVLogger(str(log), append=True),
+                keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
+                                                save_weights_only=True,
+                                                initial_value_threshold=min(seen) if seen else None),
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience),
+                keras.callbacks.BackupAndRestore(str(backup)),  # last: an epoch is backed up once logged
+            ]
+            fit_kw = {"batch_size": self.batch_size, "shuffle": True} if isinstance(train, tuple) else {"shuffle": False}
+            with warnings.catch_warnings():  # a dataset's length is learnt in its first epoch, which Keras
+                warnings.filterwarnings("ignore", message="Your input ran out of data")  # calls running out
+                model.fit(*(train if isinstance(train, tuple) else (train,)), validation_data=monitor,
+                          epochs=self.epochs, callbacks=callbacks, verbose=self._keras_verbose(), **fit_kw)
+            if best.exists():
+                model.load_weights(str(best))
+            _stamp(stamp, {"run": run_id, "finished": True})
+            return read_history(log)
+        finally:
+            if temporary:
+                shutil.rmtree(work, ignore_errors=True)
 
     # ------------------------------------------------------------ scoring
 
@@ -214,12 +335,17 @@ class AutoencoderDetector:
         x = prepare(X, self.spec_)
         return self._errors(x, batch_size), complexity(x)
 
-    def _errors(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Errors of images already at the model's spec (no second validation)."""
+    def _error_fn(self):
+        """Images at the model's spec -> their errors, (N,)."""
         from .runtime import error_fn
 
         fn = error_fn([self.model_], self.spec_.shape)
-        return np.concatenate([fn(x[i : i + batch_size])[:, 0] for i in range(0, len(x), batch_size)])
+        return lambda x: fn(x)[:, 0]
+
+    def _errors(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Errors of images already at the model's spec (no second validation)."""
+        fn = self._error_fn()
+        return np.concatenate([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
     decision_function = reconstruction_error
 
@@ -276,3 +402,35 @@ class AutoencoderDetector:
         det.stats_ = st.ErrorStats.from_dict(card["stats"])
         det.model_ = model
         return det
+
+
+def _stamp(path: Path, value: dict | None = None) -> dict:
+    """Read the run stamp of a checkpoint folder ({} when missing or unreadable), or replace it atomically."""
+    if value is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value) + "\n")
+        os.replace(tmp, path)
+        return value
+    try:
+        got = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
+
+
+def _best_epoch(val_loss: list[float], since: int = 0) -> int | None:
+    """The epoch (from 1) of the lowest monitored loss from epoch ``since`` on; None without one."""
+    tail = np.asarray(val_loss[since:], dtype=float)
+    return None if not tail.size or np.all(np.isnan(tail)) else since + int(np.nanargmin(tail)) + 1
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """The per-epoch losses Keras's CSVLogger wrote, an epoch logged twice (a resume) counted once."""
+    if not Path(path).is_file():
+        return {}
+    rows: dict[int, dict] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows[int(row.pop("epoch"))] = row
+    keys = [k for k in (next(iter(rows.values())) if rows else {}) if k]
+    return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}

@@ -266,6 +266,12 @@ def infer_spec(images: Iterable[np.ndarray], max_side: int = 128, default: int =
             np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
         ):
             gray = False
+    return spec_for(sizes, gray, max_side, default)
+
+
+def spec_for(sizes: set[tuple[int, int]], gray: bool, max_side: int = 128, default: int = 64) -> InputSpec:
+    """The spec :func:`infer_spec` picks for images of these (height, width) ``sizes``: their size if
+    they share one no larger than ``max_side``, else ``default`` square; gray or RGB."""
     if len(sizes) == 1 and max(next(iter(sizes))) <= max_side:
         h, w = next(iter(sizes))
     else:

@@ -38,7 +38,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 try:
@@ -55,6 +55,10 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 ACTIVE_FILE = "ACTIVE"
+#: The hidden folder under the root where trainings keep the state they resume from.
+TRAINING_DIR = ".training"
+#: Names an entry's extra files may not take.
+RESERVED_FILES = frozenset({MODEL_FILE, CARD_FILE, ACTIVE_FILE})
 MAX_NAME = 100
 ENV_VAR = "BANK_REGISTRY"
 LOCK_FILE = ".lock"
@@ -452,16 +456,23 @@ class Registry:
 
     # ------------------------------------------------------------ writing
 
-    def register(self, name: str, detector, litert: bool = True) -> Entry:
+    def register(self, name: str, detector, litert: bool = True, extras: dict[str, bytes] | None = None) -> Entry:
         """Add a fitted detector as the next version of ``name`` and make it active.
 
         With ``litert`` (default) the model is also written as LiteRT
         flatbuffers, checked against Keras, for answering without TensorFlow;
         when that fails the entry is written without them and a warning says why.
         Safe with other writers in other processes; a writer that dies
-        midway leaves only a hidden leftover (see :meth:`gc`).
+        midway leaves only a hidden leftover (see :meth:`gc`). ``extras``:
+        more files for the entry's folder by name (such as the training-loss
+        plot ``loss.png``), for people to look at: listed in the card with
+        their checksum, never loaded.
         """
         name = validate_class_name(name)
+        extras = dict(extras or {})
+        for file in extras:
+            if file in RESERVED_FILES or file.startswith(".") or Path(file).name != file or file.endswith(".tflite"):
+                raise ValueError(f"extras: {file!r} is not a plain file name free for an entry's folder")
         fields = detector.card_fields()  # raises NotFittedError first
         if not hasattr(detector.model_, "save"):
             raise ValueError(f"class {name!r}: registering needs the detector's Keras model; this one was loaded "
@@ -488,6 +499,10 @@ class Registry:
                        if litert else {}),
                     "versions": _versions_stamp(),
                 }
+                for file, data in extras.items():
+                    (tmp / file).write_bytes(data)
+                if extras:
+                    card["extras"] = [{"file": f, "sha256": hashlib.sha256(d).hexdigest()} for f, d in extras.items()]
                 with _locked(cdir / LOCK_FILE):
                     version = (self.versions(name) or [0])[-1] + 1
                     card["version"] = version
@@ -500,6 +515,31 @@ class Registry:
             finally:
                 (cdir / f"{token}.lock").unlink(missing_ok=True)
         return self.entry(name, version)
+
+    @contextmanager
+    def training_dir(self, name: str, fresh: bool = False) -> Iterator[Path]:
+        """The folder where training class ``name`` keeps its state to resume from
+        (``<root>/.training/<name>``), held for this process: a second training of the class
+        at the same time is refused. ``fresh`` empties it first (no resuming)."""
+        name = validate_class_name(name)
+        home = self.root / TRAINING_DIR
+        work, lock = home / name, home / f"{name}.lock"
+        home.mkdir(parents=True, exist_ok=True)
+        with _locked(lock, blocking=False) as got:
+            if not got:
+                raise RegistryError(f"class {name!r} is being trained by another process (state in {work})")
+            if fresh:
+                shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(exist_ok=True)
+            try:
+                yield work
+            finally:  # keep only what a rerun can resume from; leave no empty folders behind
+                if not any(work.glob("backup/training_metadata.json*")) and not (work / "best.weights.h5").exists():
+                    shutil.rmtree(work, ignore_errors=True)
+                if not work.exists():
+                    lock.unlink(missing_ok=True)
+                    with suppress(OSError):
+                        home.rmdir()  # only when empty
 
     def _write_active(self, cdir: Path, version: int) -> None:
         tmp = cdir / f".active-{uuid.uuid4().hex}"

@@ -10,6 +10,7 @@ many writers. A class whose training fails is reported and the rest land.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -27,9 +28,11 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
     images' own size and colour filling in what is not given."""
     from .detector import AutoencoderDetector
 
+    from .pipeline import ImageFiles
+
     spec = None
     if size or color:
-        guess = infer_spec(as_images(images))
+        guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
     return AutoencoderDetector(spec=spec, **params)
@@ -38,6 +41,14 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
     """Put the files that could not be read (count, and the first 100 by name) in the training record."""
     detector.training_["skipped_files"] = {"count": len(skipped), "files": skipped_json(skipped[:100])}
+
+
+def loss_plot(name: str, detector, folder: Path) -> dict[str, bytes]:
+    """The training-loss curves as PNG bytes, ready for the registry entry: ``{"loss.png": ...}``."""
+    from .report import plot_losses
+
+    path = plot_losses(Path(folder) / "loss.png", {name: detector.history_})
+    return {"loss.png": path.read_bytes()}
 
 
 @dataclass
@@ -78,22 +89,26 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
     if threads:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    from .data import load_images
+    from .pipeline import scan
     from .registry import Registry
 
     run, t0 = ClassRun(name, str(folder)), time.perf_counter()
     try:
-        loaded = load_images([folder])
-        run.n_images, run.skipped = len(loaded.images), list(loaded.skipped)
-        if not loaded.images:
+        files = scan([folder], n_jobs=threads)
+        run.n_images, run.skipped = len(files), list(files.skipped)
+        if not len(files):
             raise ValueError(f"no readable images in {folder}")
-        det = make_detector(loaded.images, **{"verbose": 0, **params})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
-            det.fit(loaded.images)
-        record_skipped(det, run.skipped)
-        run.warnings = list(det.training_.get("warnings", []))
-        run.version = Registry(registry_root).register(name, det).version
+        registry = Registry(registry_root)
+        with registry.training_dir(name, fresh=params.get("fresh", False)) as work:
+            det = make_detector(files, **{"verbose": 0, **{k: v for k, v in params.items() if k != "fresh"}},
+                                checkpoint_dir=work)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
+                det.fit(files)
+            record_skipped(det, run.skipped)
+            run.warnings = list(det.training_.get("warnings", []))
+            run.version = registry.register(name, det, extras=loss_plot(name, det, work)).version
+            shutil.rmtree(work, ignore_errors=True)
     except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)
         run.error = f"{type(err).__name__}: {err}"
     run.seconds = time.perf_counter() - t0
