@@ -142,8 +142,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     fresh = params.pop("fresh")
     with reg.training_dir(args.class_name, fresh=fresh) as work:
         det = make_detector(data, **params, verbose=0 if args.json else "auto", checkpoint_dir=work)
+        if any(work.glob("backup/training_metadata.json*")):
+            _say(f"found the state of an interrupted training of class {args.class_name!r} in {work}: it goes on "
+                 "from there if the images and settings are the same (--fresh starts over)")
         _say(f"training class {args.class_name!r} on {len(data)} image(s)"
-             f"{'' if skipped is None else ', streamed from disk'} (state in {work})")
+             f"{'' if skipped is None else ' read from files'} (state in {work})")
         try:
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras progress off stdout
                 warnings.simplefilter("ignore", UserWarning)  # said below, once
@@ -177,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"registered class {entry.class_name!r} version {entry.version} (active) at {entry.path}")
         print(f"  input {det.spec_}, {det.architecture_} autoencoder {det.params_}")
         print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} calibration;"
-              f" {t['epochs_run']} epochs, best {t['best_epoch']}")
+              f" {t['epochs_run']} epochs, best {t['best_epoch']}; {t['data']}")
         print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
         print(f"  training-loss curves: {entry.path / 'loss.png'}")
     return 0
@@ -537,8 +540,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     spec = meta["input"]
     print(f"wrote {path}: {len(meta['classes'])} classes ({', '.join(meta['classes'])}), input "
           f"{spec['height']}x{spec['width']}x{spec['channels']} float32 in [0, 1]")
-    print(f"serve it: tensorflow_model_server --rest_api_port=8501 --model_name={args.name} "
-          f"--model_base_path={path.parent.resolve()}")
+    print(f"serve it: docker run -p 8501:8501 -v {path.parent.resolve()}:/models/{args.name} "
+          f"-e MODEL_NAME={args.name} tensorflow/serving")
     return 0
 
 

@@ -17,10 +17,12 @@ seeds' "probability of cat": the cat model's normalized Gaussian score
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -81,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         det = AutoencoderDetector(spec=spec, params=params or None, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, verbose=0 if args.json else 2)
         t0 = time.perf_counter()
-        det.fit(train)
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)  # Keras progress and warnings on stderr: stdout is the result
+            det.fit(train)
+        for w in caught:
+            say(f"{name}: warning: {w.message}")
         seconds[name] = round(time.perf_counter() - t0, 1)
         version = reg.register(name, det).version
         say(f"{name}: version {version}, {det.training_['epochs_run']} epochs (best {det.training_['best_epoch']}), "
