@@ -15,10 +15,8 @@ import ipaddress
 import json
 import math
 import os
-import shutil
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,7 +124,7 @@ def _training_params(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import class_source
     from .pipeline import scan
-    from .training import loss_plot, make_detector, record_skipped
+    from .training import fit_and_register
 
     source = class_source(args.data, args.class_name)
     if isinstance(source, list):  # files: checked once now, streamed from disk while training
@@ -138,31 +136,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         data, skipped = source, None
     reg = _registry(args)
-    params = _training_params(args)
-    fresh = params.pop("fresh")
-    with reg.training_dir(args.class_name, fresh=fresh) as work:
-        det = make_detector(data, **params, verbose=0 if args.json else "auto", checkpoint_dir=work)
-        if any(work.glob("backup/training_metadata.json*")):
-            _say(f"found the state of an interrupted training of class {args.class_name!r} in {work}: it goes on "
-                 "from there if the images and settings are the same (--fresh starts over)")
-        _say(f"training class {args.class_name!r} on {len(data)} image(s)"
-             f"{'' if skipped is None else ' read from files'} (state in {work})")
-        try:
-            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # Keras progress off stdout
-                warnings.simplefilter("ignore", UserWarning)  # said below, once
-                det.fit(data)
-        except KeyboardInterrupt:
-            _say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
-                 f"(state in {work}; --fresh starts over)")
-            return 130
-        if det.resumed_from_:
-            _say(f"resumed an interrupted training after epoch {det.resumed_from_}")
-        for w in det.training_.get("warnings", []):
-            _say(f"warning: {w}")
-        skipped = skipped or []
-        record_skipped(det, skipped)
-        entry = reg.register(args.class_name, det, extras=loss_plot(args.class_name, det, work))
-        shutil.rmtree(work, ignore_errors=True)
+    params = {**_training_params(args), "verbose": 0 if args.json else "auto"}
+    work = reg.training_path(args.class_name)
+    if not params["fresh"] and any(work.glob("backup/training_metadata.json*")):
+        _say(f"found the state of an interrupted training of class {args.class_name!r} in {work}: it goes on "
+             "from there if the images and settings are the same (--fresh starts over)")
+    _say(f"training class {args.class_name!r} on {len(data)} image(s)"
+         f"{'' if skipped is None else ' read from files'} (state in {work})")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Keras progress stays off stdout
+            det, entry = fit_and_register(reg, args.class_name, data, params, skipped or [])
+    except KeyboardInterrupt:
+        _say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
+             f"(state in {work}; --fresh starts over)")
+        return 130
+    if det.resumed_from_:
+        _say(f"resumed an interrupted training after epoch {det.resumed_from_}")
+    for w in det.training_.get("warnings", []):
+        _say(f"warning: {w}")
+    skipped = skipped or []
     summary = {
         "class": entry.class_name,
         "version": entry.version,

@@ -199,13 +199,15 @@ class AutoencoderDetector:
                             cache=cache, on_skip=lambda name, why: late.append((name, why)))
             monitor = dataset([paths[i] for i in mon_idx], spec, self.batch_size, cache=cache,
                               on_skip=lambda *a: None)
-            data_id = files.fingerprint()
         else:
             x_train = x[train_idx]
             x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
             train, monitor = (x_fit, x_fit), (x[mon_idx], x[mon_idx])
-            data_id = hashlib.sha256(np.ascontiguousarray(x)).hexdigest()
-        run_id = self._run_id(spec, arch, params, data_id)
+        if self.checkpoint_dir is None:  # a temporary folder is never resumed: no digest of the data needed
+            run_id = "temporary"
+        else:
+            data_id = files.fingerprint() if files is not None else hashlib.sha256(np.ascontiguousarray(x)).hexdigest()
+            run_id = self._run_id(spec, arch, params, data_id)
         self.history_ = self._train(model, train, monitor, run_id)
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         if files is not None:

@@ -69,7 +69,7 @@ def _constants(router: Router) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
 
 
-def _graph(router: Router, spec: InputSpec):
+def _graph(router: Router):
     """The two signature functions over the router's Keras models (needs TensorFlow)."""
     import tensorflow as tf
 
@@ -197,7 +197,7 @@ def _write(router: Router, spec: InputSpec, path: Path) -> None:
 
     from ._quiet import quiet_stderr
 
-    models, with_complexity, images_only = _graph(router, spec)
+    models, with_complexity, images_only = _graph(router)
     images = tf.TensorSpec((None, *spec.shape), tf.float32, name="images")
     archive = keras.export.ExportArchive()
     for m in models:

@@ -262,11 +262,14 @@ def infer_spec(images: Iterable[np.ndarray], max_side: int = 128, default: int =
     sizes, gray = set(), True
     for img in images:
         sizes.add(img.shape[:2])
-        if gray and img.shape[-1] == 3 and not (
-            np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
-        ):
-            gray = False
+        gray = gray and is_gray(img)
     return spec_for(sizes, gray, max_side, default)
+
+
+def is_gray(img: np.ndarray) -> bool:
+    """Whether an (H, W, C) image has one channel, or three equal ones (colourless RGB)."""
+    return img.shape[-1] == 1 or bool(np.array_equal(img[..., 0], img[..., 1])
+                                      and np.array_equal(img[..., 1], img[..., 2]))
 
 
 def spec_for(sizes: set[tuple[int, int]], gray: bool, max_side: int = 128, default: int = 64) -> InputSpec:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import list_image_files
-from .images import ImageError, InputSpec, complexity, read_image, spec_for, to_spec
+from .images import ImageError, InputSpec, complexity, is_gray, read_image, spec_for, to_spec
 
 #: Decoded training images are kept in memory up to this many bytes (the monitor set's included);
 #: past it, every epoch decodes them from disk again.
@@ -63,9 +63,7 @@ def _probe(path: str) -> tuple[int, int, bool] | ImageError:
         img = read_image(path)
     except ImageError as e:
         return e
-    gray = img.shape[-1] == 1 or bool(np.array_equal(img[..., 0], img[..., 1])
-                                      and np.array_equal(img[..., 1], img[..., 2]))
-    return img.shape[0], img.shape[1], gray
+    return img.shape[0], img.shape[1], is_gray(img)
 
 
 def scan(paths: Iterable[str | os.PathLike], n_jobs: int | None = None) -> ImageFiles:

@@ -516,14 +516,17 @@ class Registry:
                 (cdir / f"{token}.lock").unlink(missing_ok=True)
         return self.entry(name, version)
 
+    def training_path(self, name: str) -> Path:
+        """Where training class ``name`` keeps the state it resumes from (see :meth:`training_dir`)."""
+        return self.root / TRAINING_DIR / validate_class_name(name)
+
     @contextmanager
     def training_dir(self, name: str, fresh: bool = False) -> Iterator[Path]:
         """The folder where training class ``name`` keeps its state to resume from
         (``<root>/.training/<name>``), held for this process: a second training of the class
         at the same time is refused. ``fresh`` empties it first (no resuming)."""
-        name = validate_class_name(name)
-        home = self.root / TRAINING_DIR
-        work, lock = home / name, home / f"{name}.lock"
+        work = self.training_path(name)
+        home, lock = work.parent, work.parent / f"{work.name}.lock"
         home.mkdir(parents=True, exist_ok=True)
         with _locked(lock, blocking=False) as got:
             if not got:

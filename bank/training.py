@@ -43,6 +43,29 @@ def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
     detector.training_["skipped_files"] = {"count": len(skipped), "files": skipped_json(skipped[:100])}
 
 
+def fit_and_register(registry, name: str, data, params: dict, skipped: list[tuple[str, str]]):
+    """Train class ``name`` on ``data`` and register it; return ``(detector, entry)``.
+
+    The training keeps its state in the registry's training folder for the
+    class, so running it again after an interruption resumes (``params``
+    ``"fresh"`` starts over); the entry gets the loss curves (``loss.png``)
+    and the files that could not be read (``skipped``); the folder is then
+    cleared. ``params``: :func:`make_detector`'s. Warnings go to the card's
+    training record, not to the caller.
+    """
+    params = dict(params)
+    fresh = params.pop("fresh", False)
+    with registry.training_dir(name, fresh=fresh) as work:
+        det = make_detector(data, **params, checkpoint_dir=work)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
+            det.fit(data)
+        record_skipped(det, skipped)
+        entry = registry.register(name, det, extras=loss_plot(name, det, work))
+        shutil.rmtree(work, ignore_errors=True)
+    return det, entry
+
+
 def loss_plot(name: str, detector, folder: Path) -> dict[str, bytes]:
     """The training-loss curves as PNG bytes, ready for the registry entry: ``{"loss.png": ...}``."""
     from .report import plot_losses
@@ -98,17 +121,9 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
         run.n_images, run.skipped = len(files), list(files.skipped)
         if not len(files):
             raise ValueError(f"no readable images in {folder}")
-        registry = Registry(registry_root)
-        with registry.training_dir(name, fresh=params.get("fresh", False)) as work:
-            det = make_detector(files, **{"verbose": 0, **{k: v for k, v in params.items() if k != "fresh"}},
-                                checkpoint_dir=work)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
-                det.fit(files)
-            record_skipped(det, run.skipped)
-            run.warnings = list(det.training_.get("warnings", []))
-            run.version = registry.register(name, det, extras=loss_plot(name, det, work)).version
-            shutil.rmtree(work, ignore_errors=True)
+        det, entry = fit_and_register(Registry(registry_root), name, files, {"verbose": 0, **params}, run.skipped)
+        run.warnings = list(det.training_.get("warnings", []))
+        run.version = entry.version
     except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)
         run.error = f"{type(err).__name__}: {err}"
     run.seconds = time.perf_counter() - t0

@@ -98,12 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     truth_of = dict(zip(paths, ["cat"] * len(held["cat"]) + ["dog"] * len(held["dog"])))
     parts, names = [], []
     for x, got in batches(paths, spec, on_skip=lambda name, why: say(f"skipped {name}: {why}")):  # streamed
-        parts.append(router.score(x))
+        parts.append(router.measure(x))
         names += got
     truth = [truth_of[n] for n in names]
-    errors = np.concatenate([r.errors for r in parts])
-    cx = np.concatenate([r.complexity for r in parts])
-    res = router.result(errors, cx, names)
+    errors = np.concatenate([e for e, _ in parts])
+    res = router.result(errors, np.concatenate([c for _, c in parts]), names)
     ev = evaluate(res, truth)
     k = {c: res.classes.index(c) for c in CLASSES}
     own = np.asarray(truth)
