@@ -22,7 +22,8 @@ from pathlib import Path
 
 from . import __version__
 from . import stats as st
-from .images import ImageError
+from .decoding import MAX_PIXELS, MAX_PIXELS_ENV
+from .errors import BankError
 from .registry import RUNTIMES, Registry, RegistryError
 from .router import skipped_json
 from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
@@ -32,7 +33,13 @@ from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_
 TOKEN_ENV = "BANK_TOKEN"
 
 
-class CommandError(Exception):
+#: Set to 1 to see the traceback of every error (as --debug does).
+DEBUG_ENV = "BANK_DEBUG"
+#: The exit status of a bug in bank (sysexits' EX_SOFTWARE), apart from 1 (an error of the input or the machine).
+EXIT_BUG = 70
+
+
+class CommandError(BankError):
     """A failure to report as one line on stderr, exit status 1."""
 
 
@@ -80,6 +87,16 @@ def _optional(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
 
 
+def _pixels(text: str) -> int:
+    """An argparse type: a whole number of pixels, such as 64000000 or 6.4e7."""
+    from .decoding import check_max_pixels
+
+    try:
+        return check_max_pixels(text, "--max-pixels")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _registry(args: argparse.Namespace) -> Registry:
     return Registry(getattr(args, "registry", None))
 
@@ -93,11 +110,12 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
 
 # ---------------------------------------------------------------- commands
 
-def _class_data(args: argparse.Namespace) -> tuple:
-    """The images of one class that DATA points at: (images, names, skipped), skipped reported."""
+def _class_data(args: argparse.Namespace, **decoding) -> tuple:
+    """The images of one class that DATA points at: (images, names, skipped), skipped reported
+    (``decoding``: see :func:`bank.data.load_images`)."""
     from .data import Loaded, class_images
 
-    data = class_images(args.data, args.class_name)
+    data = class_images(args.data, args.class_name, **decoding)
     if not isinstance(data, Loaded):  # an IDX array
         return data, [f"{args.class_name} #{i}" for i in range(len(data))], []
     _report_skipped(data.skipped)
@@ -137,18 +155,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         data, skipped = source, None
     reg = _registry(args)
     params = {**_training_params(args), "verbose": 0 if args.json else "auto"}
-    work = reg.training_path(args.class_name)
-    if not params["fresh"] and any(work.glob("backup/training_metadata.json*")):
-        _say(f"found the state of an interrupted training of class {args.class_name!r} in {work}: it goes on "
-             "from there if the images and settings are the same (--fresh starts over)")
-    _say(f"training class {args.class_name!r} on {len(data)} image(s)"
-         f"{'' if skipped is None else ' read from files'} (state in {work})")
+    held: list[Path] = []  # the state folder this run took
+
+    def started(work: Path, resuming: bool) -> None:
+        held.append(work)
+        if resuming:
+            _say(f"found the state of an interrupted training of class {args.class_name!r} with these images "
+                 f"and settings in {work}: it goes on from there (--fresh starts over)")
+        _say(f"training class {args.class_name!r} on {len(data)} image(s)"
+             f"{'' if skipped is None else ' read from files'} (state in {work})")
+
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress stays off stdout
-            det, entry = fit_and_register(reg, args.class_name, data, params, skipped or [])
+            det, entry = fit_and_register(reg, args.class_name, data, params, skipped or [], on_start=started)
     except KeyboardInterrupt:
-        _say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
-             f"(state in {work}; --fresh starts over)")
+        if held and held[0].is_dir():  # kept: a finished epoch to go on from
+            _say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
+                 f"(state in {held[0]}; --fresh starts over)")
+        else:
+            _say("bank train: interrupted before an epoch finished; nothing to resume (the same command starts over)")
         return 130
     if det.resumed_from_:
         _say(f"resumed an interrupted training after epoch {det.resumed_from_}")
@@ -339,14 +364,12 @@ def _router(args: argparse.Namespace):
 
 
 def _route(args: argparse.Namespace):
-    from .data import load_images
-
-    loaded = load_images(args.paths)
-    _report_skipped(loaded.skipped)
-    if not loaded.images:
-        raise CommandError(f"no readable images in {', '.join(args.paths)}")
     router = _router(args)
-    return router.score(loaded.images, names=loaded.names), loaded.skipped, router.skipped
+    result, skipped = router.score_files(args.paths, max_pixels=args.max_pixels)
+    _report_skipped(skipped)
+    if result is None:
+        raise CommandError(f"no readable images in {', '.join(args.paths)}")
+    return result, skipped, router.skipped
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -392,13 +415,16 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_labelled_images
     from .evaluate import describe_rule
+    from .images import to_spec
     from .report import write_report
 
-    data = load_labelled_images(args.data, args.split, args.limit)
+    router = _router(args)
+    keep = router.common_spec  # the images are kept for the report: at the bank's size, not the files'
+    data = load_labelled_images(args.data, args.split, args.limit, fit=router.fit, max_pixels=args.max_pixels,
+                                transform=lambda img: to_spec([img], keep)[0])
     _report_skipped(data.skipped)
     if not data.truth:
         raise CommandError(f"no readable images in {args.data}")
-    router = _router(args)
     _say(f"evaluating {len(router.classes)} class(es) on {len(data.truth)} image(s) of {args.data}")
     f = write_report(args.out, router, data.images, data.truth, data.names)
     f["skipped"], f["skipped_classes"] = skipped_json(data.skipped), skipped_json(router.skipped, "class")
@@ -417,10 +443,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_outliers(args: argparse.Namespace) -> int:
     from .evaluate import outlier_cut, rank_outliers
+    from .images import to_spec
     from .stats import zscore
 
-    images, names, skipped = _class_data(args)
     det = _registry(args).load_detector(args.class_name, runtime=args.runtime)
+    spec = det.spec_
+    images, names, skipped = _class_data(args, fit=(spec.height, spec.width), max_pixels=args.max_pixels,
+                                         transform=lambda img: to_spec([img], spec)[0])
     cut, warning = outlier_cut(det.stats_, args.quantile)
     if warning:
         _say(f"warning: {warning}")
@@ -553,7 +582,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     app = create_app(_registry(args).root, token=token, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                     max_upload_bytes=int(args.max_upload_mb * 2**20), runtime=args.runtime,
+                     max_upload_bytes=int(args.max_upload_mb * 2**20), max_images=args.max_images,
+                     max_pixels=args.max_pixels, decode_pixels=args.decode_pixels,
+                     max_inflight_bytes=int(args.max_inflight_mb * 2**20) if args.max_inflight_mb else None,
+                     queue_seconds=args.queue_seconds, runtime=args.runtime,
                      classes=_classes_option(args), threshold=args.threshold, method=args.method, margin=args.margin,
                      complexity_threshold=args.complexity)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
@@ -567,11 +599,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS,
                         help="registry folder (default: $BANK_REGISTRY, else ./registry)")
     common.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help=f"show the traceback of an error (also ${DEBUG_ENV}=1)")
 
     p = argparse.ArgumentParser(prog="bank", description="Detect features in images with a bank of one-class "
                                 "autoencoders: one model per class, scored against its own held-out errors.")
     p.add_argument("--version", action="version", version=f"bank {__version__}")
     p.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--debug", action="store_true", help=f"show the traceback of an error (also ${DEBUG_ENV}=1)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
@@ -630,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the models with LiteRT (no TensorFlow import; written at registration), with Keras "
                              "(TensorFlow, the reference), or auto: LiteRT where the class has it (default)")
 
+    def add_max_pixels(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--max-pixels", type=_pixels, metavar="N", help=f"refuse (and name) an image that would "
+                        f"decode to more than N pixels; images are decoded no larger than the bank needs, a JPEG "
+                        f"at the scale it needs (default ${MAX_PIXELS_ENV}, else {MAX_PIXELS})")
+
     def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bool = True) -> None:
         if runtime:
             add_runtime(sp)
@@ -657,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = add(name, func, help)
         sp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders of images")
         add_tests(sp)
+        add_max_pixels(sp)
 
     sp = add("evaluate", cmd_evaluate, "evaluate the bank on labelled images; write a report (JSON, HTML, PNGs)")
     sp.add_argument("data", metavar="DATA", help="a folder with one sub-folder of images per class, or a folder of "
@@ -665,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", metavar="DIR", default="bank-report", help="report folder (default ./bank-report)")
     sp.add_argument("--limit", type=int, metavar="N", help="at most N images per class")
     add_tests(sp)
+    add_max_pixels(sp)
 
     sp = add("outliers", cmd_outliers, "rank a class's images by its model's error; list those past a quantile")
     sp.add_argument("class_name", metavar="CLASS")
@@ -674,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "one of 0.5, 0.9, 0.95, 0.99, 0.999)")
     sp.add_argument("--top", type=int, default=32, help="outliers shown in the montage (default 32)")
     add_runtime(sp)
+    add_max_pixels(sp)
     sp.add_argument("--montage", metavar="PNG", help="montage file (default outliers-CLASS.png; 'none' for none)")
 
     rp = sub.add_parser("registry", help="check or clean the registry", description="check or clean the registry")
@@ -706,6 +749,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how long a request waits for others to share its model call (default 5)")
     sp.add_argument("--max-upload-mb", type=_positive, default=20.0, metavar="MB",
                     help="most MiB one request may upload, all its files together (default 20)")
+    sp.add_argument("--max-images", type=int, default=1000, metavar="N",
+                    help="most images one request may carry (default 1000)")
+    add_max_pixels(sp)
+    sp.add_argument("--decode-pixels", type=_pixels, metavar="N", help="most pixels being decoded at once, all "
+                    "requests together (default: --max-pixels, so memory for decoding is that of one largest image)")
+    sp.add_argument("--max-inflight-mb", type=_positive, metavar="MB", help="most MiB of uploads held in memory at "
+                    "once, all requests together (default 256, at least --max-upload-mb)")
+    sp.add_argument("--queue-seconds", type=float, default=10.0, metavar="S", help="how long a request may wait for "
+                    "room to be read and decoded before it is answered 503 with Retry-After (default 10)")
     add_tests(sp, skip_broken=False)
 
     help = "write the active bank as one TensorFlow SavedModel for TensorFlow Serving (OUT/NAME/VERSION)"
@@ -731,17 +783,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    name = f"{args.command} {args.registry_command}" if args.command == "registry" else args.command
     try:
         return args.func(args)
     except BrokenPipeError:  # output piped into head, less...: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CommandError, RegistryError, ImageError, ValueError, OSError) as e:
-        name = f"{args.command} {args.registry_command}" if args.command == "registry" else args.command
-        _say(f"bank {name}: error: {e}")
-        if getattr(args, "json", False):
-            _emit_json({"error": str(e)})
-        return 1
     except KeyboardInterrupt:
-        _say(f"bank {args.command}: interrupted")
+        _say(f"bank {name}: interrupted")
         return 130
+    except (BankError, OSError) as e:  # bank's own errors (input, registry, usage) and the machine's (disk, rights)
+        return _failed(args, name, str(e), 1, debug)
+    except Exception as e:  # anything else is a bug in bank: say so, and how to see where
+        hint = "" if debug else f" (run again with --debug, or {DEBUG_ENV}=1, to see the traceback)"
+        return _failed(args, name, f"internal error, a bug in bank: {type(e).__name__}: {e}{hint}", EXIT_BUG, debug)
+
+
+def _failed(args: argparse.Namespace, name: str, message: str, status: int, debug: bool) -> int:
+    """Report the error being handled in one line (with its traceback under ``debug``); return ``status``."""
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    _say(f"bank {name}: error: {message}")
+    if getattr(args, "json", False):
+        _emit_json({"error": message, "internal": status == EXIT_BUG})
+    return status

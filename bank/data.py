@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .images import ImageError, read_image
+from .decoding import PixelBudget, check_max_pixels, default_max_pixels, read_image, threads
+from .errors import InputError
+from .images import ImageError
 
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -64,17 +66,48 @@ def list_image_files(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], li
     return files, missing
 
 
-def load_images(paths: Iterable[str | os.PathLike]) -> Loaded:
-    """Read every image under ``paths``; unreadable ones go to ``skipped``."""
-    files, skipped = list_image_files(paths)
-    out = Loaded(skipped=list(skipped))
-    for f in files:
-        try:
-            out.images.append(read_image(f))
-            out.names.append(str(f))
-        except ImageError as e:
-            out.skipped.append((e.source, e.reason))
+def load_images(paths: Iterable[str | os.PathLike], **decoding) -> Loaded:
+    """Read every image under ``paths``; unreadable ones go to ``skipped``. ``decoding``: ``fit``,
+    ``max_pixels`` and ``transform`` of :func:`iter_images`."""
+    out = Loaded()
+    for part in iter_images(paths, **decoding):
+        out.images += part.images
+        out.names += part.names
+        out.skipped += part.skipped
     return out
+
+
+def iter_images(paths: Iterable[str | os.PathLike], *, fit: tuple[int, int] | None = None,
+                max_pixels: int | None = None, transform: Callable[[np.ndarray], object] | None = None,
+                chunk: int = 256, n_jobs: int | None = None) -> Iterator[Loaded]:
+    """The images under ``paths``, ``chunk`` files at a time, decoded in ``n_jobs`` threads (default one
+    per core) sharing one :class:`~bank.decoding.PixelBudget` of ``max_pixels``, each no larger than
+    ``fit`` needs (see :func:`bank.decoding.read_image`) and then passed through ``transform`` in its
+    thread (to a model's size, say): memory holds a chunk and one largest decode, however many files
+    there are. Missing paths and unreadable files come in ``skipped``, in order."""
+    limit = default_max_pixels() if max_pixels is None else check_max_pixels(max_pixels)
+    budget = PixelBudget(limit)
+    files, missing = list_image_files(paths)
+
+    def one(path: Path) -> object:
+        try:
+            img = read_image(path, fit=fit, max_pixels=limit, budget=budget)
+        except ImageError as e:
+            return e
+        return img if transform is None else transform(img)
+
+    if missing or not files:
+        yield Loaded(skipped=list(missing))
+    with threads(n_jobs) as pool:
+        for i in range(0, len(files), chunk):
+            part = Loaded()
+            for f, got in zip(files[i : i + chunk], pool.map(one, files[i : i + chunk])):
+                if isinstance(got, ImageError):
+                    part.skipped.append((got.source, got.reason))
+                else:
+                    part.images.append(got)
+                    part.names.append(str(f))
+            yield part
 
 
 # ------------------------------------------------------------------- IDX
@@ -89,25 +122,25 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with opener(path, "rb") as fh:
             data = fh.read()
     except (OSError, EOFError) as e:
-        raise ValueError(f"{name}: cannot read IDX file ({e})") from None
+        raise InputError(f"{name}: cannot read IDX file ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{name}: not an IDX file (bad magic number)")
+        raise InputError(f"{name}: not an IDX file (bad magic number)")
     ndim = data[3]
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
-        raise ValueError(f"{name}: truncated IDX header")
+        raise InputError(f"{name}: truncated IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
-        raise ValueError(f"{name}: IDX body has {len(data) - header} bytes, header says {expected} for shape {shape}")
+        raise InputError(f"{name}: IDX body has {len(data) - header} bytes, header says {expected} for shape {shape}")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def find_idx(folder: str | os.PathLike, split: str = "train") -> tuple[Path, Path]:
     """The (images, labels) IDX files of ``split`` in ``folder``, gzip'd or raw."""
     if split not in IDX_NAMES:
-        raise ValueError(f"split: expected one of {sorted(IDX_NAMES)}, got {split!r}")
+        raise InputError(f"split: expected one of {sorted(IDX_NAMES)}, got {split!r}")
     found = []
     for stem in IDX_NAMES[split]:
         for cand in (Path(folder, stem + ".gz"), Path(folder, stem)):
@@ -115,7 +148,7 @@ def find_idx(folder: str | os.PathLike, split: str = "train") -> tuple[Path, Pat
                 found.append(cand)
                 break
         else:
-            raise FileNotFoundError(f"{folder}: no {stem}[.gz] (expected MNIST's IDX file names)")
+            raise InputError(f"{folder}: no {stem}[.gz] (expected MNIST's IDX file names)")
     return found[0], found[1]
 
 
@@ -124,7 +157,7 @@ def load_idx_split(folder: str | os.PathLike, split: str = "train") -> tuple[np.
     img_path, lab_path = find_idx(folder, split)
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(
+        raise InputError(
             f"{folder}: IDX images {images.shape} and labels {labels.shape} do not pair up as (N, H, W) and (N,)"
         )
     return images, labels
@@ -134,11 +167,11 @@ def is_idx_folder(path: str | os.PathLike) -> bool:
     try:
         find_idx(path, "train")
         return True
-    except (FileNotFoundError, ValueError):
+    except ValueError:
         try:
             find_idx(path, "test")
             return True
-        except (FileNotFoundError, ValueError):
+        except ValueError:
             return False
 
 
@@ -165,19 +198,19 @@ def load_labelled(path: str | os.PathLike, split: str = "train") -> Labelled:
     root folder with one sub-folder of images per class."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"{p}: no such file or folder")
+        raise InputError(f"{p}: no such file or folder")
     if p.is_dir() and is_idx_folder(p):
         images, labels = load_idx_split(p, split)
         return Labelled(arrays={str(int(c)): images[labels == c] for c in np.unique(labels)})
     if not p.is_dir():
-        raise ValueError(f"{p}: expected a folder with one sub-folder per class, or a folder of MNIST IDX files")
+        raise InputError(f"{p}: expected a folder with one sub-folder per class, or a folder of MNIST IDX files")
     out = Labelled()
     for sub in sorted(q for q in p.iterdir() if q.is_dir() and not q.name.startswith(".")):
         files, _ = list_image_files([sub])
         if files:
             out.files[sub.name] = files
     if not out.files:
-        raise ValueError(f"{p}: found no sub-folders with images (expected one sub-folder per class)")
+        raise InputError(f"{p}: found no sub-folders with images (expected one sub-folder per class)")
     return out
 
 
@@ -195,17 +228,19 @@ def class_source(data: str | os.PathLike | Sequence[str | os.PathLike], class_na
         if is_idx_folder(root):
             labelled = load_labelled(root, "train")
             if class_name not in labelled.arrays:
-                raise ValueError(f"{root}: no images labelled {class_name!r}; labels are {labelled.classes}")
+                raise InputError(f"{root}: no images labelled {class_name!r}; labels are {labelled.classes}")
             return labelled.arrays[class_name]
         if (root / class_name).is_dir():
             return [root / class_name]
     return paths
 
 
-def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_name: str) -> np.ndarray | Loaded:
-    """The images of one class (see :func:`class_source`), read into memory: an IDX array or a :class:`Loaded`."""
+def class_images(data: str | os.PathLike | Sequence[str | os.PathLike], class_name: str,
+                 **decoding) -> np.ndarray | Loaded:
+    """The images of one class (see :func:`class_source`), read into memory: an IDX array or a :class:`Loaded`
+    (``decoding``: ``fit``, ``max_pixels`` and ``transform`` of :func:`iter_images`)."""
     source = class_source(data, class_name)
-    return source if isinstance(source, np.ndarray) else load_images(source)
+    return source if isinstance(source, np.ndarray) else load_images(source, **decoding)
 
 
 @dataclass
@@ -218,8 +253,10 @@ class LabelledImages:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def load_labelled_images(path: str | os.PathLike, split: str = "test", limit: int | None = None) -> LabelledImages:
-    """Every image of a labelled dataset (see :func:`load_labelled`), at most ``limit`` per class."""
+def load_labelled_images(path: str | os.PathLike, split: str = "test", limit: int | None = None,
+                         **decoding) -> LabelledImages:
+    """Every image of a labelled dataset (see :func:`load_labelled`), at most ``limit`` per class
+    (``decoding``: ``fit``, ``max_pixels`` and ``transform`` of :func:`iter_images`)."""
     lab = load_labelled(path, split)
     if lab.arrays:
         parts = {c: lab.arrays[c][:limit] for c in lab.classes}
@@ -228,7 +265,7 @@ def load_labelled_images(path: str | os.PathLike, split: str = "test", limit: in
         return LabelledImages(np.concatenate(list(parts.values())), truth, names)
     out = LabelledImages([], [], [])
     for c in lab.classes:
-        loaded = load_images(lab.files[c][:limit])
+        loaded = load_images(lab.files[c][:limit], **decoding)
         out.images += loaded.images
         out.names += loaded.names
         out.truth += [c] * len(loaded.images)

@@ -18,20 +18,23 @@ import csv
 import hashlib
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import stats as st
+from .errors import InputError
 from .images import InputSpec, as_images, complexity, infer_spec, prepare, to_spec
 from .pipeline import ImageFiles
 from .router import decide
+from .trainstate import STAMP_FILE, resumable
+from .trainstate import stamp as _stamp
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -45,6 +48,19 @@ MIN_CALIBRATION = 30
 
 #: The mean training error in the card is taken over at most this many training images.
 TRAIN_ERROR_SAMPLE = 2000
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A training resolved from its images and parameters (see :meth:`AutoencoderDetector._plan`)."""
+
+    files: ImageFiles | None  # streamed from disk, or None: in memory
+    x: np.ndarray | None  # the images at ``spec`` when in memory
+    spec: InputSpec
+    n: int
+    split: tuple[np.ndarray, np.ndarray, np.ndarray]  # train, monitor, calibration indices
+    arch: str
+    params: dict
 
 
 class NotFittedError(RuntimeError):
@@ -85,10 +101,12 @@ class AutoencoderDetector:
         a terminal and one line per epoch (2) elsewhere; 0 is silent.
     checkpoint_dir : str, Path or None
         Where training keeps its state (the best epoch's weights, a backup
-        of the last epoch, the loss log). When ``fit`` is called again with
-        the same images and parameters after an interruption, it resumes
-        from the last finished epoch; other images or parameters start over.
-        None: a temporary folder, removed after ``fit``.
+        of the last epoch, the loss log, and ``run.json``: the run's key).
+        When ``fit`` is called again with the same images and parameters
+        (the same :meth:`run_key`) after an interruption, it resumes from the
+        last finished epoch; other images or parameters start over. One
+        folder serves one process at a time (:mod:`bank.trainstate` hands
+        them out). None: a temporary folder, removed after ``fit``.
     """
 
     def __init__(
@@ -137,26 +155,57 @@ class AutoencoderDetector:
         for name in ("epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "patience" else 1):
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+                raise InputError(f"{name}: expected a positive integer, got {v!r}")
         for name in ("calibration_fraction", "monitor_fraction"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < 1):
-                raise ValueError(f"{name}: expected a number strictly between 0 and 1, got {v!r}")
+                raise InputError(f"{name}: expected a number strictly between 0 and 1, got {v!r}")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
+            raise InputError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
         st.check_method(self.method)
         st.check_complexity(self.complexity_threshold)
         if self.architecture not in ("auto", "conv", "dense"):
-            raise ValueError(f"architecture: expected 'auto', 'conv' or 'dense', got {self.architecture!r}")
+            raise InputError(f"architecture: expected 'auto', 'conv' or 'dense', got {self.architecture!r}")
 
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if n < MIN_IMAGES:
-            raise ValueError(f"a class needs at least {MIN_IMAGES} readable images to train, got {n}")
+            raise InputError(f"a class needs at least {MIN_IMAGES} readable images to train, got {n}")
         order = np.random.default_rng(self.seed).permutation(n)
         n_cal = max(2, round(self.calibration_fraction * n))
         n_mon = max(1, round(self.monitor_fraction * (n - n_cal)))
         n_mon = min(n_mon, n - n_cal - 1)
         return order[n_cal + n_mon :], order[n_cal : n_cal + n_mon], order[:n_cal]
+
+    def _plan(self, X: np.ndarray | Sequence[np.ndarray] | ImageFiles) -> _Plan:
+        """What ``fit`` trains on ``X``: the images at their spec, the split and the architecture,
+        resolved from the parameters. The one place both :meth:`fit` and :meth:`run_key` take them from."""
+        self._check_params()
+        files = X if isinstance(X, ImageFiles) else None
+        if files is not None:
+            if not len(files):
+                raise InputError("no readable images to train on")
+            spec, x, n = self.spec or files.spec(), None, len(files)
+        else:
+            X = as_images(X, "training images")
+            spec = self.spec or infer_spec(X)
+            x = to_spec(X, spec)
+            n = len(x)
+        split = self._split(n)
+
+        from . import models
+
+        if self.architecture == "auto":
+            arch, params = models.default_architecture(spec.shape)
+            params = {**params, **(self.params or {})}
+        else:
+            arch, params = self.architecture, dict(self.params or {})
+        return _Plan(files, x, spec, n, split, arch, params)
+
+    def run_key(self, X: np.ndarray | Sequence[np.ndarray] | ImageFiles) -> str:
+        """The key of training on ``X`` with these parameters (hex SHA-256): a digest of the images
+        (of the files' paths, sizes and times when streamed) and of every setting that shapes the
+        training. It names the state a checkpoint folder holds: only the same key resumes from it."""
+        return self._run_id(self._plan(X))
 
     def fit(self, X: np.ndarray | Sequence[np.ndarray] | ImageFiles) -> AutoencoderDetector:
         """Train on images of one class and fit the error statistics.
@@ -164,28 +213,14 @@ class AutoencoderDetector:
         ``X``: an array (N, H, W[, C]), a list of decoded (H, W, C) images,
         or :class:`~bank.pipeline.ImageFiles` (streamed from disk).
         """
-        self._check_params()
-        files = X if isinstance(X, ImageFiles) else None
-        if files is not None:
-            if not len(files):
-                raise ValueError("no readable images to train on")
-            spec, n = self.spec or files.spec(), len(files)
-        else:
-            X = as_images(X, "training images")
-            spec = self.spec or infer_spec(X)
-            x = to_spec(X, spec)
-            n = len(x)
-        train_idx, mon_idx, cal_idx = self._split(n)
+        plan = self._plan(X)
+        files, x, spec, n, arch, params = plan.files, plan.x, plan.spec, plan.n, plan.arch, plan.params
+        train_idx, mon_idx, cal_idx = plan.split
 
         from . import models
         import keras
 
         keras.utils.set_random_seed(self.seed)
-        if self.architecture == "auto":
-            arch, params = models.default_architecture(spec.shape)
-            params = {**params, **(self.params or {})}
-        else:
-            arch, params = self.architecture, dict(self.params or {})
         model = models.build(arch, spec.shape, params)
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
         repeats = max(1, math.ceil(MIN_STEPS_PER_EPOCH * self.batch_size / len(train_idx)))
@@ -203,11 +238,8 @@ class AutoencoderDetector:
             x_train = x[train_idx]
             x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
             train, monitor = (x_fit, x_fit), (x[mon_idx], x[mon_idx])
-        if self.checkpoint_dir is None:  # a temporary folder is never resumed: no digest of the data needed
-            run_id = "temporary"
-        else:
-            data_id = files.fingerprint() if files is not None else hashlib.sha256(np.ascontiguousarray(x)).hexdigest()
-            run_id = self._run_id(spec, arch, params, data_id)
+        # a temporary folder is never resumed: no digest of the data needed
+        run_id = "temporary" if self.checkpoint_dir is None else self._run_id(plan)
         self.history_ = self._train(model, train, monitor, run_id)
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         if files is not None:
@@ -257,11 +289,13 @@ class AutoencoderDetector:
             warnings.warn(msg, stacklevel=2)
         return self
 
-    def _run_id(self, spec: InputSpec, arch: str, params: dict, data_id: str) -> str:
+    def _run_id(self, plan: _Plan) -> str:
         """What a checkpoint must match to be resumed: the data and every training parameter."""
         keys = ("epochs", "batch_size", "learning_rate", "patience", "calibration_fraction", "monitor_fraction",
                 "seed")
-        what = {"spec": spec.to_dict(), "architecture": arch, "params": params, "data": data_id,
+        data_id = (plan.files.fingerprint() if plan.files is not None
+                   else hashlib.sha256(np.ascontiguousarray(plan.x)).hexdigest())
+        what = {"spec": plan.spec.to_dict(), "architecture": plan.arch, "params": plan.params, "data": data_id,
                 **{k: getattr(self, k) for k in keys}}
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -275,10 +309,9 @@ class AutoencoderDetector:
         work = Path(tempfile.mkdtemp(prefix="bank-train-") if temporary else self.checkpoint_dir)
         try:
             work.mkdir(parents=True, exist_ok=True)
-            log, best, backup, stamp = work / "history.csv", work / "best.weights.h5", work / "backup", work / "run.json"
-            stamped = _stamp(stamp)
-            same = stamped.get("run") == run_id and (stamped.get("finished")
-                                                     or any(backup.glob("training_metadata.json*")))
+            log, best, backup = work / "history.csv", work / "best.weights.h5", work / "backup"
+            stamp = work / STAMP_FILE
+            same = resumable(work, run_id)
             if not same:  # another run's state, none, or nothing to resume from: start over
                 shutil.rmtree(backup, ignore_errors=True)
                 log.unlink(missing_ok=True)
@@ -303,7 +336,9 @@ class AutoencoderDetector:
                                                 save_weights_only=True,
                                                 initial_value_threshold=min(seen) if seen else None),
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience),
-                keras.callbacks.BackupAndRestore(str(backup)),  # last: an epoch is backed up once logged
+                # last: an epoch is backed up once logged; the one before is kept while it is written,
+                # and restored if a kill leaves the new one half-written
+                keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
             ]
             fit_kw = {"batch_size": self.batch_size, "shuffle": True} if isinstance(train, tuple) else {"shuffle": False}
             with warnings.catch_warnings():  # a dataset's length is learnt in its first epoch, which Keras
@@ -404,20 +439,6 @@ class AutoencoderDetector:
         det.stats_ = st.ErrorStats.from_dict(card["stats"])
         det.model_ = model
         return det
-
-
-def _stamp(path: Path, value: dict | None = None) -> dict:
-    """Read the run stamp of a checkpoint folder ({} when missing or unreadable), or replace it atomically."""
-    if value is not None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value) + "\n")
-        os.replace(tmp, path)
-        return value
-    try:
-        got = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return got if isinstance(got, dict) else {}
 
 
 def _best_epoch(val_loss: list[float], since: int = 0) -> int | None:

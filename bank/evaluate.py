@@ -28,6 +28,7 @@ import numpy as np
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
+from .errors import InputError
 from .router import UNKNOWN, BankResult
 
 
@@ -65,11 +66,11 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
     """
     truth = np.asarray([str(t) for t in truth])
     if len(truth) != len(result.names):
-        raise ValueError(f"truth: expected {len(result.names)} labels, got {len(truth)}")
+        raise InputError(f"truth: expected {len(result.names)} labels, got {len(truth)}")
     classes = list(result.classes)
     known = np.isin(truth, classes)
     if not known.any():
-        raise ValueError(f"no image belongs to a class of the bank ({', '.join(classes)}); "
+        raise InputError(f"no image belongs to a class of the bank ({', '.join(classes)}); "
                          f"the data's classes are {', '.join(sorted(set(truth)))}")
     nearest = np.asarray(result.nearest)
     labels = np.asarray(result.labels)
@@ -118,7 +119,7 @@ def outlier_cut(stats, quantile: float) -> tuple[float, str | None]:
     held-out errors. Returns the cut and a warning when too few errors back that quantile."""
     key = f"{quantile:g}"
     if key not in stats.quantiles:
-        raise ValueError(f"quantile: the class keeps the held-out quantiles {', '.join(stats.quantiles)}; "
+        raise InputError(f"quantile: the class keeps the held-out quantiles {', '.join(stats.quantiles)}; "
                          f"got {quantile:g}")
     warning = None
     if stats.n * (1.0 - quantile) < 1.0:

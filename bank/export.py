@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import stats as st
+from .errors import InputError
 from .images import InputSpec
 from .router import UNKNOWN, Router
 
@@ -168,16 +169,16 @@ def export_bank(registry, out: str | os.PathLike, *, name: str = "bank", version
     if len(router.groups) > 1:
         specs = "; ".join(f"{s.height}x{s.width}x{s.channels}: {', '.join(router.classes[k] for k in ks)}"
                           for s, ks in router.groups.items())
-        raise ValueError(f"the classes have different input specs ({specs}); a SavedModel takes one: export them "
+        raise InputError(f"the classes have different input specs ({specs}); a SavedModel takes one: export them "
                          "apart with --classes and --name")
     spec = next(iter(router.groups))
     home = Path(out) / name
     version = next_version(home) if version is None else int(version)
     if version < 1:
-        raise ValueError(f"version: expected a whole number >= 1, got {version}")
+        raise InputError(f"version: expected a whole number >= 1, got {version}")
     final = home / str(version)
     if final.exists():
-        raise ValueError(f"{final} already exists: choose another --version (versions are never overwritten)")
+        raise InputError(f"{final} already exists: choose another --version (versions are never overwritten)")
     home.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=home))  # not a number: TF Serving ignores it
     try:

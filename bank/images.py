@@ -1,21 +1,21 @@
-"""Images in: decode files and arrays, and bring them to a model's input spec.
+"""Images as arrays: check what users pass, and bring images to a model's input spec.
 
 Every image becomes a float32 array (H, W, C) in [0, 1], C = 1 (gray) or 3
-(RGB). Decoding follows EXIF orientation, takes the first frame of an
-animation, composites transparency over black and scales 16-bit data to
-[0, 1]. Gray from colour uses the luminosity weights (ITU-R BT.601).
+(RGB): transparency composited over black, 16-bit data scaled to [0, 1].
+Gray from colour uses the luminosity weights (ITU-R BT.601). Files and
+uploads are decoded by :mod:`bank.decoding`.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from .errors import InputError
 
 #: Luminosity weights for RGB -> gray (ITU-R BT.601, as Pillow's "L").
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -26,7 +26,7 @@ COLORS = {"gray": 1, "rgb": 3}
 MAX_SIDE = 1024
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An input that cannot be used as an image; ``source`` names it."""
 
     def __init__(self, source: str, reason: str):
@@ -48,11 +48,11 @@ class InputSpec:
         for name in ("height", "width"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIDE:
-                raise ValueError(f"input spec {name}: expected an integer in 1..{MAX_SIDE}, got {v!r}")
+                raise InputError(f"input spec {name}: expected an integer in 1..{MAX_SIDE}, got {v!r}")
         if self.color not in COLORS:
-            raise ValueError(f"input spec color: expected one of {sorted(COLORS)}, got {self.color!r}")
+            raise InputError(f"input spec color: expected one of {sorted(COLORS)}, got {self.color!r}")
         if self.scaling != "unit":
-            raise ValueError(f"input spec scaling: expected 'unit', got {self.scaling!r}")
+            raise InputError(f"input spec scaling: expected 'unit', got {self.scaling!r}")
 
     @property
     def channels(self) -> int:
@@ -68,11 +68,11 @@ class InputSpec:
     @classmethod
     def from_dict(cls, data: dict) -> InputSpec:
         if not isinstance(data, dict):
-            raise ValueError(f"input spec: expected an object, got {type(data).__name__}")
+            raise InputError(f"input spec: expected an object, got {type(data).__name__}")
         try:
             return cls(data["height"], data["width"], data.get("color", "gray"), data.get("scaling", "unit"))
         except KeyError as e:
-            raise ValueError(f"input spec: missing field {e.args[0]!r}") from None
+            raise InputError(f"input spec: missing field {e.args[0]!r}") from None
 
     def __str__(self) -> str:
         return f"{self.height}x{self.width} {self.color}"
@@ -89,9 +89,9 @@ def parse_size(text: str) -> tuple[int, int]:
         else:
             raise ValueError
     except ValueError:
-        raise ValueError(f"size: expected HxW such as 28x28, got {text!r}") from None
+        raise InputError(f"size: expected HxW such as 28x28, got {text!r}") from None
     if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
-        raise ValueError(f"size: each side must be in 1..{MAX_SIDE}, got {text!r}")
+        raise InputError(f"size: each side must be in 1..{MAX_SIDE}, got {text!r}")
     return h, w
 
 
@@ -101,7 +101,7 @@ def _unit(arr: np.ndarray, scale: float) -> np.ndarray:
     return arr.astype(np.float32) / np.float32(scale)
 
 
-def _pil_to_array(im: Image.Image) -> np.ndarray:
+def pil_to_array(im: Image.Image) -> np.ndarray:
     """A decoded Pillow image as float32 (H, W, 1 or 3) in [0, 1]."""
     mode = im.mode
     if mode.startswith("I;16") or mode == "I":
@@ -110,7 +110,7 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
-            raise ValueError("float image contains NaN or infinity")
+            raise InputError("float image contains NaN or infinity")
         return np.clip(arr, 0.0, 1.0)[..., None]
     if mode == "1":
         im = im.convert("L")
@@ -129,56 +129,6 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     if mode != "RGB":
         im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, ...
     return _unit(np.asarray(im), 255.0)
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode one image file to float32 (H, W, C) in [0, 1].
-
-    Raises :class:`ImageError` naming the file for anything unreadable: a
-    missing or empty file, a non-image, a truncated image, a decompression
-    bomb (Pillow's limit stays on).
-    """
-    return _decode(path, str(path))
-
-
-def decode_image(data: bytes | bytearray | memoryview, name: str = "bytes") -> np.ndarray:
-    """Decode one encoded image held in memory (an upload) to float32 (H, W, C) in [0, 1].
-
-    The decoding and the checks of :func:`read_image`, with the same
-    :class:`ImageError` reasons, naming ``name``.
-    """
-    return _decode(io.BytesIO(data), name)
-
-
-def _decode(source: str | os.PathLike | io.BytesIO, name: str) -> np.ndarray:
-    """One image from a path or an in-memory file: the single decoding path of both readers."""
-    try:
-        size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else os.path.getsize(source)
-        if size == 0:
-            raise ImageError(name, "empty file")
-        with Image.open(source) as im:
-            if Image.MAX_IMAGE_PIXELS and im.width * im.height > Image.MAX_IMAGE_PIXELS:
-                raise ImageError(name, f"{im.width}x{im.height} is more pixels than the limit of "
-                                 f"{Image.MAX_IMAGE_PIXELS} (PIL.Image.MAX_IMAGE_PIXELS); refused as a possible "
-                                 "decompression bomb")
-            im.seek(0)  # first frame of an animation
-            im = ImageOps.exif_transpose(im)
-            arr = _pil_to_array(im)
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageError(name, f"too many pixels, refused as a possible decompression bomb ({e})") from None
-    except UnidentifiedImageError:
-        raise ImageError(name, "not an image Pillow can read") from None
-    except FileNotFoundError:
-        raise ImageError(name, "no such file") from None
-    except IsADirectoryError:
-        raise ImageError(name, "is a directory, not an image file") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(name, f"cannot decode image ({e})") from None
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageError(name, f"image has no pixels (size {arr.shape[1]}x{arr.shape[0]})")
-    return arr
 
 
 def validate_array(x: object, source: str = "array") -> np.ndarray:
@@ -305,7 +255,7 @@ def as_images(images: object, source: str = "images") -> np.ndarray | list[np.nd
     for i, img in enumerate(items):
         where = f"{source}[{i}]"
         if isinstance(img, Image.Image):
-            out.append(_pil_to_array(img))
+            out.append(pil_to_array(img))
             continue
         arr = np.asarray(img)
         if arr.ndim not in (2, 3):

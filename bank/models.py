@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from ._quiet import quiet_tensorflow
+from .errors import InputError
 
 quiet_tensorflow()
 
@@ -78,12 +79,12 @@ def default_architecture(shape: tuple[int, int, int]) -> tuple[str, dict]:
 def build(name: str, shape: tuple[int, int, int], params: dict) -> keras.Model:
     """Build the architecture ``name`` with keyword ``params``."""
     if name not in ARCHITECTURES:
-        raise ValueError(f"architecture: expected one of {sorted(ARCHITECTURES)}, got {name!r}")
+        raise InputError(f"architecture: expected one of {sorted(ARCHITECTURES)}, got {name!r}")
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
     try:
         return ARCHITECTURES[name](tuple(shape), **kwargs)
     except TypeError as e:
-        raise ValueError(f"architecture {name!r}: bad parameters {params} ({e})") from None
+        raise InputError(f"architecture {name!r}: bad parameters {params} ({e})") from None
 
 
 def error_model(models: list[keras.Model], shape: tuple[int, int, int]) -> keras.Model:

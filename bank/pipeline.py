@@ -4,7 +4,7 @@
 ones before training starts and to learn the images' sizes and colour; only
 the paths are kept. :func:`dataset` then streams the readable files through
 ``tf.data``: each image decoded, oriented and brought to the model's spec by
-the same code the router answers with (:func:`bank.images.read_image` and
+the same code the router answers with (:func:`bank.decoding.read_image` and
 :func:`bank.images.to_spec`, so training and answering see the same pixels),
 in parallel, batched and prefetched. Memory holds a few batches, whatever the
 number of files.
@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .data import list_image_files
-from .images import ImageError, InputSpec, complexity, is_gray, read_image, spec_for, to_spec
+from .decoding import PixelBudget, decode, default_max_pixels, read_image, threads
+from .images import ImageError, InputSpec, complexity, is_gray, spec_for, to_spec
 
 #: Decoded training images are kept in memory up to this many bytes (the monitor set's included);
 #: past it, every epoch decodes them from disk again.
@@ -58,12 +58,28 @@ class ImageFiles:
         return h.hexdigest()
 
 
+#: Scanning decodes each file no larger than this needs (its size comes from the header, its colour from the pixels).
+PROBE_FIT = (128, 128)
+
+
+_BUDGETS: dict[int, PixelBudget] = {}
+
+
+def _budget() -> PixelBudget:
+    """The pixels this process's training decodes may hold at once, whatever decodes them (the scan's threads,
+    tf.data's parallel calls): one largest image's worth (``max_pixels``)."""
+    limit = default_max_pixels()
+    if limit not in _BUDGETS:
+        _BUDGETS[limit] = PixelBudget(limit)
+    return _BUDGETS[limit]
+
+
 def _probe(path: str) -> tuple[int, int, bool] | ImageError:
     try:
-        img = read_image(path)
+        got = decode(path, path, fit=PROBE_FIT, budget=_budget())
     except ImageError as e:
         return e
-    return img.shape[0], img.shape[1], is_gray(img)
+    return got.height, got.width, is_gray(got.pixels)
 
 
 def scan(paths: Iterable[str | os.PathLike], n_jobs: int | None = None) -> ImageFiles:
@@ -71,7 +87,7 @@ def scan(paths: Iterable[str | os.PathLike], n_jobs: int | None = None) -> Image
     once, in ``n_jobs`` threads (default: one per core): the unreadable ones go to ``skipped`` with
     their reason, the others are kept by path with their size."""
     files, skipped = list_image_files(paths)
-    with _threads(n_jobs) as pool:  # Pillow decodes without the GIL
+    with threads(n_jobs) as pool:
         probes = list(pool.map(_probe, map(str, files)))
     out = ImageFiles([], skipped=list(skipped))
     for f, got in zip(files, probes):
@@ -84,17 +100,9 @@ def scan(paths: Iterable[str | os.PathLike], n_jobs: int | None = None) -> Image
     return out
 
 
-def _threads(n_jobs: int | None) -> ThreadPoolExecutor:
-    """Threads of this process for decoding (plain threads: inside a Dask or joblib worker too, where a
-    nested joblib call could hand the work back to the busy cluster)."""
-    from .runtime import cores
-
-    return ThreadPoolExecutor(n_jobs or cores(), thread_name_prefix="bank-decode")
-
-
 def load(path: str, spec: InputSpec) -> np.ndarray:
     """One file at ``spec``: float32 (H, W, C), as the router would see it."""
-    return to_spec([read_image(path)], spec)[0]
+    return to_spec([read_image(path, fit=(spec.height, spec.width), budget=_budget())], spec)[0]
 
 
 def dataset(files: Sequence[str], spec: InputSpec, batch_size: int, *, seed: int | None = None,
@@ -152,7 +160,7 @@ def batches(files: Sequence[str], spec: InputSpec, batch_size: int = 256, n_jobs
         except ImageError as e:
             return e
 
-    with _threads(n_jobs) as pool:
+    with threads(n_jobs) as pool:
         for i in range(0, len(files), batch_size):
             part = files[i : i + batch_size]
             got = list(pool.map(get, part))

@@ -16,9 +16,10 @@ unique and the newest registration is the active one. A writer killed at any
 point leaves at most a hidden leftover, which readers ignore and
 :meth:`Registry.gc` (or the class's next registration) removes.
 
-Loading verifies the sha256 of every file it reads. Answering runs the
-LiteRT flatbuffers (no TensorFlow import; builtin operations only) when the
-entry has them, else the Keras model in safe mode (no Lambda layers, no
+Loading reads each file once and verifies its sha256: the model used is
+built from the bytes checked, never from the file read again. Answering runs
+the LiteRT flatbuffers (no TensorFlow import; builtin operations only) when
+the entry has them, else the Keras model in safe mode (no Lambda layers, no
 arbitrary code); nothing is pickled. The registry never follows a
 symbolic link out of its root.
 """
@@ -33,8 +34,9 @@ import platform
 import re
 import shutil
 import sys
-import unicodedata
+import tempfile
 import time
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -48,6 +50,8 @@ except ImportError:  # not POSIX: no locks; gc then only clears leftovers older 
 from pathlib import Path
 
 from . import runtime as rt
+from . import trainstate
+from .errors import BankError, InputError
 from .images import InputSpec
 from .stats import ErrorStats
 
@@ -68,7 +72,7 @@ LITERT_FILE = "model-b{batch}.tflite"
 RUNTIMES = ("auto", "litert", "keras")
 
 
-class RegistryError(Exception):
+class RegistryError(BankError):
     """A registry problem: a bad name, a missing class, a broken entry."""
 
 
@@ -377,15 +381,16 @@ class Registry:
         from .detector import AutoencoderDetector
 
         if runtime not in RUNTIMES:
-            raise ValueError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
+            raise InputError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
         e = self.entry(name, version)
         where = f"class {e.class_name!r} version {e.version}"
-        self.check_model(e)
         files = e.litert_files
         if runtime == "litert" and not files:
             why = (e.card.get("litert") or {}).get("skipped", "registered before LiteRT artifacts were written")
             raise RegistryError(f"{where}: no LiteRT model ({why}); use the keras runtime, or register the class again")
+        # each file is read once: the one used is loaded from the bytes its checksum was checked on
         if runtime == "litert" or (runtime == "auto" and files and rt.available()):
+            self._read_checked(e, MODEL_FILE, e.card["model_sha256"], keep=False)
             flatbuffers = {f["batch"]: self._read_checked(e, f["file"], f["sha256"]) for f in files}
             try:
                 model = rt.LiteModel(flatbuffers, e.spec.shape)
@@ -395,17 +400,30 @@ class Registry:
             except (ValueError, RuntimeError) as err:
                 raise RegistryError(f"{where}: cannot load its LiteRT model ({err})") from None
             return AutoencoderDetector.from_card(e.card, model)
-        return AutoencoderDetector.from_card(e.card, self._load_keras(e))
+        data = self._read_checked(e, MODEL_FILE, e.card["model_sha256"])
+        for f in files:
+            self._read_checked(e, f["file"], f["sha256"], keep=False)
+        return AutoencoderDetector.from_card(e.card, self._load_keras(e, data))
 
-    def _load_keras(self, e: Entry):
+    def _load_keras(self, e: Entry, data: bytes):
+        """The Keras model (safe mode) from ``data``, the bytes of ``model.keras`` already checked
+        against the card: never the file again, which may have been swapped since."""
         from . import models  # noqa: F401  (quiet TensorFlow start-up)
         import keras
 
         where = f"class {e.class_name!r} version {e.version}"
+        # keras.saving.load_model takes a path, not bytes: a private copy only this process writes
+        folder = tempfile.mkdtemp(prefix="bank-load-")  # mode 0700
         try:
-            model = keras.saving.load_model(e.model_path, compile=False, safe_mode=True)
-        except Exception as err:  # Keras raises many kinds for a bad or unsafe file
-            raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
+            fd, path = tempfile.mkstemp(suffix=".keras", dir=folder)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            try:
+                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            except Exception as err:  # Keras raises many kinds for a bad or unsafe file
+                raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
         if shapes != [e.spec.shape] * 2:
             raise RegistryError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but card.json says "
@@ -472,10 +490,10 @@ class Registry:
         extras = dict(extras or {})
         for file in extras:
             if file in RESERVED_FILES or file.startswith(".") or Path(file).name != file or file.endswith(".tflite"):
-                raise ValueError(f"extras: {file!r} is not a plain file name free for an entry's folder")
+                raise InputError(f"extras: {file!r} is not a plain file name free for an entry's folder")
         fields = detector.card_fields()  # raises NotFittedError first
         if not hasattr(detector.model_, "save"):
-            raise ValueError(f"class {name!r}: registering needs the detector's Keras model; this one was loaded "
+            raise InputError(f"class {name!r}: registering needs the detector's Keras model; this one was loaded "
                              "for LiteRT (load it with runtime='keras')")
         cdir = self._class_dir(name)
         cdir.mkdir(parents=True, exist_ok=True)
@@ -517,32 +535,24 @@ class Registry:
         return self.entry(name, version)
 
     def training_path(self, name: str) -> Path:
-        """Where training class ``name`` keeps the state it resumes from (see :meth:`training_dir`)."""
+        """The folder under which trainings of class ``name`` keep the state they resume from
+        (``<root>/.training/<name>``, one sub-folder per run: see :meth:`training_dir`)."""
         return self.root / TRAINING_DIR / validate_class_name(name)
 
     @contextmanager
-    def training_dir(self, name: str, fresh: bool = False) -> Iterator[Path]:
-        """The folder where training class ``name`` keeps its state to resume from
-        (``<root>/.training/<name>``), held for this process: a second training of the class
-        at the same time is refused. ``fresh`` empties it first (no resuming)."""
-        work = self.training_path(name)
-        home, lock = work.parent, work.parent / f"{work.name}.lock"
-        home.mkdir(parents=True, exist_ok=True)
-        with _locked(lock, blocking=False) as got:
-            if not got:
-                raise RegistryError(f"class {name!r} is being trained by another process (state in {work})")
-            if fresh:
-                shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(exist_ok=True)
-            try:
+    def training_dir(self, name: str, key: str, fresh: bool = False) -> Iterator[Path]:
+        """A folder, held by this process, where the training run ``key`` of class ``name`` keeps
+        its state (``<root>/.training/<name>/<key prefix>[-N]``; ``key``: the detector's
+        :meth:`~bank.detector.AutoencoderDetector.run_key`). A free folder with state of the same run
+        is resumed; a folder a live process holds is never touched, so concurrent trainings of a
+        class each get their own. ``fresh`` empties the folder taken first (no resuming). What a
+        rerun cannot resume from is removed afterwards (see :mod:`bank.trainstate`)."""
+        try:
+            with trainstate.claim(self.training_path(name), key, fresh=fresh) as work:
                 yield work
-            finally:  # keep only what a rerun can resume from; leave no empty folders behind
-                if not any(work.glob("backup/training_metadata.json*")) and not (work / "best.weights.h5").exists():
-                    shutil.rmtree(work, ignore_errors=True)
-                if not work.exists():
-                    lock.unlink(missing_ok=True)
-                    with suppress(OSError):
-                        home.rmdir()  # only when empty
+        finally:
+            with suppress(OSError):
+                (self.root / TRAINING_DIR).rmdir()  # only when empty
 
     def _write_active(self, cdir: Path, version: int) -> None:
         tmp = cdir / f".active-{uuid.uuid4().hex}"

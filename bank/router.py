@@ -8,12 +8,14 @@ seeds' Gaussian score, upper-tail p-values and flags (see :mod:`bank.stats`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import stats as st
+from .errors import InputError
 from .images import InputSpec, as_images, complexity, to_spec
 
 UNKNOWN = "unknown"
@@ -159,20 +161,20 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     """
     errors = np.asarray(errors, dtype=np.float64)
     if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
-        raise ValueError(f"errors: expected shape (N, {len(classes)}) with one statistics per class, got {errors.shape}")
+        raise InputError(f"errors: expected shape (N, {len(classes)}) with one statistics per class, got {errors.shape}")
     st.check_method(method)
     bad = np.argwhere(~np.isfinite(errors) | (errors < 0))
     if len(bad):
         i, k = bad[0]
         who = names[i] if names is not None and i < len(names) else f"#{i}"
-        raise ValueError(f"image {who}: class {classes[k]!r} gave the error {errors[i, k]} (expected a finite number "
+        raise InputError(f"image {who}: class {classes[k]!r} gave the error {errors[i, k]} (expected a finite number "
                          ">= 0; is the model broken?)")
     margin = st.check_margin(margin)
     complexity_threshold = st.check_complexity(complexity_threshold)
     if complexity is not None:
         complexity = np.asarray(complexity, dtype=np.float64)
         if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
-            raise ValueError(f"complexity: expected {errors.shape} positive finite values, like the errors")
+            raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
     col = (lambda k: None) if complexity is None else (lambda k: complexity[:, k])  # noqa: E731
     z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
     test_z = np.stack([st.zscore(errors[:, k], s, method, col(k)) for k, s in enumerate(stats)], axis=1)
@@ -181,7 +183,7 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     margins = st.margins(errors)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
-        raise ValueError(f"names: expected {len(errors)}, got {len(names)}")
+        raise InputError(f"names: expected {len(errors)}, got {len(names)}")
     flag_margin = st.past(margins, margin)
     flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
     return BankResult(
@@ -219,7 +221,7 @@ class Router:
                  margin: float | None = st.DEFAULT_MARGIN,
                  complexity_threshold: float | None = st.DEFAULT_COMPLEXITY, batch_size: int = 256):
         if not detectors:
-            raise ValueError("a router needs at least one class model; the registry has none (train one first)")
+            raise InputError("a router needs at least one class model; the registry has none (train one first)")
         st.flag(np.zeros(1), threshold)  # validates the threshold
         self.method = st.check_method(method)
         self.detectors = dict(detectors)
@@ -266,7 +268,7 @@ class Router:
         dropped when the router serves all classes.
         """
         if self.registry is None:
-            raise ValueError("reload needs a router made by Router.from_registry")
+            raise InputError("reload needs a router made by Router.from_registry")
         names = self.registry.classes() if self._all_classes else self.classes
         kwargs = {"threshold": self.threshold, "method": self.method, "margin": self.margin,
                   "complexity_threshold": self.complexity_threshold, "batch_size": self.batch_size}
@@ -317,9 +319,28 @@ class Router:
         """(N, K) reconstruction errors and (N, K) input complexities (None without
         ``with_complexity``); each class sees the image at its own spec."""
         images = as_images(images)  # once, however many specs: a generator is read once, files decoded once
+        return self._measure({spec: to_spec(images, spec) for spec in self.groups}, with_complexity)
+
+    def prepare(self, image: np.ndarray) -> dict[InputSpec, np.ndarray]:
+        """One decoded (H, W, C) image at each class's spec: what :meth:`measure_prepared` takes. Holding
+        these instead of the image keeps a large picture's memory to the bank's size."""
+        return {spec: to_spec([image], spec)[0] for spec in self.groups}
+
+    def measure_prepared(self, items: Sequence[dict[InputSpec, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`measure` of images already brought to the specs by :meth:`prepare` (maybe by a router
+        before a reload: a spec it lacks is made from the largest one it has)."""
+        xs = {}
+        for spec in self.groups:
+            xs[spec] = np.stack([it[spec] if spec in it else
+                                 to_spec([max(it.values(), key=lambda a: a.size)], spec)[0] for it in items])
+        return self._measure(xs)
+
+    def _measure(self, xs: dict[InputSpec, np.ndarray],
+                 with_complexity: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Errors and complexities of images given at every spec: ``xs[spec]`` is (N, *spec.shape)."""
         out = cx = None
         for spec, idx in self.groups.items():
-            x = to_spec(images, spec)
+            x = xs[spec]
             if out is None:
                 out = np.empty((len(x), len(self.classes)), dtype=np.float64)
                 cx = np.empty_like(out) if with_complexity else None
@@ -329,6 +350,42 @@ class Router:
             for i in range(0, len(x), self.batch_size):
                 out[i : i + self.batch_size, idx] = fn(x[i : i + self.batch_size])
         return out, cx
+
+    @property
+    def fit(self) -> tuple[int, int]:
+        """The (height, width) every class's input fits in: how large a decoded file needs to be."""
+        return max(s.height for s in self.groups), max(s.width for s in self.groups)
+
+    @property
+    def common_spec(self) -> InputSpec:
+        """One spec every class's input can be made from (:attr:`fit`, RGB when any class is): the form to
+        keep many images in (for a one-spec bank, its spec)."""
+        rgb = any(s.color == "rgb" for s in self.groups)
+        return InputSpec(*self.fit, "rgb" if rgb else "gray")
+
+    def score_files(self, paths: Sequence[str | os.PathLike], *, max_pixels: int | None = None,
+                    chunk: int = 256) -> tuple[BankResult | None, list[tuple[str, str]]]:
+        """Everything the bank says about each image file under ``paths`` (files and folders), and the
+        ``(name, reason)`` of each one that could not be read (None for the result when none could).
+
+        Files are decoded ``chunk`` at a time in threads, each no larger than
+        the bank needs and brought to the classes' specs in its thread, within
+        ``max_pixels`` (see :mod:`bank.decoding`): memory holds one chunk at
+        the bank's size, whatever the number or size of the files.
+        """
+        from .data import iter_images
+
+        errors, cx, names, skipped = [], [], [], []
+        for part in iter_images(paths, fit=self.fit, max_pixels=max_pixels, transform=self.prepare, chunk=chunk):
+            skipped += part.skipped
+            if part.images:
+                e, c = self.measure_prepared(part.images)
+                errors.append(e)
+                cx.append(c)
+                names += part.names
+        if not names:
+            return None, skipped
+        return self.result(np.concatenate(errors), np.concatenate(cx), names), skipped
 
     def score(self, images: np.ndarray | Sequence[np.ndarray], names: Sequence[str] | None = None) -> BankResult:
         """Everything the bank says about each image."""

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ._quiet import quiet_stderr
+from .errors import InputError
 
 #: Batch sizes each model is converted for: one image, and four. On one core a model is
 #: fastest per image at batch 4 (3,700 images/s against 2,500 at 32 and 1,350 at 1, 28x28
@@ -84,7 +85,7 @@ class LiteModel:
         from ai_edge_litert.interpreter import Interpreter
 
         if 1 not in flatbuffers:
-            raise ValueError("a LiteModel needs a flatbuffer for batch size 1")
+            raise InputError("a LiteModel needs a flatbuffer for batch size 1")
         self.shape = tuple(int(s) for s in shape)
         self.input_shape = self.output_shape = (None, *self.shape)
         self._interpreters: dict[int, list] = {}  # batch -> [interpreter, input index, output index, allocated]
@@ -110,11 +111,11 @@ class LiteModel:
             want = [batch, *self.shape]
             got = [[int(v) for v in d["shape"]] for d in (*ins, *outs)]
             if len(ins) != 1 or len(outs) != 1 or any(d["dtype"] != np.float32 for d in (*ins, *outs)):
-                raise ValueError(f"the batch-{batch} flatbuffer must map one float32 tensor to one; it has "
+                raise InputError(f"the batch-{batch} flatbuffer must map one float32 tensor to one; it has "
                                  f"{len(ins)} input(s) and {len(outs)} output(s) of "
                                  f"{sorted({np.dtype(d['dtype']).name for d in (*ins, *outs)})}")
             if got != [want, want]:
-                raise ValueError(f"the batch-{batch} flatbuffer maps {' and '.join(map(str, got[:len(ins)]))} to "
+                raise InputError(f"the batch-{batch} flatbuffer maps {' and '.join(map(str, got[:len(ins)]))} to "
                                  f"{' and '.join(map(str, got[len(ins):]))}, expected {want} to {want}")
             self._interpreters[batch] = [it, ins[0]["index"], outs[0]["index"], False]
         entry = self._interpreters[batch]
@@ -206,8 +207,8 @@ def check(model, lite: LiteModel, seed: int = 0) -> float:
     ref = np.asarray(error_fn([model], lite.shape)(x))[:, 0]
     got = mse(x, lite.predict_on_batch(x))
     if not np.all(np.isfinite(got)):
-        raise ValueError("LiteRT gives non-finite errors")
+        raise InputError("LiteRT gives non-finite errors")
     diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
     if diff > TOLERANCE:
-        raise ValueError(f"LiteRT errors differ from Keras by {diff:.2g} (relative), more than {TOLERANCE:g}")
+        raise InputError(f"LiteRT errors differ from Keras by {diff:.2g} (relative), more than {TOLERANCE:g}")
     return diff

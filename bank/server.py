@@ -17,6 +17,7 @@ gives Prometheus counts of requests and errors, latencies and batch sizes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import importlib.resources
 import json
@@ -29,7 +30,6 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
@@ -41,7 +41,9 @@ from starlette.requests import ClientDisconnect
 
 from . import __version__
 from .data import Loaded
-from .images import ImageError, decode_image
+from .decoding import Busy, ImageTooLarge, PixelBudget, check_max_pixels, decode_image, default_max_pixels, threads
+from .errors import InputError
+from .images import ImageError
 from .registry import Registry, RegistryError
 from .router import Router, skipped_json
 
@@ -51,6 +53,14 @@ log = logging.getLogger("bank.serve")
 FILES_FIELD = "files"
 #: The name of an image sent as the raw request body.
 BODY_NAME = "body"
+#: Seconds a client is told to wait (Retry-After) when the server is momentarily full.
+RETRY_AFTER = 1
+#: Most images one request may carry: each becomes a (H, W, C) array at the bank's size.
+MAX_IMAGES = 1000
+#: Uploads held in memory at once, all requests together (at least one request's limit).
+INFLIGHT_BYTES = 256 * 2**20
+#: How long a request may wait for room to be read and decoded before it gets 503.
+QUEUE_SECONDS = 10.0
 #: Paths open without the token: the liveness probe, the web page and the API docs (they hold no data; their calls
 #: to the API need the token).
 OPEN_PATHS = frozenset({"/", "/healthz", "/docs", "/openapi.json"})
@@ -68,11 +78,15 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {
 
 
 class HTTPError(Exception):
-    """A refusal, answered as ``{"error": message, **extra}`` with ``status``."""
+    """A refusal, answered as ``{"error": message, **extra}`` with ``status`` (and ``headers``)."""
 
-    def __init__(self, status: int, message: str, **extra: object):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra: object):
         super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
+        self.status, self.message, self.headers, self.extra = status, message, headers, extra
+
+
+def _busy(what: str) -> HTTPError:
+    return HTTPError(503, f"the server is busy ({what}); try again in a moment", {"Retry-After": str(RETRY_AFTER)})
 
 
 def _too_large(name: str, limit: int, size: int | None = None) -> HTTPError:
@@ -173,27 +187,63 @@ async def _read_multipart(request: Request, boundary: bytes | None, limit: int) 
         if part.form_field != FILES_FIELD:
             raise HTTPError(422, f"unexpected form field {part.form_field!r}: send images as files in the field "
                             f"{FILES_FIELD!r}")
-        files.append((part.filename or f"file {i}", bytes(part.data)))
+        files.append((part.filename or f"file {i}", part.data))
     return files
 
 
-def decode_all(files: list[tuple[str, bytes]]) -> Loaded:
-    """Decode each upload; one that is not a usable image goes to ``skipped`` with its reason."""
-    out = Loaded()
+def decode_all(files: list[tuple[str, bytes | bytearray]], router: Router, *, max_pixels: int | None = None,
+               budget: PixelBudget | None = None, deadline: float | None = None) -> tuple[Loaded, list[ImageTooLarge]]:
+    """Decode each upload no larger than the bank needs and bring it to the router's specs
+    (:meth:`Router.prepare`); one that is not a usable image goes to ``skipped`` with its reason. Also
+    returns the files refused for their pixels. :class:`~bank.decoding.Busy` when ``budget`` had no room
+    before ``deadline``."""
+    out, too_large = Loaded(), []
     for name, data in files:
         try:
-            out.images.append(decode_image(data, name))
+            img = decode_image(data, name, fit=router.fit, max_pixels=max_pixels, budget=budget, deadline=deadline)
+            out.images.append(router.prepare(img))
             out.names.append(name)
         except ImageError as e:
             out.skipped.append((e.source, e.reason))
-    return out
+            if isinstance(e, ImageTooLarge):
+                too_large.append(e)
+    return out, too_large
+
+
+class ByteBudget:
+    """The bytes of uploads held at once, across requests (in the event loop): a request waits for its
+    share before its body is read, or is turned away at its deadline."""
+
+    def __init__(self, total: int):
+        self.total, self.used = int(total), 0
+        self._cond = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, size: int, deadline: float):
+        """Hold ``size`` bytes (at most the total) until the block ends; :class:`Busy` past ``deadline``
+        (a :func:`time.monotonic` time)."""
+        need = min(int(size), self.total)
+        async with self._cond:
+            while self.used + need > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Busy(f"{self.used} bytes of uploads are being read or decoded")
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._cond.wait(), left)
+            self.used += need
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self.used -= need
+                self._cond.notify_all()
 
 
 # ----------------------------------------------------------------- batching
 
 @dataclass
 class _Job:
-    images: list[np.ndarray]
+    images: list[dict]  # each image at the router's specs (Router.prepare)
     names: list[str]
     skipped: list[tuple[str, str]]  # the request's unreadable files, answered beside its images
     answer: asyncio.Future  # the JSON body, as bytes
@@ -207,7 +257,8 @@ def _answer(router: Router, jobs: list[_Job]) -> list[bytes | Exception]:
     its rows, in the document of ``bank classify --json``.
     """
     images = [im for j in jobs for im in j.images]
-    doc = router.score(images, [n for j in jobs for n in j.names]).to_json(skipped_classes=router.skipped)
+    result = router.result(*router.measure_prepared(images), names=[n for j in jobs for n in j.names])
+    doc = result.to_json(skipped_classes=router.skipped)
     out: list[bytes | Exception] = []
     i = 0
     for j in jobs:
@@ -252,7 +303,7 @@ class Batcher:
         finally:
             self.arriving -= 1
 
-    async def submit(self, images: list[np.ndarray], names: list[str], skipped: list[tuple[str, str]]) -> bytes:
+    async def submit(self, images: list[dict], names: list[str], skipped: list[tuple[str, str]]) -> bytes:
         """The JSON answer for these images (and these unreadable files), from the router of the batch
         they joined."""
         job = _Job(images, names, skipped, asyncio.get_running_loop().create_future())
@@ -412,8 +463,10 @@ def classes_json(router: Router) -> dict:
 
 
 def create_app(registry_root: str | Path | None, *, token: str | None = None, max_batch: int = 64,
-               max_wait_ms: float = 5.0, max_upload_bytes: int = 20 * 2**20, runtime: str = "auto",
-               **router_kwargs) -> FastAPI:
+               max_wait_ms: float = 5.0, max_upload_bytes: int = 20 * 2**20, max_images: int = MAX_IMAGES,
+               max_pixels: int | None = None, decode_pixels: int | None = None,
+               max_inflight_bytes: int | None = None, queue_seconds: float = QUEUE_SECONDS,
+               runtime: str = "auto", **router_kwargs) -> FastAPI:
     """The HTTP service over the registry at ``registry_root``.
 
     ``router_kwargs`` go to :meth:`Router.from_registry` (``classes``,
@@ -421,17 +474,36 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
     classes are skipped and listed. A registry that cannot be loaded at all
     leaves the service up but not ready (``/readyz`` 503) until a
     ``/v1/reload`` succeeds.
+
+    What a request may cost is bounded: ``max_upload_bytes`` and
+    ``max_images`` per request (413 past them); ``max_pixels`` per image
+    (413 naming the file when none of the request's images could be read,
+    else a ``skipped`` entry); images are decoded no larger than the bank
+    needs, by one thread per core, ``decode_pixels`` at once (default
+    ``max_pixels``), while at most ``max_inflight_bytes`` of uploads are held
+    (default the larger of 256 MiB and one upload). A request that cannot get
+    its share within ``queue_seconds`` gets 503 with ``Retry-After``.
     """
     if token is not None and not token:
-        raise ValueError("token: expected a non-empty string, or None for no token")
+        raise InputError("token: expected a non-empty string, or None for no token")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-        raise ValueError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
+        raise InputError(f"max_batch: expected an integer >= 1, got {max_batch!r}")
     if not (math.isfinite(max_wait_ms) and max_wait_ms >= 0):
-        raise ValueError(f"max_wait_ms: expected a number >= 0, got {max_wait_ms!r}")
+        raise InputError(f"max_wait_ms: expected a number >= 0, got {max_wait_ms!r}")
     if not max_upload_bytes >= 1:
-        raise ValueError(f"max_upload_bytes: expected a positive number of bytes, got {max_upload_bytes!r}")
+        raise InputError(f"max_upload_bytes: expected a positive number of bytes, got {max_upload_bytes!r}")
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise InputError(f"max_images: expected an integer >= 1, got {max_images!r}")
+    if not (math.isfinite(queue_seconds) and queue_seconds >= 0):
+        raise InputError(f"queue_seconds: expected a number of seconds >= 0, got {queue_seconds!r}")
+    max_pixels = default_max_pixels() if max_pixels is None else check_max_pixels(max_pixels)
+    pixels = PixelBudget(max_pixels if decode_pixels is None else check_max_pixels(decode_pixels, "decode_pixels"))
     registry = Registry(registry_root)
     max_upload_bytes = int(max_upload_bytes)
+    inflight = max(max_upload_bytes, INFLIGHT_BYTES) if max_inflight_bytes is None else int(max_inflight_bytes)
+    if inflight < max_upload_bytes:
+        raise InputError(f"max_inflight_bytes: expected at least one upload's limit ({max_upload_bytes} bytes), got "
+                         f"{inflight}")
 
     def load() -> Router:
         return Router.from_registry(registry, skip_broken=True, runtime=runtime, **router_kwargs)
@@ -442,6 +514,8 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
         batcher = Batcher(lambda: app.state.router, max_batch, max_wait_ms / 1000, metrics.batch.observe)
         app.state.batcher, app.state.batch_sizes = batcher, batcher.sizes
         app.state.reload_lock = asyncio.Lock()
+        app.state.uploads = ByteBudget(inflight)
+        app.state.decoders = threads()
         try:
             _serving(app, await asyncio.to_thread(load))
         except (RegistryError, ValueError, OSError) as e:
@@ -455,6 +529,7 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
             with suppress(asyncio.CancelledError):
                 await task
             batcher.close()
+            app.state.decoders.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPIOffline(title="bank", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
                          static_url=DOCS_ASSETS, description="A bank of one-class autoencoders: per image, the class "
@@ -470,7 +545,7 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
 
     @app.exception_handler(HTTPError)
     async def refused(request: Request, e: HTTPError) -> JSONResponse:
-        return JSONResponse({"error": e.message, **e.extra}, e.status)
+        return JSONResponse({"error": e.message, **e.extra}, e.status, headers=e.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:  # 404, 405: same form
@@ -512,15 +587,35 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
 
     async def route(request: Request) -> JSONResponse:
         current = router()  # 503 before reading an upload we could not answer
-        with app.state.batcher.coming():
-            files = await read_uploads(request, max_upload_bytes)
-            if not files:
-                raise HTTPError(422, _NO_IMAGE)
-            loaded = await asyncio.to_thread(decode_all, files)
+        deadline = time.monotonic() + queue_seconds
+        length = request.headers.get("content-length", "")
+        size = int(length) if length.isdigit() else max_upload_bytes
+        if size > max_upload_bytes:
+            raise _too_large("the request", max_upload_bytes, size)
+        try:
+            async with app.state.uploads.hold(size, deadline):
+                with app.state.batcher.coming():
+                    files = await read_uploads(request, max_upload_bytes)
+                    if not files:
+                        raise HTTPError(422, _NO_IMAGE)
+                    if len(files) > max_images:
+                        raise HTTPError(413, f"the request has {len(files)} images, more than the limit of "
+                                        f"{max_images} per request; send them in several requests",
+                                        limit_images=max_images)
+                    work = functools.partial(decode_all, files, current, max_pixels=max_pixels,
+                                             budget=pixels, deadline=deadline)
+                    loaded, too_large = await asyncio.get_running_loop().run_in_executor(app.state.decoders, work)
+                    del files, work  # the uploads' bytes are no longer needed
+        except Busy as e:
+            raise _busy(str(e)) from None
         if not loaded.images:
+            skipped = {"skipped": skipped_json(loaded.skipped),
+                       "skipped_classes": skipped_json(current.skipped, "class")}
+            if too_large:
+                e = too_large[0]
+                raise HTTPError(413, str(e), image=e.source, pixels=e.pixels, limit_pixels=e.limit, **skipped)
             raise HTTPError(422, "no image could be read: " + "; ".join(f"{n}: {r}" for n, r in loaded.skipped),
-                            skipped=skipped_json(loaded.skipped), skipped_classes=skipped_json(current.skipped,
-                                                                                                 "class"))
+                            **skipped)
         body = await app.state.batcher.submit(loaded.images, loaded.names, loaded.skipped)
         return Response(body, media_type="application/json")
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
+
 #: Quantiles of the held-out error kept with every class model.
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
 
@@ -100,7 +102,7 @@ class ErrorStats:
     def __post_init__(self):
         given = [getattr(self, k) is not None for k in COMPLEXITY_FIELDS]
         if any(given) and not all(given):
-            raise ValueError(f"stats: the complexity part needs all of {', '.join(COMPLEXITY_FIELDS)}, or none")
+            raise InputError(f"stats: the complexity part needs all of {', '.join(COMPLEXITY_FIELDS)}, or none")
         if self.log_mean is None or self.log_std is None:  # cards from before the log fit: moment-match it
             var = math.log1p((self.std / max(self.mean, LOG_FLOOR)) ** 2)
             object.__setattr__(self, "log_mean", math.log(max(self.mean, LOG_FLOOR)) - var / 2)
@@ -118,40 +120,40 @@ class ErrorStats:
     def from_dict(cls, data: dict) -> ErrorStats:
         """Parse the JSON form, checking every field (a card may be hand-edited)."""
         if not isinstance(data, dict):
-            raise ValueError(f"stats: expected an object, got {type(data).__name__}")
+            raise InputError(f"stats: expected an object, got {type(data).__name__}")
         missing = [k for k in ("mean", "std", "n") if k not in data]
         if missing:
-            raise ValueError(f"stats: missing field(s) {', '.join(missing)}")
+            raise InputError(f"stats: missing field(s) {', '.join(missing)}")
         mean, std = _finite(data["mean"], "stats.mean"), _finite(data["std"], "stats.std")
         if std <= 0:
-            raise ValueError(f"stats.std: expected a positive number, got {std}")
+            raise InputError(f"stats.std: expected a positive number, got {std}")
         n = data["n"]
         if isinstance(n, bool) or not isinstance(n, int) or n < MIN_SAMPLES:
-            raise ValueError(f"stats.n: expected an integer >= {MIN_SAMPLES}, got {n!r}")
+            raise InputError(f"stats.n: expected an integer >= {MIN_SAMPLES}, got {n!r}")
         quantiles = data.get("quantiles", {})
         if not isinstance(quantiles, dict):
-            raise ValueError("stats.quantiles: expected an object of quantile -> error")
+            raise InputError("stats.quantiles: expected an object of quantile -> error")
         quantiles = {str(k): _finite(v, f"stats.quantiles[{k}]") for k, v in quantiles.items()}
         log_mean = log_std = None
         if data.get("log_mean") is not None or data.get("log_std") is not None:
             log_mean, log_std = _finite(data.get("log_mean"), "stats.log_mean"), _finite(data.get("log_std"),
                                                                                          "stats.log_std")
             if log_std <= 0:
-                raise ValueError(f"stats.log_std: expected a positive number, got {log_std}")
+                raise InputError(f"stats.log_std: expected a positive number, got {log_std}")
         extra = {}
         if any(data.get(k) is not None for k in COMPLEXITY_FIELDS):
             if log_mean is None:  # the line is centred on the fitted log mean: both come from one fit
-                raise ValueError("stats: the complexity fields need log_mean and log_std beside them")
+                raise InputError("stats: the complexity fields need log_mean and log_std beside them")
             extra = {k: _finite(data.get(k), f"stats.{k}") for k in COMPLEXITY_FIELDS}
             for k in ("complexity_std", "residual_std"):
                 if extra[k] <= 0:
-                    raise ValueError(f"stats.{k}: expected a positive number, got {extra[k]}")
+                    raise InputError(f"stats.{k}: expected a positive number, got {extra[k]}")
         return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std, **extra)
 
 
 def _finite(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        raise InputError(f"{name}: expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -168,13 +170,13 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
     """
     errors = np.asarray(errors, dtype=np.float64).ravel()
     if errors.size < MIN_SAMPLES:
-        raise ValueError(
+        raise InputError(
             f"need at least {MIN_SAMPLES} held-out errors to fit statistics, got {errors.size}"
         )
     if not np.all(np.isfinite(errors)):
-        raise ValueError("held-out errors contain NaN or infinity")
+        raise InputError("held-out errors contain NaN or infinity")
     if np.any(errors < 0):
-        raise ValueError("held-out errors must not be negative")
+        raise InputError("held-out errors must not be negative")
     mean = float(errors.mean())
     std = max(float(errors.std(ddof=1)), 1e-6 * abs(mean), 1e-12)
     logs = np.log(np.maximum(errors, LOG_FLOOR))
@@ -188,7 +190,7 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
 def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray, log_std: float) -> dict:
     c = np.asarray(complexity, dtype=np.float64).ravel()
     if c.shape != log_errors.shape or not np.all(np.isfinite(c)) or np.any(c <= 0):
-        raise ValueError(f"complexity: expected {log_errors.size} positive finite values, one per held-out error")
+        raise InputError(f"complexity: expected {log_errors.size} positive finite values, one per held-out error")
     lc = np.log(c)
     dc, de = lc - lc.mean(), log_errors - log_errors.mean()
     var = float(np.mean(dc * dc))
@@ -243,7 +245,7 @@ def complexity_z(complexity: np.ndarray, stats: ErrorStats) -> np.ndarray:
 def check_method(method: str) -> str:
     """A stats method name, checked against :data:`STATS_METHODS`."""
     if method not in STATS_METHODS:
-        raise ValueError(f"method: expected one of {', '.join(STATS_METHODS)}, got {method!r}")
+        raise InputError(f"method: expected one of {', '.join(STATS_METHODS)}, got {method!r}")
     return method
 
 
@@ -276,7 +278,7 @@ def margins(errors: np.ndarray) -> np.ndarray:
 
 def _optional_cut(value: float | None, name: str) -> float | None:
     if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}: expected a positive number or None, got {value!r}")
+        raise InputError(f"{name}: expected a positive number or None, got {value!r}")
     return None if value is None else float(value)
 
 
@@ -330,5 +332,5 @@ _erfc = np.frompyfunc(math.erfc, 1, 1)
 def flag(z: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """True where z passes the threshold. An error below the mean never flags."""
     if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold: expected a positive number, got {threshold!r}")
+        raise InputError(f"threshold: expected a positive number, got {threshold!r}")
     return np.asarray(z) > threshold

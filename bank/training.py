@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import InputError
 from .images import InputSpec, as_images, infer_spec, parse_size
 from .router import skipped_json
+from .trainstate import resumable
 
 BACKENDS = ("loky", "dask")
 
@@ -43,20 +45,29 @@ def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
     detector.training_["skipped_files"] = {"count": len(skipped), "files": skipped_json(skipped[:100])}
 
 
-def fit_and_register(registry, name: str, data, params: dict, skipped: list[tuple[str, str]]):
+def fit_and_register(registry, name: str, data, params: dict, skipped: list[tuple[str, str]],
+                     on_start: Callable[[Path, bool], None] | None = None):
     """Train class ``name`` on ``data`` and register it; return ``(detector, entry)``.
 
-    The training keeps its state in the registry's training folder for the
-    class, so running it again after an interruption resumes (``params``
-    ``"fresh"`` starts over); the entry gets the loss curves (``loss.png``)
-    and the files that could not be read (``skipped``); the folder is then
-    cleared. ``params``: :func:`make_detector`'s. Warnings go to the card's
-    training record, not to the caller.
+    The training keeps its state in a folder of its own under the registry's
+    training folder for the class, named by the run's key (its images and
+    settings): running it again after an interruption resumes from there,
+    while other runs, at the same time or with other settings, use other
+    folders (``params`` ``"fresh"`` starts over). ``on_start(folder,
+    resuming)`` is told the folder taken, and whether the run goes on from
+    the state in it, before training. The entry gets the loss curves
+    (``loss.png``) and the files that could not be read (``skipped``); the
+    folder is then cleared. ``params``: :func:`make_detector`'s. Warnings go
+    to the card's training record, not to the caller.
     """
     params = dict(params)
     fresh = params.pop("fresh", False)
-    with registry.training_dir(name, fresh=fresh) as work:
-        det = make_detector(data, **params, checkpoint_dir=work)
+    det = make_detector(data, **params)
+    key = det.run_key(data)  # before taking a folder: it picks the folder this run resumes from
+    with registry.training_dir(name, key, fresh=fresh) as work:
+        if on_start is not None:
+            on_start(work, resumable(work, key))
+        det.checkpoint_dir = work
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept in the card's training record instead
             det.fit(data)
@@ -95,10 +106,10 @@ def class_folders(root: str | os.PathLike) -> dict[str, Path]:
     """The sub-folders of ``root`` (not hidden), by name: one class each."""
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder (expected a folder with one sub-folder of images per class)")
+        raise InputError(f"{root}: not a folder (expected a folder with one sub-folder of images per class)")
     folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
     if not folders:
-        raise ValueError(f"{root}: no sub-folders (expected one sub-folder of images per class)")
+        raise InputError(f"{root}: no sub-folders (expected one sub-folder of images per class)")
     return folders
 
 
@@ -120,7 +131,7 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
         files = scan([folder], n_jobs=threads)
         run.n_images, run.skipped = len(files), list(files.skipped)
         if not len(files):
-            raise ValueError(f"no readable images in {folder}")
+            raise InputError(f"no readable images in {folder}")
         det, entry = fit_and_register(Registry(registry_root), name, files, {"verbose": 0, **params}, run.skipped)
         run.warnings = list(det.training_.get("warnings", []))
         run.version = entry.version
@@ -148,19 +159,22 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
     import joblib
 
     if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        raise InputError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     folders = class_folders(root)
     if classes is not None:
         missing = sorted(set(classes) - set(folders))
         if missing:
-            raise ValueError(f"{root}: no sub-folder for class(es) {', '.join(map(repr, missing))}")
+            raise InputError(f"{root}: no sub-folder for class(es) {', '.join(map(repr, missing))}")
         folders = {c: folders[c] for c in classes}
     registry_root = str(Path(registry_root).absolute())
     tasks = [(name, str(path.absolute()), registry_root, dict(params or {})) for name, path in folders.items()]
     if backend == "dask":
         if not scheduler:
-            raise ValueError("backend 'dask' needs a scheduler address (--scheduler tcp://HOST:8786)")
-        from dask.distributed import Client
+            raise InputError("backend 'dask' needs a scheduler address (--scheduler tcp://HOST:8786)")
+        try:
+            from dask.distributed import Client
+        except ImportError as e:
+            raise InputError(f"backend 'dask' needs Dask: pip install -e '.[dask]' ({e})") from None
 
         with Client(scheduler), joblib.parallel_config(backend="dask"):
             runs = joblib.Parallel(n_jobs=n_jobs or -1, return_as="generator_unordered")(

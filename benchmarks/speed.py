@@ -68,7 +68,7 @@ COLD_START = """
 import json, sys, time
 t0 = time.time()
 from bank import Registry, Router
-from bank.images import read_image
+from bank.decoding import read_image
 router = Router.from_registry(Registry(sys.argv[1]), sys.argv[4].split(","))
 t1 = time.time()
 label = router.classify([read_image(sys.argv[2])] * int(sys.argv[5]))[0]

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from PIL import Image
 
-from bank.images import ImageError, InputSpec, infer_spec, parse_size, read_image, to_spec, validate_array
+from bank.decoding import read_image
+from bank.images import ImageError, InputSpec, infer_spec, parse_size, to_spec, validate_array
 
 
 def _save(tmp_path, name, im, **kw):

@@ -15,7 +15,8 @@ from photos import make_family
 
 from bank import AutoencoderDetector, Registry
 from bank.cli import main
-from bank.images import InputSpec, read_image, to_spec
+from bank.decoding import read_image
+from bank.images import InputSpec, to_spec
 from bank.pipeline import dataset, scan
 from bank.router import Router
 
@@ -125,11 +126,16 @@ def test_a_killed_training_resumes_where_it_stopped(photo_root, tmp_path):
     reg = tmp_path / "reg"
     cmd = [sys.executable, "-m", "bank", "train", "blobs", str(root / "train"), "--registry", str(reg),
            "--size", "32x32", "--epochs", "8", "--patience", "8", "--batch-size", "16"]
-    log = reg / ".training" / "blobs" / "history.csv"
+    home = reg / ".training" / "blobs"  # the run's state: <key prefix>/ under it
+
+    def logged() -> int:
+        logs = list(home.glob("*/history.csv"))
+        return len(logs[0].read_text().splitlines()) if logs else 0
+
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
-        while not (log.exists() and len(log.read_text().splitlines()) >= 3):  # the header and two epochs
+        while logged() < 3:  # the header and two epochs
             assert proc.poll() is None, "the training ended before it could be interrupted"
             assert time.monotonic() < deadline, "no two epochs logged within 240 s"
             time.sleep(0.1)
@@ -137,7 +143,7 @@ def test_a_killed_training_resumes_where_it_stopped(photo_root, tmp_path):
     finally:
         proc.wait()
     assert not Registry(reg).classes()  # nothing registered by the killed run
-    best = reg / ".training" / "blobs" / "best.weights.h5"
+    [best] = home.glob("*/best.weights.h5")
     best.write_bytes(best.read_bytes()[:100])  # as if killed while writing the best epoch's weights
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -146,6 +152,8 @@ def test_a_killed_training_resumes_where_it_stopped(photo_root, tmp_path):
     assert f"resumed an interrupted training after epoch {t['resumed_from_epoch']}" in again.stderr
     assert t["epochs_run"] == 8 and len(Registry(reg).entry("blobs").card["history"]["val_loss"]) == 8
     assert t["best_epoch"] > t["resumed_from_epoch"]  # the broken best was dropped: chosen among the later epochs
+    assert "found the state of an interrupted training of class 'blobs'" in again.stderr
+    assert not (reg / ".training").exists()  # the state is gone once registered
 
 
 def test_the_pets_example_reports_both_detectors(photo_root, tmp_path):

@@ -268,7 +268,7 @@ def test_a_model_config_naming_code_outside_keras_is_refused(two_classes):
     with zipfile.ZipFile(entry.model_path) as z:
         files = {n: z.read(n) for n in z.namelist()}
     cfg = json.loads(files["config.json"])
-    layer = next(l for l in cfg["config"]["layers"] if "activation" in l["config"])
+    layer = next(x for x in cfg["config"]["layers"] if "activation" in x["config"])
     layer["config"]["activation"] = {"module": "os", "class_name": "function", "config": "system",
                                      "registered_name": "system"}
     files["config.json"] = json.dumps(cfg).encode()
@@ -280,6 +280,32 @@ def test_a_model_config_naming_code_outside_keras_is_refused(two_classes):
     with pytest.raises(RegistryError, match="class '0' version 1: cannot load model.keras"):
         two_classes.load_detector("0", runtime="keras")
     assert [(p.class_name, p.version) for p in two_classes.verify()] == [("0", 1)]
+
+
+def test_a_model_swapped_after_its_check_is_not_loaded(two_classes, fitted, monkeypatch, digits, tmp_path):
+    """model.keras replaced by another valid model right after its checksum was checked: the model
+    loaded is the one checked (from the bytes read), never the file read again."""
+    reg = two_classes
+    swapped = tmp_path / "other.keras"
+    fitted["1"].model_.save(swapped)  # a valid model of the same shape, with other weights
+    read = Registry._read_checked
+    swaps = []
+
+    def read_then_swap(self, e, file, sha256, keep=True):
+        data = read(self, e, file, sha256, keep)
+        if file == "model.keras" and not swaps:
+            os.replace(swapped, e.path / file)  # between the check and the load
+            swaps.append(file)
+        return data
+
+    monkeypatch.setattr(Registry, "_read_checked", read_then_swap)
+    det = reg.load_detector("0", runtime="keras")
+    assert swaps == ["model.keras"]
+    x = digits[0][:16]
+    np.testing.assert_allclose(det.reconstruction_error(x), fitted["0"].reconstruction_error(x), rtol=1e-5)
+    assert not np.allclose(fitted["1"].reconstruction_error(x), fitted["0"].reconstruction_error(x), rtol=1e-3)
+    with pytest.raises(RegistryError, match="class '0' version 1: model.keras checksum mismatch"):
+        reg.load_detector("0", runtime="keras")  # the swapped file itself is refused at the next load
 
 
 def test_symlinks_out_of_the_registry_are_not_followed(two_classes, fitted, tmp_path):

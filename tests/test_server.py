@@ -166,7 +166,7 @@ def test_an_unexpected_error_is_a_json_500(bank_registry, pngs, monkeypatch):
         def boom(images):
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(app.state.router, "measure", boom)
+        monkeypatch.setattr(app.state.router, "measure_prepared", boom)
         r = c.post("/v1/classify", content=pngs[0])
         assert r.status_code == 500 and r.json() == {"error": "internal error: RuntimeError: boom"}
         monkeypatch.undo()
