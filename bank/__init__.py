@@ -5,17 +5,21 @@ Importing ``bank`` does not import TensorFlow; training and loading models do.
 
 __version__ = "0.1.0"
 
+from .decision import BankResult
 from .detector import AutoencoderDetector, NotFittedError
+from .errors import BankError, InputError
 from .images import ImageError, InputSpec
 from .registry import Registry, RegistryError
-from .router import BankResult, Router
+from .router import Router
 from .stats import ErrorStats, fit_error_stats
 
 __all__ = [
     "AutoencoderDetector",
+    "BankError",
     "BankResult",
     "ErrorStats",
     "ImageError",
+    "InputError",
     "InputSpec",
     "NotFittedError",
     "Registry",

@@ -39,7 +39,9 @@ def quiet_tensorflow() -> None:
     """Import TensorFlow and Keras once, quietly."""
     if "keras" in sys.modules and "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3: only fatal C++ logs. At 2, grappler's harmless "remapper failed" errors print on every conv training;
+    # a real failure reaches the caller as an exception either way. Set the variable to see them all.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
         import keras  # noqa: F401
         import tensorflow as tf

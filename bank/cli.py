@@ -16,7 +16,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from . import stats as st
 from .decoding import MAX_PIXELS, MAX_PIXELS_ENV
 from .errors import BankError
 from .registry import RUNTIMES, Registry, RegistryError
-from .router import skipped_json
+from .decision import skipped_json
 from .stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS, error_cut
 
 
@@ -132,7 +131,11 @@ def _training_params(args: argparse.Namespace) -> dict:
             params["filters"] = [int(f) for f in args.filters.split(",")]
         except ValueError:
             raise CommandError(f"--filters: expected whole numbers separated by commas, got {args.filters!r}") from None
-    if args.latent:
+        if min(params["filters"]) < 1:
+            raise CommandError(f"--filters: expected numbers of filters of at least 1, got {args.filters!r}")
+    if args.latent is not None:
+        if args.latent < 1:
+            raise CommandError(f"--latent: expected a code size of at least 1, got {args.latent}")
         params["latent_dim"] = args.latent
     return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
@@ -142,8 +145,13 @@ def _training_params(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import class_source
     from .pipeline import scan
-    from .training import fit_and_register
+    from .registry import validate_class_name
+    from .training import check_params, fit_and_register
 
+    args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
+    reg = _registry(args)
+    params = {**_training_params(args), "verbose": 0 if args.json else "auto"}
+    check_params(params)
     source = class_source(args.data, args.class_name)
     if isinstance(source, list):  # files: checked once now, streamed from disk while training
         data = scan(source)
@@ -153,8 +161,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
     else:
         data, skipped = source, None
-    reg = _registry(args)
-    params = {**_training_params(args), "verbose": 0 if args.json else "auto"}
     held: list[Path] = []  # the state folder this run took
 
     def started(work: Path, resuming: bool) -> None:
@@ -204,28 +210,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_all(args: argparse.Namespace) -> int:
-    from .training import train_all
+    from .training import class_folders, train_all
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     reg = _registry(args)
-    _say(f"training one class per sub-folder of {args.root} into {reg.root} ({args.backend})")
-    start = time.monotonic()
+    params = _training_params(args)
+    todo = classes or list(class_folders(args.root))
+    _say(f"training {len(todo)} class(es), one per sub-folder of {args.root}, into {reg.where} ({args.backend}); "
+         f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class'}")
+    finished: list = []
 
     def progress(r, done: int, total: int) -> None:
+        finished.append(r)
         for name, reason in r.skipped:
             _say(f"class {r.class_name!r}: skipped {name}: {reason}")
-        spent = time.monotonic() - start
-        eta = f", about {spent / done * (total - done):.0f} s left" if done < total else ""
-        what = f"FAILED: {r.error}" if r.error else f"version {r.version}, {r.n_images} images, {r.seconds:.0f} s"
-        _say(f"[{done}/{total}] class {r.class_name!r}: {what}{eta}")
+        if r.error:
+            what = f"FAILED: {r.error}"
+        else:
+            resumed = f", went on from epoch {r.resumed_from_epoch} of an interrupted run" if r.resumed_from_epoch else ""
+            what = f"version {r.version}, {r.n_images} images, {r.seconds:.0f} s{resumed}"
+        left = f"; {total - done} class(es) still training or waiting" if done < total else ""
+        _say(f"[{done}/{total}] class {r.class_name!r}: {what}{left}")
         for w in r.warnings:
             _say(f"  warning: class {r.class_name!r}: {w}")
 
     try:
-        runs = train_all(args.root, reg.root, _training_params(args), n_jobs=args.jobs, backend=args.backend,
-                         scheduler=args.scheduler, classes=classes, on_done=progress)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
+        runs = train_all(args.root, reg.root, params, n_jobs=args.jobs, backend=args.backend,
+                         scheduler=args.scheduler, classes=classes, progress=not args.json, on_done=progress)
+    except KeyboardInterrupt:
+        landed = [f"{r.class_name} (version {r.version})" for r in finished if not r.error]
+        rest = [c for c in todo if c not in {r.class_name for r in finished if not r.error}]
+        _say("bank train-all: interrupted. " + (f"Registered before that: {', '.join(landed)}. " if landed else "")
+             + ("To go on with the others, each from its last finished epoch, run the same command with --classes "
+                f"{','.join(rest)}" if rest else ""))
+        return 130
     failed = [r for r in runs if r.error]
     if args.json:
         _emit_json({"registry": str(reg.root), "classes": [r.to_dict() for r in runs],
@@ -241,7 +259,7 @@ def cmd_train_all(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
     if not reg.root.is_dir():
-        raise CommandError(f"no registry at {reg.root} (set --registry PATH or BANK_REGISTRY)")
+        raise reg.missing()
     rows, out = [], []
     for name in reg.classes():
         try:
@@ -300,15 +318,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             line = (f"no line fitted (fewer than {st.MIN_COMPLEXITY_SAMPLES} held-out images): the complexity-"
                     "corrected z is the lognormal z")
         print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; {line}")
-        print(f"  flags        complexity-corrected z > {t:g}: error > {error_cut(s, t, 'complexity'):.6g} at typical "
-              f"complexity (default); input outside {lo:.3g}..{hi:.3g} bits/value")
+        print(f"  flags        complexity-corrected z of the error > {t:g}: error > "
+              f"{error_cut(s, t, 'complexity'):.6g} at typical complexity (default); "
+              f"|{st.INPUT_COMPLEXITY_LABEL}| > {DEFAULT_COMPLEXITY:g}: input outside {lo:.3g}..{hi:.3g} bits/value")
     else:
         print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
     print(f"  {'other rules' if s.has_complexity else 'flags':<12} lognormal z > {t:g}: error > "
           f"{error_cut(s, t, 'lognormal'):.6g}; "
           f"gaussian z > {t:g}: error > {error_cut(s, t, 'gaussian'):.6g};"
-          f" and, in a bank, another class's error lower by more than e^{DEFAULT_MARGIN:g}"
+          f" and, in a bank, margin > {DEFAULT_MARGIN:g} (another class's error lower by more than "
+          f"{1 - math.exp(-DEFAULT_MARGIN):.0%})"
           " (change with --method, --threshold, --margin, --complexity)")
+    for w in c.get("training", {}).get("warnings") or []:
+        print(f"  warning      {w}")
     print(f"  versions     {c.get('versions')}")
     print(f"  sha256       {c['model_sha256']}")
     return 0
@@ -392,23 +414,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(result.to_json(*skipped))
         return 0
+    from .evaluate import flag_cell, flag_tags
+
     rows = []
     for i, name in enumerate(result.names):
         for k, c in enumerate(result.classes):
-            why = []
-            if result.flag_error[i, k]:
-                why.append("error")
-            if result.flag_margin[i, k]:
-                why.append("margin")
-            if result.flag_complexity is not None and result.flag_complexity[i, k]:
-                why.append("complexity")
             cz = result.complexity_z[i, k] if result.complexity_z is not None else float("nan")
             rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.test_z[i, k],
-                         result.p_value[i, k], result.margin[i, k], cz, "FLAG (" + ", ".join(why) + ")" if why else ""])
-    print(_table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "cx z", "flag"]))
-    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS[result.method]} the flag "
-          "tests, p its upper tail; margin: log error minus the best other class's; cx z: the input's complexity "
-          "against the class's images")
+                         result.p_value[i, k], result.margin[i, k], cz, flag_cell(flag_tags(result, i, k))])
+    print(_table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "input cx z", "flag"]))
+    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS[result.method]} of the "
+          "error, the flag's first test (p its upper tail); margin: log error minus the best other class's; input cx "
+          f"z: the {st.INPUT_COMPLEXITY_LABEL}, the input's zlib bits per value against the class's images (a "
+          "different quantity); flag: the tests that fired")
     return 0
 
 
@@ -431,20 +449,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(f)
         return 0
-    print(f"{f['n_images']} images ({f['n_foreign']} of classes outside the bank); flags: "
+    foreign = f["n_foreign"]
+    print(f"{f['n_images']} images: {f['n_known']} of the bank's {len(f['classes'])} classes, {foreign} foreign"
+          + (f" (of classes outside the bank: {', '.join(f['foreign_classes'])})" if foreign else ""))
+    print("flags: a class says \"not this class\" when "
           f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'])}")
-    print(f"argmin accuracy {f['accuracy']:.4f}; called unknown {f['unknown_rate']:.2%}; mean AUROC "
+    print(f"argmin accuracy {f['accuracy']:.4f} (on the images of the bank's classes); mean AUROC "
           f"{_fmt(f['auroc_mean'])}; false reject {_fmt(f['false_reject'])}; false accept {_fmt(f['false_accept'])}")
+    print(f"called unknown: {f['unknown_rate']:.2%} of the images of the bank's classes ({f['n_unknown']} of "
+          f"{f['n_known']}; should be low)")
+    if foreign:
+        print(f"called unknown: {f['foreign_unknown_rate']:.2%} of the foreign images ({f['n_foreign_unknown']} of "
+              f"{foreign}; should be high)")
+    else:
+        print("called unknown, foreign images: none given (a sub-folder of DATA named after no class of the bank "
+              "measures it: images the bank should call unknown)")
     keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]
     print(_table([[c] + [v[k] for k in keys] for c, v in f["per_class"].items()], ["class"] + keys))
+    if f["training_warnings"]:
+        print("training warnings (from the classes' cards; 'bank show CLASS' shows the card):")
+        for c, warnings in f["training_warnings"].items():
+            for w in warnings:
+                print(f"  class {c!r}: {w}")
     print(f"report: {f['report']}/report.html")
     return 0
 
 
 def cmd_outliers(args: argparse.Namespace) -> int:
-    from .evaluate import outlier_cut, rank_outliers
+    from .evaluate import describe_outliers, outlier_cut, past_each_quantile, rank_outliers
     from .images import to_spec
-    from .stats import zscore
+    from .stats import effective_method, zscore
 
     det = _registry(args).load_detector(args.class_name, runtime=args.runtime)
     spec = det.spec_
@@ -453,10 +487,14 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     cut, warning = outlier_cut(det.stats_, args.quantile)
     if warning:
         _say(f"warning: {warning}")
-    errors = det.reconstruction_error(images)
+    errors, cx = det.measure(images)
     order = rank_outliers(errors, cut)
     z = zscore(errors, det.stats_)
-    rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "z": float(z[i])} for r, i in enumerate(order)]
+    method = effective_method(det.stats_, "complexity")
+    test_z = zscore(errors, det.stats_, method, cx)
+    label = st.METHOD_LABELS[method]
+    rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "times_cut": float(errors[i] / cut),
+             "z": float(z[i]), "test_z": float(test_z[i]), "method": method} for r, i in enumerate(order)]
     montage = None
     if len(order) and args.montage != "none":
         from .images import take
@@ -464,20 +502,27 @@ def cmd_outliers(args: argparse.Namespace) -> int:
 
         top = order[: args.top]
         x, rec = det.reconstruct(take(images, top))
-        montage = str(plot_montage(Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
-                                   [f"#{r + 1} z={z[i]:.1f}" for r, i in enumerate(top)]))
+        montage = str(plot_montage(
+            Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
+            [f"#{r + 1} {Path(names[i]).name}: error {errors[i] / cut:.2f}x the cut, {label} {test_z[i]:.1f}"
+             for r, i in enumerate(top)]))
+    past = past_each_quantile(errors, det.stats_)
     out = {"class": args.class_name, "quantile": args.quantile, "cut": cut, "n_images": len(errors),
-           "n_outliers": len(rows), "outliers": rows, "montage": montage,
+           "n_outliers": len(rows), "outliers": rows, "montage": montage, "past_each_quantile": past,
            "skipped": skipped_json(skipped), "warning": warning}
     if args.json:
         _emit_json(out)
         return 0
-    print(f"{len(rows)} of {len(errors)} image(s) past the class's {args.quantile:g} quantile of held-out error "
-          f"({cut:.5g}); expected about {(1 - args.quantile) * len(errors):.1f} if all are normal")
+    before, after = describe_outliers(args.class_name, len(errors), len(rows), args.quantile, cut, args.top, past,
+                                      montage is not None, label)
+    print("\n".join(before))
     if rows:
-        print(_table([[r["rank"], r["image"], r["error"], r["z"]] for r in rows], ["rank", "image", "error", "z"]))
+        print(_table([[r["rank"], r["image"], r["error"], f"{r['times_cut']:.2f}x", r["test_z"]] for r in rows],
+                     ["rank", "image", "error", "times the cut", label]))
+    if after:
+        print("\n".join(after))
     if montage:
-        print(f"montage of the top {min(args.top, len(rows))}: {montage}")
+        print(f"montage: {montage}")
     return 0
 
 
@@ -526,13 +571,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"called unknown (every class flags): {out['unknown_rate']:.1%}")
     print(f"trained {len(out['classes'])} classes in {out['train_seconds']} s into {out['registry']}")
     print("no digits at all: " + ", ".join(f"{k} -> {v}" for k, v in out["foreign"].items()))
-    rows = []
-    for rec in out["examples"]:
-        for c, v in rec["classes"].items():
-            rows.append([rec["image"], c, v["error"], v["z"], v["score"], v["test_z"], v["p_value"], v["margin"],
-                         "FLAG" if v["flag"] else ""])
+    from .demo import EXAMPLE_COLUMNS, example_rows
+
     print("\nscores of a few held-out digits:")
-    print(_table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "flag"]))
+    print(_table(example_rows(out["examples"]), EXAMPLE_COLUMNS))
+    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS['complexity']} of the "
+          f"error; margin: log error minus the best other class's; input cx z: the {st.INPUT_COMPLEXITY_LABEL} "
+          "(of the input's zlib bits per value); FLAG (...): the tests that flag the class")
     print("\nnext: 'bank list', 'bank classify IMAGE...', 'bank score IMAGE...'")
     return 0
 
@@ -674,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
         if runtime:
             add_runtime(sp)
         sp.add_argument("--threshold", type=_positive, default=DEFAULT_THRESHOLD,
-                        help=f"a class flags an image when its z exceeds this (default {DEFAULT_THRESHOLD:g})")
+                        help=f"a class flags an image when its test z exceeds this: the complexity-corrected z of the "
+                             f"error under the default --method (default {DEFAULT_THRESHOLD:g})")
         sp.add_argument("--method", choices=STATS_METHODS, default=STATS_METHODS[0],
                         help="z of the log error given the input's complexity (complexity, default), of the log "
                              "error (lognormal) or of the raw error (gaussian, the seeds')")
@@ -682,9 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"a class also flags an image when another class's log error is lower by more than M "
                              f"(default {DEFAULT_MARGIN:g}); 'none' turns this off")
         sp.add_argument("--complexity", type=_optional, default=DEFAULT_COMPLEXITY, metavar="Z",
-                        help=f"a class also flags an image whose log complexity (zlib bits per value) is more than Z "
-                             f"standard deviations from its images' (default {DEFAULT_COMPLEXITY:g}): a blank page "
-                             "is no digit; 'none' turns this off")
+                        help=f"a class also flags an image whose input complexity z is beyond +-Z: its log complexity "
+                             f"(zlib bits per value) more than Z standard deviations from the class's images' (default "
+                             f"{DEFAULT_COMPLEXITY:g}): a blank page is no digit; 'none' turns this off")
         sp.add_argument("--classes", metavar="A,B,...", help="use these classes only")
         if skip_broken:
             sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say "
@@ -692,7 +738,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help in (
         ("classify", cmd_classify, "per image: the class whose model reconstructs it best, or unknown"),
-        ("score", cmd_score, "per image and class: error, z, Gaussian score, p-value, margin and flag"),
+        ("score", cmd_score, "per image and class: error, z, Gaussian score, test z, p-value, margin, input "
+                            "complexity z and flag with its reasons"),
     ):
         sp = add(name, func, help)
         sp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders of images")

@@ -13,9 +13,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .decision import BankResult
 from .detector import AutoencoderDetector
+from .evaluate import flag_cell, flag_tags
 from .registry import Registry
 from .router import Router
+
+#: The columns of the demo's table of scores (see :func:`example_rows`).
+EXAMPLE_COLUMNS = ["image", "class", "error", "z", "score", "test z", "p", "margin", "input cx z", "flag"]
 
 
 def load_digits_split(test_fraction: float = 0.25, seed: int = 0):
@@ -26,6 +31,20 @@ def load_digits_split(test_fraction: float = 0.25, seed: int = 0):
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)
     return train_test_split(images, digits.target, test_size=test_fraction, stratify=digits.target, random_state=seed)
+
+
+def _every(seconds: float, say: Callable[[dict], None]) -> Callable[[dict], None]:
+    """A detector's ``progress`` that passes an epoch on to ``say`` at most every ``seconds``: the demo's
+    digits train in a few seconds each, and a person wants to see it move, not read every epoch."""
+    last = [time.perf_counter()]
+
+    def report(e: dict) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= seconds:
+            last[0] = now
+            say(e)
+
+    return report
 
 
 def run_demo(
@@ -39,19 +58,25 @@ def run_demo(
     start = time.perf_counter()
     x_train, x_test, y_train, y_test = load_digits_split(seed=seed)
     versions = {}
+    spent: list[float] = []
     for digit in range(10):
         t0 = time.perf_counter()
-        det = AutoencoderDetector(epochs=epochs, batch_size=32, patience=20, seed=seed, verbose=0)
+        det = AutoencoderDetector(epochs=epochs, batch_size=32, patience=20, seed=seed, verbose=0,
+                                  progress=_every(5.0, lambda e, d=digit: progress(
+                                      f"digit {d}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, "
+                                      f"early-stopping loss {e['val_loss']:.4g}")))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept in the training record, said below
             det.fit(x_train[y_train == digit])
         entry = registry.register(str(digit), det)
         versions[str(digit)] = entry.version
         s = det.stats_
+        spent.append(time.perf_counter() - t0)
+        left = f"; about {sum(spent) / len(spent) * (9 - digit):.0f} s left for the other digits" if digit < 9 else ""
         progress(
             f"digit {digit}: {det.training_['n_train']} train / {s.n} calibration images, "
             f"{det.training_['epochs_run']} epochs, error mean {s.mean:.4f} std {s.std:.4f}, "
-            f"version {entry.version} ({time.perf_counter() - t0:.1f} s)"
+            f"version {entry.version} ({spent[-1]:.1f} s{left})"
         )
         said = [w for w in det.training_.get("warnings", []) if "held-out images" not in w]
         for w in said:
@@ -80,6 +105,30 @@ def run_demo(
         "threshold": router.threshold,
         "train_seconds": round(train_seconds, 1),
         "seconds": round(time.perf_counter() - start, 1),
-        "examples": result.records()[:3],
+        "examples": examples_of(result, 3),
         "foreign": verdicts,
     }
+
+
+def examples_of(result: BankResult, n: int) -> list[dict]:
+    """The first ``n`` records of ``result`` (the ``--json`` schema), each class's also naming the tests that
+    flag it (``flagged_by``: the error's z by its method name, ``margin``, ``input complexity z``)."""
+    out = result.records()[:n]
+    for i, rec in enumerate(out):
+        for k, c in enumerate(result.classes):
+            rec["classes"][c]["flagged_by"] = flag_tags(result, i, k)
+    return out
+
+
+def example_rows(examples: list[dict]) -> list[list]:
+    """The demo's table (columns :data:`EXAMPLE_COLUMNS`), one row per image and class; a flagged class says
+    which tests flag it, as ``FLAG (margin)`` (or, from a record without ``flagged_by``, its reasons)."""
+    rows = []
+    for rec in examples:
+        for c, v in rec["classes"].items():
+            tags = v.get("flagged_by")
+            if tags is None:
+                tags = v.get("reasons") or (["flagged"] if v.get("flag") else [])
+            rows.append([rec["image"], c, v["error"], v["z"], v["score"], v["test_z"], v["p_value"], v["margin"],
+                         v.get("complexity_z"), flag_cell(tags if v.get("flag") else [])])
+    return rows

@@ -21,8 +21,9 @@ import math
 import shutil
 import sys
 import tempfile
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +31,10 @@ import numpy as np
 
 from . import stats as st
 from .errors import InputError
-from .images import InputSpec, as_images, complexity, infer_spec, prepare, to_spec
+from .images import InputSpec, complexity, infer_spec, to_spec
+from .inputs import as_images, prepare
 from .pipeline import ImageFiles
-from .router import decide
+from .decision import decide
 from .trainstate import STAMP_FILE, resumable
 from .trainstate import stamp as _stamp
 
@@ -99,6 +101,9 @@ class AutoencoderDetector:
     verbose : "auto", 0, 1 or 2
         Keras progress output during ``fit``: "auto" is a progress bar (1) on
         a terminal and one line per epoch (2) elsewhere; 0 is silent.
+    progress : callable or None
+        Told after each epoch: ``progress({"epoch", "epochs", "loss", "val_loss",
+        "seconds"})``, ``seconds`` the epoch's time (for a person's progress line).
     checkpoint_dir : str, Path or None
         Where training keeps its state (the best epoch's weights, a backup
         of the last epoch, the loss log, and ``run.json``: the run's key).
@@ -127,6 +132,7 @@ class AutoencoderDetector:
         complexity_threshold: float | None = st.DEFAULT_COMPLEXITY,
         verbose: str | int = "auto",
         checkpoint_dir: str | Path | None = None,
+        progress: Callable[[dict], None] | None = None,
     ):
         self.spec = spec
         self.architecture = architecture
@@ -143,6 +149,7 @@ class AutoencoderDetector:
         self.complexity_threshold = complexity_threshold
         self.verbose = verbose
         self.checkpoint_dir = checkpoint_dir
+        self.progress = progress
 
     # ------------------------------------------------------------ fitting
 
@@ -340,6 +347,8 @@ class AutoencoderDetector:
                 # and restored if a kill leaves the new one half-written
                 keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
             ]
+            if self.progress is not None:
+                callbacks.append(_epoch_report(self.progress, self.epochs))
             fit_kw = {"batch_size": self.batch_size, "shuffle": True} if isinstance(train, tuple) else {"shuffle": False}
             with warnings.catch_warnings():  # a dataset's length is learnt in its first epoch, which Keras
                 warnings.filterwarnings("ignore", message="Your input ran out of data")  # calls running out
@@ -362,7 +371,13 @@ class AutoencoderDetector:
             )
 
     def reconstruction_error(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        """Per-image reconstruction error (per-pixel MSE in [0, 1] units), shape (N,)."""
+        """Per-image reconstruction error (per-pixel MSE in [0, 1] units), shape (N,).
+
+        ``X``: what :meth:`bank.Router.score` takes (:func:`bank.inputs.as_images`): an (H, W) or (H, W, C)
+        array with C <= 4 is one image (a decoded photo), (N, H, W) or (N, H, W, C) a stack; a file path; a
+        PIL image; or a list mixing these. Each is brought to the model's spec (size, colour) like a file.
+        The other scoring methods take the same.
+        """
         self._check_fitted()
         return self._errors(prepare(X, self.spec_), batch_size)
 
@@ -400,7 +415,8 @@ class AutoencoderDetector:
 
     def predict(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """1 where the image is flagged as not this class, else 0: z > threshold, or its
-        complexity z beyond ``complexity_threshold`` either way."""
+        complexity z beyond ``complexity_threshold`` either way. ``X``: as :meth:`reconstruction_error`
+        (one photo as an (H, W, 3) array: one answer)."""
         errors, cx = self.measure(X)
         res = decide(errors[:, None], ["class"], [self.stats_], threshold=self.threshold, method=self.method,
                      margin=None, complexity=cx[:, None], complexity_threshold=self.complexity_threshold)
@@ -457,3 +473,20 @@ def read_history(path: Path) -> dict[str, list[float]]:
             rows[int(row.pop("epoch"))] = row
     keys = [k for k in (next(iter(rows.values())) if rows else {}) if k]
     return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
+
+
+def _epoch_report(report: Callable[[dict], None], epochs: int):
+    """A Keras callback that tells ``report`` each finished epoch's losses and time."""
+    import keras
+
+    start = [0.0]
+
+    def begin(epoch: int, logs: dict | None = None) -> None:
+        start[0] = time.perf_counter()
+
+    def end(epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        report({"epoch": epoch + 1, "epochs": epochs, "loss": float(logs.get("loss", math.nan)),
+                "val_loss": float(logs.get("val_loss", math.nan)), "seconds": time.perf_counter() - start[0]})
+
+    return keras.callbacks.LambdaCallback(on_epoch_begin=begin, on_epoch_end=end)

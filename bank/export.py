@@ -14,7 +14,7 @@ Outputs, per image: ``error``, ``z``, ``score``, ``test_z``, ``p_value``,
 ``margin``, ``flag`` and its reasons ``flag_error``, ``flag_margin``,
 ``flag_complexity`` (N, K, classes in the order of ``bank.json``), and
 ``argmin``, ``nearest``, ``unknown``, ``label`` (N). Every statistic is a
-constant of the graph, computed in float64 as :func:`bank.router.decide`
+constant of the graph, computed in float64 as :func:`bank.decision.decide`
 does. ``assets.extra/bank.json`` says what was exported and how to prepare
 an input. The version folder appears whole (written beside it, then renamed):
 a TensorFlow Serving that watches ``OUT/<name>`` never loads half a model.
@@ -35,7 +35,8 @@ import numpy as np
 from . import stats as st
 from .errors import InputError
 from .images import InputSpec
-from .router import UNKNOWN, Router
+from .decision import UNKNOWN
+from .router import Router
 
 #: The file, inside the version folder, that describes the export.
 METADATA = "assets.extra/bank.json"

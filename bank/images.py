@@ -1,9 +1,10 @@
-"""Images as arrays: check what users pass, and bring images to a model's input spec.
+"""Images as arrays: check arrays, and bring images to a model's input spec.
 
 Every image becomes a float32 array (H, W, C) in [0, 1], C = 1 (gray) or 3
 (RGB): transparency composited over black, 16-bit data scaled to [0, 1].
 Gray from colour uses the luminosity weights (ITU-R BT.601). Files and
-uploads are decoded by :mod:`bank.decoding`.
+uploads are decoded by :mod:`bank.decoding`; what users pass to the Python
+API (arrays, paths, Pillow images, lists) is sorted out by :mod:`bank.inputs`.
 """
 
 from __future__ import annotations
@@ -131,21 +132,20 @@ def pil_to_array(im: Image.Image) -> np.ndarray:
     return _unit(np.asarray(im), 255.0)
 
 
-def validate_array(x: object, source: str = "array") -> np.ndarray:
-    """Check an image batch and return it as float32 (N, H, W, C) in [0, 1].
+def describe(x: object) -> str:
+    """What came, for an error message: an array's shape and dtype, else the type's name."""
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    return type(x).__name__
 
-    Accepts (N, H, W) or (N, H, W, C) with C in 1, 3, 4 (RGBA is composited
-    over black); uint8 (0..255), uint16 (0..65535), bool, or float in [0, 1].
-    """
-    arr = np.asarray(x)
-    if arr.ndim == 3:
-        arr = arr[..., None]
-    if arr.ndim != 4:
-        raise ImageError(source, f"expected an array of shape (N, H, W) or (N, H, W, C), got shape {arr.shape}")
+
+def unit_batch(arr: np.ndarray, source: str, shown: tuple[int, ...]) -> np.ndarray:
+    """A (N, H, W, C) array of any accepted dtype as float32 in [0, 1], RGBA composited over black;
+    ``shown``: the shape the caller passed, for the messages."""
     if 0 in arr.shape:
-        raise ImageError(source, f"expected a non-empty image batch, got shape {arr.shape}")
+        raise ImageError(source, f"expected a non-empty image batch, got shape {shown}")
     if arr.shape[-1] not in (1, 3, 4):
-        raise ImageError(source, f"expected 1, 3 or 4 channels in the last axis, got shape {arr.shape}")
+        raise ImageError(source, f"expected 1, 3 or 4 channels in the last axis, got shape {shown}")
     if arr.dtype == np.uint8:
         out = _unit(arr, 255.0)
     elif arr.dtype == np.uint16:
@@ -162,10 +162,58 @@ def validate_array(x: object, source: str = "array") -> np.ndarray:
             )
         out = arr.astype(np.float32)
     else:
-        raise ImageError(source, f"expected uint8, uint16, bool or float pixels, got dtype {arr.dtype}")
+        hint = ""
+        if np.issubdtype(arr.dtype, np.integer):
+            hint = " (0..255: .astype(np.uint8); else divide by the maximum to float)"
+        raise ImageError(source, f"expected uint8, uint16, bool or float pixels, got dtype {arr.dtype}{hint}")
     if out.shape[-1] == 4:
         out = out[..., :3] * out[..., 3:4]
     return out
+
+
+def validate_array(x: object, source: str = "array") -> np.ndarray:
+    """Check an image batch and return it as float32 (N, H, W, C) in [0, 1].
+
+    Accepts (N, H, W) or (N, H, W, C) with C in 1, 3, 4 (RGBA is composited
+    over black); uint8 (0..255), uint16 (0..65535), bool, or float in [0, 1].
+    This is a batch as it is: a 3-D array is always (N, H, W). What users
+    pass goes through :func:`as_images`, which reads a 3-D array whose last
+    axis is 4 or less as one image (H, W, C).
+    """
+    arr = np.asarray(x)
+    shown = arr.shape
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4:
+        raise ImageError(source, f"expected an array of shape (N, H, W) or (N, H, W, C), got shape {shown}")
+    return unit_batch(arr, source, shown)
+
+
+def array_images(x: object, source: str = "images") -> np.ndarray:
+    """One image or a stack of them, as an array, as float32 (N, H, W, C) in [0, 1]: the rule of :func:`as_images`.
+
+    - (H, W): one gray image;
+    - (H, W, C) with C <= 4: one image, C = 1 (gray), 3 (RGB) or 4 (RGBA):
+      the shape of a decoded picture (``np.asarray(PIL.Image.open(f))``,
+      :func:`bank.decoding.read_image`);
+    - (N, H, W) with W > 4: N gray images (a batch of 8x8 digits);
+    - (N, H, W, C) with C in 1, 3, 4: N images.
+
+    So a 3-D array's last axis decides: 4 or less is channels. A stack of
+    gray images 4 or fewer pixels wide must carry its channel axis,
+    (N, H, W, 1), or come as a list. Channels first (C, H, W) is not
+    recognised: (3, H, W) is three gray images; pass ``np.moveaxis(x, 0, -1)``.
+    """
+    arr = np.asarray(x)
+    shown = arr.shape
+    if arr.ndim == 2:
+        arr = arr[None, ..., None]
+    elif arr.ndim == 3:
+        arr = arr[None] if arr.shape[-1] <= 4 else arr[..., None]
+    elif arr.ndim != 4:
+        raise ImageError(source, "expected one image (H, W) or (H, W, C), or a stack (N, H, W) or (N, H, W, C), "
+                                 f"got {describe(arr)}")
+    return unit_batch(arr, source, shown)
 
 
 # ------------------------------------------------------- bringing to a spec
@@ -232,48 +280,11 @@ def spec_for(sizes: set[tuple[int, int]], gray: bool, max_side: int = 128, defau
     return InputSpec(int(h), int(w), "gray" if gray else "rgb")
 
 
-def as_images(images: object, source: str = "images") -> np.ndarray | list[np.ndarray]:
-    """Validate what a user passes as images, at the boundary.
-
-    An array batch becomes a float32 (N, H, W, C) batch (see
-    :func:`validate_array`). A list may mix arrays of any accepted dtype and
-    shape (H, W) or (H, W, C), of any sizes, and Pillow images; each becomes
-    a float32 (H, W, C) image in [0, 1], or an :class:`ImageError` naming
-    its index.
-    """
-    if isinstance(images, np.ndarray):
-        return validate_array(images, source)
-    if isinstance(images, Image.Image):
-        images = [images]
-    try:
-        items = list(images)
-    except TypeError:
-        raise ImageError(source, f"expected an array or a list of images, got {type(images).__name__}") from None
-    if not items:
-        raise ImageError(source, "expected at least one image, got none")
-    out = []
-    for i, img in enumerate(items):
-        where = f"{source}[{i}]"
-        if isinstance(img, Image.Image):
-            out.append(pil_to_array(img))
-            continue
-        arr = np.asarray(img)
-        if arr.ndim not in (2, 3):
-            raise ImageError(where, f"expected one image of shape (H, W) or (H, W, C), got shape {arr.shape}")
-        out.append(validate_array(arr[None], where)[0])
-    return out
-
-
 def take(images: np.ndarray | Sequence[np.ndarray], idx: Sequence[int]) -> np.ndarray | list[np.ndarray]:
     """The images at positions ``idx``, from an array batch or a list alike."""
     if isinstance(images, np.ndarray):
         return images[np.asarray(idx, dtype=int)]
     return [images[i] for i in idx]
-
-
-def prepare(images: np.ndarray | Sequence[np.ndarray], spec: InputSpec, source: str = "images") -> np.ndarray:
-    """Any accepted input (see :func:`as_images`) -> float32 (N, *spec.shape) for a model."""
-    return to_spec(as_images(images, source), spec)
 
 
 def complexity(x: np.ndarray) -> np.ndarray:

@@ -279,6 +279,21 @@ class Registry:
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
+        self._chosen = "given" if root is not None else "env" if os.environ.get(ENV_VAR) else "default"
+
+    @property
+    def where(self) -> str:
+        """The registry's path as the user gave it, and how it was chosen when they did not: for messages."""
+        if self._chosen == "given":
+            return str(self.root)
+        if self._chosen == "env":
+            return f"{self.root} (from ${ENV_VAR})"
+        return (f"{self.root} (the default, in {Path.cwd()}; choose one with --registry PATH or ${ENV_VAR})")
+
+    def missing(self) -> RegistryError:
+        """The error for a registry folder that is not there."""
+        return RegistryError(f"no registry at {self.where}: check the path, or train a class first ('bank train "
+                             "CLASS DATA', or 'bank demo')")
 
     def __repr__(self) -> str:
         return f"Registry({str(self.root)!r})"
@@ -438,7 +453,7 @@ class Registry:
         its LiteRT flatbuffers (when the entry has them and LiteRT is installed) too.
         """
         if not self.root.is_dir():
-            raise RegistryError(f"no registry at {self.root} (set --registry PATH or BANK_REGISTRY)")
+            raise self.missing()
         problems: list[Problem] = []
         for d in sorted(self.root.iterdir()):
             if d.name.startswith("."):

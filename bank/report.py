@@ -9,20 +9,28 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from scipy import stats as sps
 
 from . import stats as st
-from .evaluate import describe_rule, evaluate
+from .evaluate import describe_rule, evaluate, training_warnings
 from .images import take
-from .router import BankResult, Router
+from .decision import BankResult
+from .router import Router
 
-#: Pairs per montage row.
+#: Pairs per montage row (at most).
 MONTAGE_COLUMNS = 4
+#: Width of one image of a montage, inches; its titles' font size, points; their most lines.
+MONTAGE_IMAGE_INCHES = 1.2
+MONTAGE_FONT_SIZE = 8
+MONTAGE_TITLE_LINES = 3
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -51,7 +59,8 @@ def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, s
     ax.plot(x, sps.norm.pdf(x, stats.mean, stats.std), color="gray", lw=1.2,
             ls="-" if method == "gaussian" else ":", label="fitted normal (the seeds')")
     where = " at typical complexity" if st.effective_method(stats, method) == "complexity" else ""
-    ax.axvline(cut, color="black", ls="--", lw=1, label=f"flag: {method} z > {threshold:g} (error > {cut:.3g}{where})")
+    ax.axvline(cut, color="black", ls="--", lw=1,
+               label=f"flag: {st.METHOD_LABELS[method]} > {threshold:g} (error > {cut:.3g}{where})")
     ax.set_xlabel("reconstruction error (per-pixel MSE); the last bin holds all larger")
     ax.set_ylabel("density")
     ax.set_title(f"class {name}: held-out fit, and the errors of the evaluated images")
@@ -77,18 +86,88 @@ def plot_confusion(path: Path, confusion: dict) -> Path:
 
 
 def plot_montage(path: Path, originals: np.ndarray, recons: np.ndarray, titles: Sequence[str]) -> Path:
-    """Originals beside their reconstructions, ``MONTAGE_COLUMNS`` pairs a row."""
+    """Originals beside their reconstructions, up to ``MONTAGE_COLUMNS`` pairs a row, each pair under its title
+    (see :func:`montage_figure`), as a PNG at ``path``."""
+    return _save(montage_figure(originals, recons, titles), path)
+
+
+def montage_figure(originals: np.ndarray, recons: np.ndarray, titles: Sequence[str]) -> Figure:
+    """Originals beside their reconstructions, up to ``MONTAGE_COLUMNS`` pairs a row, each pair under its title.
+
+    Titles are wrapped (measured, not guessed) to the width of their pair and at most ``MONTAGE_TITLE_LINES``
+    lines (the middle of a longer one elided), and each row leaves room for the most lines any title takes:
+    no title overlaps a neighbour or an image, none is cut.
+    """
     n = len(originals)
-    rows = max(1, -(-n // MONTAGE_COLUMNS))
-    fig = Figure(figsize=(2.2 * MONTAGE_COLUMNS, 1.35 * rows))
+    cols = max(1, min(MONTAGE_COLUMNS, n))
+    rows = max(1, -(-n // cols))
+    h, w = originals.shape[1:3] if n else (1, 1)
+    box = MONTAGE_IMAGE_INCHES
+    scale = box / max(h, w)  # each image fits a box x box square, its aspect kept
+    img_w, img_h = w * scale, h * scale
+    gap, pair_gap = 0.06, 0.3  # inches: between an image and its reconstruction; between pairs
+    pair_w = 2 * box + gap  # a pair's slot, its title's width; the images centred in it
+    pad = (pair_w - (2 * img_w + gap)) / 2
+    fig = Figure()
+    font = FontProperties(size=MONTAGE_FONT_SIZE)
+    wrapped = [_wrap(str(t), pair_w * 72, font) for t in titles]
+    line_h = MONTAGE_FONT_SIZE * 1.3 / 72
+    title_h = max((len(t) for t in wrapped), default=1) * line_h + 0.08
+    header_h = 0.3
+    fig_w = cols * pair_w + (cols - 1) * pair_gap
+    fig_h = header_h + rows * (title_h + img_h) + (rows - 1) * 0.15
+    fig.set_size_inches(fig_w, fig_h)
+    fig.text(0.5, 1 - 0.05 / fig_h, "each pair: the image (left) and its reconstruction (right)", ha="center",
+             va="top", fontsize=MONTAGE_FONT_SIZE, color="0.35")
     for i in range(n):
+        r, c = divmod(i, cols)
+        x0 = c * (pair_w + pair_gap)
+        top = fig_h - header_h - r * (title_h + img_h + 0.15)  # inches from the bottom
+        fig.text((x0 + pair_w / 2) / fig_w, (top - title_h + 0.04) / fig_h, "\n".join(wrapped[i]),
+                 ha="center", va="bottom", fontproperties=font, linespacing=1.15)
         for j, img in enumerate((originals[i], recons[i])):
-            ax = fig.add_subplot(rows, 2 * MONTAGE_COLUMNS, 2 * i + j + 1)
-            ax.imshow(np.clip(img.squeeze(-1) if img.shape[-1] == 1 else img, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax = fig.add_axes(((x0 + pad + j * (img_w + gap)) / fig_w, (top - title_h - img_h) / fig_h,
+                               img_w / fig_w, img_h / fig_h))
+            ax.imshow(np.clip(img.squeeze(-1) if img.shape[-1] == 1 else img, 0, 1), cmap="gray", vmin=0, vmax=1,
+                      aspect="auto")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(titles[i] if j == 0 else "reconstruction", fontsize=6)
-    return _save(fig, path)
+    return fig
+
+
+def _wrap(text: str, width_pt: float, font: FontProperties) -> list[str]:
+    """``text`` in lines no wider than ``width_pt`` points in ``font``: broken after spaces, slashes, dashes,
+    and underscores where it can, anywhere in a word too long for a line; at most ``MONTAGE_TITLE_LINES``
+    lines, the middle elided with an ellipsis when it needs more."""
+    renderer = RendererAgg(1, 1, 72)  # at 72 dpi a pixel is a point: widths as the text is laid out and drawn
+    limit = 0.96 * width_pt  # and a little room for hinting
+
+    def width(s: str) -> float:
+        return renderer.get_text_width_height_descent(s, font, ismath=False)[0] if s else 0.0
+
+    lines, line = [], ""
+    for token in re.findall(r"[^ /_\-]*[ /_\-]?", text):
+        if not token:
+            continue
+        if width(line + token.rstrip()) <= limit:
+            line += token
+            continue
+        if line:
+            lines.append(line.rstrip())
+            line = ""
+        while width(token.rstrip()) > limit:  # a word wider than a line: break it where it must
+            k = max(1, max(j for j in range(1, len(token) + 1) if width(token[:j]) <= limit or j == 1))
+            lines.append(token[:k])
+            token = token[k:]
+        line = token
+    if line.strip():
+        lines.append(line.rstrip())
+    if len(lines) > MONTAGE_TITLE_LINES:  # keep the start and the end (a file's name), elide the middle
+        head = lines[0]
+        while head and width(head + "…") > limit:
+            head = head[:-1]
+        lines = [head + "…"] + lines[-(MONTAGE_TITLE_LINES - 1):]
+    return lines or [""]
 
 
 def plot_losses(path: Path, histories: dict[str, dict]) -> Path:
@@ -124,6 +203,11 @@ def reconstruction_montage(path: Path, router: Router, images, pairs: Sequence[t
     return plot_montage(path, np.stack(originals), np.stack(recons), titles)
 
 
+def _short(name: str) -> str:
+    """An image's name as a montage title gives it: a path's last folder and file name."""
+    return "/".join(Path(name).parts[-2:])
+
+
 def _pad_rgb(img: np.ndarray, h: int, w: int) -> np.ndarray:
     """An (H, W, 1 or 3) image as RGB, padded with black to (h, w, 3)."""
     rgb = np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
@@ -154,18 +238,20 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
         worst_pairs += [(int(i), c, float(result.test_z[i, k])) for i in own]
     worst_pairs = sorted(worst_pairs, key=lambda t: -t[2])[:worst]
     if sample:
-        titles = [f"{result.names[i]}"[-24:] for i, _ in sample]
+        titles = [_short(result.names[i]) for i, _ in sample]
         pictures["sample: originals and reconstructions by their own class"] = reconstruction_montage(
             out / "montage_sample.png", router, images, sample, titles).name
     if worst_pairs:
-        titles = [f"{c}: z={z:.1f}" for _, c, z in worst_pairs]
-        pictures[f"worst: own-class images with the highest {result.method} z"] = reconstruction_montage(
+        label = st.METHOD_LABELS[result.method]
+        titles = [f"{_short(result.names[i])}, class {c}: {label} {z:.1f}" for i, c, z in worst_pairs]
+        pictures[f"worst: own-class images with the highest {label} (of the error)"] = reconstruction_montage(
             out / "montage_worst.png", router, images, [(i, c) for i, c, _ in worst_pairs], titles).name
     histories = {c: d.history_ for c, d in router.detectors.items() if getattr(d, "history_", None)}
     if histories:
         pictures["training loss"] = plot_losses(out / "loss.png", histories).name
 
     figures["pictures"] = pictures
+    figures["training_warnings"] = training_warnings(router.detectors)
     figures["worst"] = [{"image": result.names[i], "class": c, "z": z} for i, c, z in worst_pairs]
     (out / "report.json").write_text(json.dumps(figures, indent=2))
     (out / "report.html").write_text(_html(figures, out))
@@ -178,16 +264,30 @@ def _html(f: dict, out: Path) -> str:
     def num(v) -> str:
         return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = [("flags", describe_rule(f["method"], f["threshold"], f["margin"], f["complexity_threshold"])),
+    head = [("flags (a class says \"not this class\" when)",
+             describe_rule(f["method"], f["threshold"], f["margin"], f["complexity_threshold"])),
             ("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
-            ("called unknown", f["unknown_rate"]), ("mean AUROC of the flag's score", f["auroc_mean"]),
-            ("mean AUROC of the raw error", f["auroc_error_mean"]),
-            ("false reject (mean over classes)", f["false_reject"]), ("false accept (mean over classes)",
-                                                                       f["false_accept"]),
-            ("images", f["n_images"]), ("flag threshold (z)", f["threshold"])]
+            ("called unknown: images of the bank's classes (should be low)",
+             f"{f['unknown_rate']:.2%} ({f['n_unknown']} of {f['n_known']})")]
     if f["n_foreign"]:
-        head.append(("foreign images called unknown", f["foreign_unknown_rate"]))
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{num(v)}</td></tr>" for k, v in head)
+        head.append((f"called unknown: foreign images, of classes outside the bank "
+                     f"({', '.join(f.get('foreign_classes', []))}; should be high)",
+                     f"{f['foreign_unknown_rate']:.2%} ({f['n_foreign_unknown']} of {f['n_foreign']})"))
+    else:
+        head.append(("called unknown: foreign images", "none given (a sub-folder of images of no class in the bank "
+                                                        "measures it)"))
+    head += [("mean AUROC of the flag's score", f["auroc_mean"]),
+             ("mean AUROC of the raw error", f["auroc_error_mean"]),
+             ("false reject (mean over classes)", f["false_reject"]),
+             ("false accept (mean over classes)", f["false_accept"]),
+             ("images", f["n_images"])]
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td{' class=rule' if i == 0 else ''}>{num(v)}</td></tr>"
+                   for i, (k, v) in enumerate(head))
+    warned = f.get("training_warnings") or {}
+    warnings = "" if not warned else (
+        "<h2>Training warnings (from the classes' cards)</h2><ul class='warnings'>" + "".join(
+            f"<li><b>class {html.escape(c)}</b>: {html.escape(w)}</li>" for c, ws in warned.items() for w in ws)
+        + "</ul>")
     keys = ["n_own", "n_other", "error_mean_own", "error_mean_other", "auroc", "auroc_error", "false_reject",
             "false_accept", "welch_t"]
     per = "".join(
@@ -203,9 +303,10 @@ def _html(f: dict, out: Path) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>bank evaluation</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:inline-block;margin:8px}}
-img{{max-width:100%}}</style></head><body>
+img{{max-width:100%}}.warnings{{color:#a40}}td.rule{{text-align:left}}</style></head><body>
 <h1>bank evaluation</h1>
 <table>{rows}</table>
+{warnings}
 <h2>Per class</h2>
 <table><tr><th>class</th>{''.join(f'<th>{k}</th>' for k in keys)}</tr>{per}</table>
 <h2>Pictures</h2>{imgs}

@@ -3,197 +3,21 @@
 Classes that share an input spec are fused into one Keras model whose output
 is the (N, K) matrix of errors, so a batch costs one compiled call per spec,
 not one ``predict`` per class per image. Errors then become z-scores, the
-seeds' Gaussian score, upper-tail p-values and flags (see :mod:`bank.stats`).
+seeds' Gaussian score, upper-tail p-values and flags (:func:`bank.decision.decide`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import stats as st
+from .decision import BankResult, decide
 from .errors import InputError
-from .images import InputSpec, as_images, complexity, to_spec
-
-UNKNOWN = "unknown"
-
-
-@dataclass
-class BankResult:
-    """Per image and class: error, z-scores, score, p-value, margin, flags; per image: verdict.
-
-    Arrays are (N, K), columns in the order of ``classes``. ``z`` and
-    ``score`` are the seeds' (Gaussian on the raw error); ``test_z`` is the z
-    under the router's ``method`` (the log error given the input's
-    complexity, by default) and ``p_value`` its upper tail. A class flags an
-    image when ``test_z > threshold`` (the error is improbable for the
-    class: ``flag_error``), when ``margin > margin_threshold`` (another
-    class reconstructs it clearly better: ``flag_margin``), or when
-    ``|complexity_z| > complexity_threshold`` (the input is far simpler or
-    busier than the class's images: ``flag_complexity``).
-    """
-
-    classes: list[str]
-    names: list[str]
-    errors: np.ndarray
-    z: np.ndarray
-    score: np.ndarray
-    test_z: np.ndarray
-    p_value: np.ndarray
-    margin: np.ndarray
-    flag_error: np.ndarray
-    flag_margin: np.ndarray
-    threshold: float
-    margin_threshold: float | None
-    method: str
-    complexity: np.ndarray | None = None
-    complexity_z: np.ndarray | None = None
-    flag_complexity: np.ndarray | None = None
-    complexity_threshold: float | None = None
-    methods: list[str] | None = None
-
-    @property
-    def flags(self) -> np.ndarray:
-        """True where the class says "not this class", for any reason."""
-        out = self.flag_error | self.flag_margin
-        return out if self.flag_complexity is None else out | self.flag_complexity
-
-    @property
-    def anomaly(self) -> np.ndarray:
-        """One score per image and class that flags past 1 (for ranking and AUROC)."""
-        return st.anomaly(self.test_z, self.margin, self.threshold, self.margin_threshold, self.complexity_z,
-                          self.complexity_threshold)
-
-    @property
-    def nearest(self) -> list[str]:
-        """Per image, the class whose model reconstructs it best (lowest error)."""
-        return [self.classes[i] for i in np.argmin(self.errors, axis=1)]
-
-    @property
-    def unknown(self) -> np.ndarray:
-        """True where every class flags the image: none of them."""
-        return self.flags.all(axis=1)
-
-    @property
-    def labels(self) -> list[str]:
-        """The verdict: the nearest class, or "unknown" when every class flags it."""
-        return [UNKNOWN if u else c for c, u in zip(self.nearest, self.unknown)]
-
-    def method_of(self, k: int) -> str:
-        """The method class ``k``'s z was really taken under (a class fitted without complexity: lognormal)."""
-        return self.methods[k] if self.methods else self.method
-
-    def reasons(self, i: int, k: int) -> list[str]:
-        """Why class ``k`` flags image ``i`` (empty when it does not)."""
-        out = []
-        if self.flag_error[i, k]:
-            out.append(f"error too high for the class ({st.METHOD_LABELS[self.method_of(k)]} {self.test_z[i, k]:.2f} > "
-                       f"{self.threshold:g})")
-        if self.flag_margin[i, k]:
-            out.append(f"another class reconstructs it better (margin {self.margin[i, k]:.2f} > "
-                       f"{self.margin_threshold:g})")
-        if self.flag_complexity is not None and self.flag_complexity[i, k]:
-            cz = self.complexity_z[i, k]
-            out.append(f"input {'simpler' if cz < 0 else 'busier'} than the class's images (input complexity z "
-                       f"{cz:.2f}, beyond +-{self.complexity_threshold:g})")
-        return out
-
-    def to_json(self, skipped: Sequence[tuple[str, str]] = (), skipped_classes: Sequence[tuple[str, str]] = ()) -> dict:
-        """The document of ``bank classify --json`` and of the server: the rule, one record per image,
-        the inputs that could not be read and the classes left out."""
-        return {"classes": self.classes, "method": self.method, "threshold": self.threshold,
-                "margin": self.margin_threshold, "complexity_threshold": self.complexity_threshold,
-                "results": self.records(), "skipped": skipped_json(skipped),
-                "skipped_classes": skipped_json(skipped_classes, "class")}
-
-    def records(self) -> list[dict]:
-        """One JSON-ready dict per image (the schema of ``--json``)."""
-        out = []
-        for i, (name, nearest, unknown) in enumerate(zip(self.names, self.nearest, self.unknown)):
-            out.append({
-                "image": name,
-                "label": None if unknown else nearest,
-                "unknown": bool(unknown),
-                "nearest": nearest,
-                "classes": {
-                    c: {
-                        "error": float(self.errors[i, k]),
-                        "z": float(self.z[i, k]),
-                        "score": float(self.score[i, k]),
-                        "test_z": float(self.test_z[i, k]),
-                        "method": self.method_of(k),
-                        "p_value": float(self.p_value[i, k]),
-                        "margin": _finite_or_none(self.margin[i, k]),
-                        "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
-                        "flag": bool(self.flags[i, k]),
-                        "reasons": self.reasons(i, k),
-                    }
-                    for k, c in enumerate(self.classes)
-                },
-            })
-        return out
-
-
-def skipped_json(skipped: Sequence[tuple[str, str]], key: str = "image") -> list[dict]:
-    """``(name, reason)`` pairs as the JSON the CLI and the server print: ``{key: name, "error": reason}``."""
-    return [{key: n, "error": r} for n, r in skipped]
-
-
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
-
-
-def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],
-           names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
-           method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,
-           complexity: np.ndarray | None = None,
-           complexity_threshold: float | None = st.DEFAULT_COMPLEXITY) -> BankResult:
-    """The bank's answer from an (N, K) matrix of errors and each class's statistics.
-
-    ``complexity``: (N, K), each input's complexity at class k's spec
-    (:func:`bank.images.complexity`); without it, or for a class fitted
-    without the complexity part, ``complexity`` z falls back to lognormal and
-    the complexity test is skipped. Pure NumPy: any bank (the autoencoders,
-    a PCA baseline) is judged by the same tests.
-    """
-    errors = np.asarray(errors, dtype=np.float64)
-    if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
-        raise InputError(f"errors: expected shape (N, {len(classes)}) with one statistics per class, got {errors.shape}")
-    st.check_method(method)
-    bad = np.argwhere(~np.isfinite(errors) | (errors < 0))
-    if len(bad):
-        i, k = bad[0]
-        who = names[i] if names is not None and i < len(names) else f"#{i}"
-        raise InputError(f"image {who}: class {classes[k]!r} gave the error {errors[i, k]} (expected a finite number "
-                         ">= 0; is the model broken?)")
-    margin = st.check_margin(margin)
-    complexity_threshold = st.check_complexity(complexity_threshold)
-    if complexity is not None:
-        complexity = np.asarray(complexity, dtype=np.float64)
-        if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
-            raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
-    col = (lambda k: None) if complexity is None else (lambda k: complexity[:, k])  # noqa: E731
-    z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
-    test_z = np.stack([st.zscore(errors[:, k], s, method, col(k)) for k, s in enumerate(stats)], axis=1)
-    methods = [st.effective_method(s, method, complexity is not None) for s in stats]
-    cz = None if complexity is None else np.stack([st.complexity_z(col(k), s) for k, s in enumerate(stats)], axis=1)
-    margins = st.margins(errors)
-    names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
-    if len(names) != len(errors):
-        raise InputError(f"names: expected {len(errors)}, got {len(names)}")
-    flag_margin = st.past(margins, margin)
-    flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
-    return BankResult(
-        classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
-        p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
-        flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
-        complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
-        methods=methods,
-    )
-
+from .images import InputSpec, complexity, to_spec
+from .inputs import Images, as_images, image_names
 
 class Router:
     """Routes images through a bank of fitted detectors.
@@ -252,10 +76,9 @@ class Router:
         ``skip_broken``: then the rest load and ``skipped`` lists
         ``(class, reason)`` for each one left out.
         """
-        from .registry import RegistryError
 
         if not registry.root.is_dir():
-            raise RegistryError(f"no registry at {registry.root} (set --registry PATH or BANK_REGISTRY)")
+            raise registry.missing()
         names = list(classes) if classes else registry.classes()
         return cls._loaded(registry, names, not classes, skip_broken, None, runtime, kwargs)
 
@@ -310,15 +133,15 @@ class Router:
             self._fns[spec] = error_fn([self.detectors[self.classes[k]].model_ for k in self.groups[spec]], spec.shape)
         return self._fns[spec]
 
-    def errors(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """(N, K) reconstruction errors; each class sees the image at its own spec."""
+    def errors(self, images: Images) -> np.ndarray:
+        """(N, K) reconstruction errors; each class sees the image at its own spec. ``images``: as :meth:`score`."""
         return self.measure(images, with_complexity=False)[0]
 
-    def measure(self, images: np.ndarray | Sequence[np.ndarray],
-                with_complexity: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def measure(self, images: Images, with_complexity: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, K) reconstruction errors and (N, K) input complexities (None without
-        ``with_complexity``); each class sees the image at its own spec."""
-        images = as_images(images)  # once, however many specs: a generator is read once, files decoded once
+        ``with_complexity``); each class sees the image at its own spec. ``images``: as :meth:`score`."""
+        # once, however many specs: a generator is read once, files decoded once (no larger than the bank needs)
+        images = as_images(images, fit=self.fit)
         return self._measure({spec: to_spec(images, spec) for spec in self.groups}, with_complexity)
 
     def prepare(self, image: np.ndarray) -> dict[InputSpec, np.ndarray]:
@@ -387,8 +210,31 @@ class Router:
             return None, skipped
         return self.result(np.concatenate(errors), np.concatenate(cx), names), skipped
 
-    def score(self, images: np.ndarray | Sequence[np.ndarray], names: Sequence[str] | None = None) -> BankResult:
-        """Everything the bank says about each image."""
+    def score(self, images: Images, names: Sequence[str] | None = None) -> BankResult:
+        """Everything the bank says about each image.
+
+        ``images`` (see :func:`bank.inputs.as_images`), each brought to every
+        class's spec (size and colour), whatever the bank's colour:
+
+        - an array: (H, W) is one gray image; (H, W, C) with C = 1, 3 or 4
+          (gray, RGB, RGBA) is one image, as ``np.asarray(PIL.Image.open(f))``
+          gives; (N, H, W) with W > 4 is N gray images; (N, H, W, C) is N
+          images. A 3-D array's last axis decides: 4 or less is channels. To
+          pass gray images 4 or fewer pixels wide as a stack, add the channel
+          axis, ``x[..., None]`` (N, H, W, 1), or pass a list. Pixels: uint8,
+          uint16, bool, or float in [0, 1];
+        - a file path (``str`` or ``pathlib.Path``), decoded as
+          :func:`bank.decoding.read_image` does, no larger than the bank needs;
+        - a Pillow image;
+        - a list (or any iterable, read once) mixing these, one image each.
+
+        ``names``: one per image, for the result; by default a path's own
+        and ``#i`` for the rest. Something else raises
+        :class:`~bank.images.ImageError` naming it (``images[2]`` in a list)
+        and what came; an unreadable file is named by its path.
+        """
+        if names is None:
+            names = image_names(images)
         return self.result(*self.measure(images), names=names)
 
     def result(self, errors: np.ndarray, complexity: np.ndarray | None = None,
@@ -397,6 +243,7 @@ class Router:
         return decide(errors, self.classes, self.stats, names, threshold=self.threshold, method=self.method,
                       margin=self.margin, complexity=complexity, complexity_threshold=self.complexity_threshold)
 
-    def classify(self, images: np.ndarray | Sequence[np.ndarray]) -> list[str]:
-        """Per image, the class by lowest error, or "unknown" when every class flags it."""
+    def classify(self, images: Images) -> list[str]:
+        """Per image, the class by lowest error, or "unknown" when every class flags it. ``images``: as
+        :meth:`score` (one photo as an (H, W, 3) array is one image: one answer)."""
         return self.score(images).labels

@@ -1,8 +1,9 @@
 """``bank serve``: the bank over HTTP (FastAPI; OpenAPI docs at ``/docs``).
 
 One router is loaded at start-up and answers every request; ``/v1/reload``
-swaps in a new one while requests in flight finish on the old. Concurrent
-requests are gathered into one router call (:class:`Batcher`), run in a
+swaps in a new one while requests in flight finish on the old. Uploads are
+read and decoded within bounds (:mod:`bank.uploads`); concurrent requests are
+gathered into one router call (:class:`bank.batching.Batcher`), run in a
 worker thread so the event loop never waits on a model. Answers to
 ``/v1/classify`` and ``/v1/score`` are the JSON of ``bank classify --json``.
 
@@ -20,41 +21,28 @@ import asyncio
 import functools
 import hmac
 import importlib.resources
-import json
 import logging
 import math
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from python_multipart import MultipartParser
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from . import __version__
-from .data import Loaded
-from .decoding import Busy, ImageTooLarge, PixelBudget, check_max_pixels, decode_image, default_max_pixels, threads
+from .batching import Batcher
+from .decoding import Busy, PixelBudget, check_max_pixels, default_max_pixels, threads
 from .errors import InputError
-from .images import ImageError
 from .registry import Registry, RegistryError
-from .router import Router, skipped_json
+from .decision import skipped_json
+from .router import Router
+from .uploads import FILES_FIELD, ByteBudget, HTTPError, busy, decode_all, read_uploads, too_large
 
 log = logging.getLogger("bank.serve")
 
-#: The multipart field that carries the images (repeatable).
-FILES_FIELD = "files"
-#: The name of an image sent as the raw request body.
-BODY_NAME = "body"
-#: Seconds a client is told to wait (Retry-After) when the server is momentarily full.
-RETRY_AFTER = 1
 #: Most images one request may carry: each becomes a (H, W, C) array at the bank's size.
 MAX_IMAGES = 1000
 #: Uploads held in memory at once, all requests together (at least one request's limit).
@@ -75,303 +63,6 @@ _UPLOAD_DOC = {"requestBody": {"required": True, "content": {
         FILES_FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
 }}}
-
-
-class HTTPError(Exception):
-    """A refusal, answered as ``{"error": message, **extra}`` with ``status`` (and ``headers``)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra: object):
-        super().__init__(message)
-        self.status, self.message, self.headers, self.extra = status, message, headers, extra
-
-
-def _busy(what: str) -> HTTPError:
-    return HTTPError(503, f"the server is busy ({what}); try again in a moment", {"Retry-After": str(RETRY_AFTER)})
-
-
-def _too_large(name: str, limit: int, size: int | None = None) -> HTTPError:
-    what = "the upload" if size is None else f"the upload of {size} bytes"
-    mib = f" ({limit / 2**20:g} MiB)" if limit >= 2**20 else ""
-    return HTTPError(413, f"{name}: {what} is larger than the limit of {limit} bytes{mib} per request",
-                     image=name, limit_bytes=limit)
-
-
-# ------------------------------------------------------------------ uploads
-
-@dataclass
-class _Part:
-    form_field: str = ""
-    filename: str | None = None
-    data: bytearray = field(default_factory=bytearray)
-
-
-class _MultipartReader:
-    """The parts of a multipart/form-data body, collected from python-multipart's streaming callbacks."""
-
-    def __init__(self) -> None:
-        self.parts: list[_Part] = []
-        self.ended = False
-        self._header = [b"", b""]  # the name and value of the header being read
-
-    def callbacks(self) -> dict:
-        return {"on_part_begin": lambda: self.parts.append(_Part()),
-                "on_header_field": lambda d, a, b: self._add(0, d[a:b]),
-                "on_header_value": lambda d, a, b: self._add(1, d[a:b]),
-                "on_header_end": self._header_end,
-                "on_part_data": lambda d, a, b: self.parts[-1].data.extend(d[a:b]),
-                "on_end": lambda: setattr(self, "ended", True)}
-
-    def _add(self, i: int, data: bytes) -> None:
-        self._header[i] += data
-
-    def _header_end(self) -> None:
-        name, value = self._header
-        self._header = [b"", b""]
-        if name.strip().lower() == b"content-disposition":
-            _, opts = parse_options_header(value)
-            part = self.parts[-1]
-            part.form_field = opts.get(b"name", b"").decode("utf-8", "replace")
-            if b"filename" in opts:
-                part.filename = opts[b"filename"].decode("utf-8", "replace")
-
-    def current(self) -> str:
-        """What is being read: the current part's file name, else the request."""
-        part = self.parts[-1] if self.parts else None
-        return (part.filename or part.form_field or "the request") if part else "the request"
-
-
-async def read_uploads(request: Request, limit: int) -> list[tuple[str, bytes]]:
-    """The uploaded images as ``(name, bytes)``, at most ``limit`` bytes in all.
-
-    A multipart/form-data body gives the files of the field ``files``, each
-    named by its file name; any other body is one image named ``body``. The
-    Content-Length is checked before reading and the bytes are counted as
-    they arrive, so a client never makes the server hold more than ``limit``.
-    """
-    ctype, params = parse_options_header(request.headers.get("content-type"))
-    multipart = ctype == b"multipart/form-data"
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        raise _too_large("the request" if multipart else BODY_NAME, limit, int(length))
-    try:
-        if not multipart:
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise _too_large(BODY_NAME, limit)
-            return [(BODY_NAME, bytes(body))] if body else []
-        return await _read_multipart(request, params.get(b"boundary"), limit)
-    except ClientDisconnect:
-        raise HTTPError(400, "the client closed the connection before the request body was read") from None
-
-
-async def _read_multipart(request: Request, boundary: bytes | None, limit: int) -> list[tuple[str, bytes]]:
-    if not boundary:
-        raise HTTPError(400, "malformed multipart body: no boundary in the Content-Type header")
-    reader = _MultipartReader()
-    total = 0
-    try:
-        parser = MultipartParser(boundary, reader.callbacks())
-        async for chunk in request.stream():
-            total += len(chunk)
-            parser.write(chunk)
-            if total > limit:
-                raise _too_large(reader.current(), limit)
-    except FormParserError as e:
-        raise HTTPError(400, f"malformed multipart body ({e})") from None
-    if not reader.ended:
-        raise HTTPError(400, "malformed multipart body: it ends before its closing boundary")
-    files = []
-    for i, part in enumerate(reader.parts, 1):
-        if part.form_field != FILES_FIELD:
-            raise HTTPError(422, f"unexpected form field {part.form_field!r}: send images as files in the field "
-                            f"{FILES_FIELD!r}")
-        files.append((part.filename or f"file {i}", part.data))
-    return files
-
-
-def decode_all(files: list[tuple[str, bytes | bytearray]], router: Router, *, max_pixels: int | None = None,
-               budget: PixelBudget | None = None, deadline: float | None = None) -> tuple[Loaded, list[ImageTooLarge]]:
-    """Decode each upload no larger than the bank needs and bring it to the router's specs
-    (:meth:`Router.prepare`); one that is not a usable image goes to ``skipped`` with its reason. Also
-    returns the files refused for their pixels. :class:`~bank.decoding.Busy` when ``budget`` had no room
-    before ``deadline``."""
-    out, too_large = Loaded(), []
-    for name, data in files:
-        try:
-            img = decode_image(data, name, fit=router.fit, max_pixels=max_pixels, budget=budget, deadline=deadline)
-            out.images.append(router.prepare(img))
-            out.names.append(name)
-        except ImageError as e:
-            out.skipped.append((e.source, e.reason))
-            if isinstance(e, ImageTooLarge):
-                too_large.append(e)
-    return out, too_large
-
-
-class ByteBudget:
-    """The bytes of uploads held at once, across requests (in the event loop): a request waits for its
-    share before its body is read, or is turned away at its deadline."""
-
-    def __init__(self, total: int):
-        self.total, self.used = int(total), 0
-        self._cond = asyncio.Condition()
-
-    @asynccontextmanager
-    async def hold(self, size: int, deadline: float):
-        """Hold ``size`` bytes (at most the total) until the block ends; :class:`Busy` past ``deadline``
-        (a :func:`time.monotonic` time)."""
-        need = min(int(size), self.total)
-        async with self._cond:
-            while self.used + need > self.total:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Busy(f"{self.used} bytes of uploads are being read or decoded")
-                with suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._cond.wait(), left)
-            self.used += need
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self.used -= need
-                self._cond.notify_all()
-
-
-# ----------------------------------------------------------------- batching
-
-@dataclass
-class _Job:
-    images: list[dict]  # each image at the router's specs (Router.prepare)
-    names: list[str]
-    skipped: list[tuple[str, str]]  # the request's unreadable files, answered beside its images
-    answer: asyncio.Future  # the JSON body, as bytes
-
-
-def _answer(router: Router, jobs: list[_Job]) -> list[bytes | Exception]:
-    """Each job's JSON body, from one router call over every job's images (run in a worker thread).
-
-    The verdicts are taken once for the whole batch (they are per image:
-    an image's answer never depends on its batch), then each request gets
-    its rows, in the document of ``bank classify --json``.
-    """
-    images = [im for j in jobs for im in j.images]
-    result = router.result(*router.measure_prepared(images), names=[n for j in jobs for n in j.names])
-    doc = result.to_json(skipped_classes=router.skipped)
-    out: list[bytes | Exception] = []
-    i = 0
-    for j in jobs:
-        k = i + len(j.images)
-        try:
-            body = {**doc, "results": doc["results"][i:k], "skipped": skipped_json(j.skipped)}
-            out.append(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode())
-        except Exception as e:  # noqa: BLE001  (one request's failure is its own)
-            out.append(e)
-        i = k
-    return out
-
-
-class Batcher:
-    """Gathers concurrent requests into one router call.
-
-    A single task takes the first waiting request, keeps collecting for at
-    most ``max_wait`` seconds or until ``max_batch`` images, then in a worker
-    thread runs one ``router.score`` and writes each request's JSON, so the
-    event loop only moves bytes. It waits only while other requests are
-    being read or decoded, so a lone client never pays the wait. A request
-    is never split: one larger than ``max_batch`` runs alone, one that would
-    overflow the batch opens the next. ``sizes`` counts the
-    router calls by their number of images.
-    """
-
-    def __init__(self, router: Callable[[], Router], max_batch: int, max_wait: float,
-                 on_batch: Callable[[int], None] | None = None):
-        self.router, self.max_batch, self.max_wait, self.on_batch = router, max_batch, max_wait, on_batch
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.sizes: Counter[int] = Counter()
-        self._batch: list[_Job] = []  # the batch being gathered or served
-        self._held: _Job | None = None  # taken from the queue, opens the next batch
-        self.arriving = 0  # requests being read or decoded: worth waiting for
-
-    @contextmanager
-    def coming(self) -> Iterator[None]:
-        """Count a request as on its way while it is read and decoded."""
-        self.arriving += 1
-        try:
-            yield
-        finally:
-            self.arriving -= 1
-
-    async def submit(self, images: list[dict], names: list[str], skipped: list[tuple[str, str]]) -> bytes:
-        """The JSON answer for these images (and these unreadable files), from the router of the batch
-        they joined."""
-        job = _Job(images, names, skipped, asyncio.get_running_loop().create_future())
-        await self.queue.put(job)
-        return await job.answer
-
-    async def run(self) -> None:
-        """Serve batches until cancelled."""
-        while True:
-            await self._gather()
-            self._batch = [j for j in self._batch if not j.answer.done()]  # done: cancelled, the client went away
-            if self._batch:
-                await self._serve(self._batch)
-            self._batch = []
-
-    async def _gather(self) -> None:
-        first, self._held = self._held or await self.queue.get(), None
-        self._batch, n = [first], len(first.images)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
-        while n < self.max_batch:
-            try:
-                job = self.queue.get_nowait()
-            except asyncio.QueueEmpty:
-                left = deadline - loop.time()
-                if left <= 0 or not self.arriving:  # nobody on the way: waiting would only add latency
-                    break
-                try:
-                    job = await asyncio.wait_for(self.queue.get(), left)
-                except asyncio.TimeoutError:
-                    break
-            if n + len(job.images) > self.max_batch:
-                self._held = job
-                break
-            self._batch.append(job)
-            n += len(job.images)
-
-    async def _serve(self, jobs: list[_Job]) -> None:
-        router = self.router()  # this batch's router: a reload meanwhile does not change it
-        try:
-            answers = await asyncio.to_thread(_answer, router, jobs)
-        except Exception as e:  # the requests get a 500 each; the batcher goes on
-            for j in jobs:
-                _settle(j, exception=e)
-            return
-        n = sum(len(j.images) for j in jobs)
-        self.sizes[n] += 1
-        if self.on_batch is not None:
-            self.on_batch(n)
-        for j, a in zip(jobs, answers):
-            _settle(j, exception=a) if isinstance(a, Exception) else _settle(j, a)
-
-    def close(self) -> None:
-        """Fail the requests still waiting (after :meth:`run` is cancelled, at shutdown)."""
-        waiting = self._batch + ([self._held] if self._held else [])
-        while not self.queue.empty():
-            waiting.append(self.queue.get_nowait())
-        for j in waiting:
-            _settle(j, exception=RuntimeError("the server is shutting down"))
-
-
-def _settle(job: _Job, result: object = None, exception: BaseException | None = None) -> None:
-    if job.answer.done():
-        return
-    if exception is not None:
-        job.answer.set_exception(exception)
-    else:
-        job.answer.set_result(result)
 
 
 # --------------------------------------------------------------------- app
@@ -591,7 +282,7 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
         length = request.headers.get("content-length", "")
         size = int(length) if length.isdigit() else max_upload_bytes
         if size > max_upload_bytes:
-            raise _too_large("the request", max_upload_bytes, size)
+            raise too_large("the request", max_upload_bytes, size)
         try:
             async with app.state.uploads.hold(size, deadline):
                 with app.state.batcher.coming():
@@ -604,15 +295,15 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
                                         limit_images=max_images)
                     work = functools.partial(decode_all, files, current, max_pixels=max_pixels,
                                              budget=pixels, deadline=deadline)
-                    loaded, too_large = await asyncio.get_running_loop().run_in_executor(app.state.decoders, work)
+                    loaded, oversized = await asyncio.get_running_loop().run_in_executor(app.state.decoders, work)
                     del files, work  # the uploads' bytes are no longer needed
         except Busy as e:
-            raise _busy(str(e)) from None
+            raise busy(str(e)) from None
         if not loaded.images:
             skipped = {"skipped": skipped_json(loaded.skipped),
                        "skipped_classes": skipped_json(current.skipped, "class")}
-            if too_large:
-                e = too_large[0]
+            if oversized:
+                e = oversized[0]
                 raise HTTPError(413, str(e), image=e.source, pixels=e.pixels, limit_pixels=e.limit, **skipped)
             raise HTTPError(422, "no image could be read: " + "; ".join(f"{n}: {r}" for n, r in loaded.skipped),
                             **skipped)

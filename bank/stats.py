@@ -58,8 +58,12 @@ COMPLEXITY_CLAMP = 3.0
 #: The fits a z can be taken under; the first is the default.
 STATS_METHODS = ("complexity", "lognormal", "gaussian")
 
-#: How each method's z is named in messages.
+#: How each method's z (of the reconstruction error: ``test_z``) is named in messages, tables and pages.
 METHOD_LABELS = {"complexity": "complexity-corrected z", "lognormal": "lognormal z", "gaussian": "Gaussian z"}
+
+#: How the z of the input's own complexity (its zlib bits per value against the class's images: ``complexity_z``)
+#: is named: a different quantity from the complexity-corrected z of the error, so never "complexity z" alone.
+INPUT_COMPLEXITY_LABEL = "input complexity z"
 
 #: A class flags an image when another class's error is lower by this much in log (e**0.2 = 1.22).
 DEFAULT_MARGIN = 0.2
@@ -301,7 +305,7 @@ def past(values: np.ndarray, cut: float | None) -> np.ndarray:
 def anomaly(z: np.ndarray, margin: np.ndarray | None, threshold: float, margin_threshold: float | None,
             complexity_z: np.ndarray | None = None, complexity_threshold: float | None = None) -> np.ndarray:
     """One score per image and class whose flag is ``> 1``: the largest of z / threshold,
-    margin / margin_threshold and |complexity z| / complexity_threshold (the last two when given)."""
+    margin / margin_threshold and |input complexity z| / complexity_threshold (the last two when given)."""
     flag(np.zeros(1), threshold)  # validates: a positive number
     s = np.asarray(z, dtype=np.float64) / threshold
     if margin is not None and margin_threshold is not None:

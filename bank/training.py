@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -18,8 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .images import InputSpec, as_images, infer_spec, parse_size
-from .router import skipped_json
+from .images import InputSpec, infer_spec, parse_size
+from .inputs import as_images
+from .registry import validate_class_name
+from .decision import skipped_json
 from .trainstate import resumable
 
 BACKENDS = ("loky", "dask")
@@ -38,6 +41,20 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
     return AutoencoderDetector(spec=spec, **params)
+
+
+def check_params(params: dict) -> None:
+    """Refuse bad training settings (:func:`make_detector`'s ``params``) before any image is read: a
+    wrong size or option should not wait for a scan of the whole data to be said."""
+    from .detector import AutoencoderDetector
+
+    p = {k: v for k, v in params.items() if k != "fresh"}
+    size, color = p.pop("size", None), p.pop("color", None)
+    if size:
+        parse_size(size)
+    if color is not None:
+        InputSpec(1, 1, color)  # says which colours there are
+    AutoencoderDetector(**p)._check_params()
 
 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
@@ -97,6 +114,7 @@ class ClassRun:
     seconds: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    resumed_from_epoch: int = 0  # > 0: went on from an interrupted training's state
 
     def to_dict(self) -> dict:
         return {**asdict(self), "skipped": skipped_json(self.skipped)}
@@ -114,36 +132,84 @@ def class_folders(root: str | os.PathLike) -> dict[str, Path]:
 
 
 def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.PathLike, params: dict,
-              threads: int | None = None) -> ClassRun:
+              threads: int | None = None, progress: bool = False) -> ClassRun:
     """Read a class's images, train, register; never raises (the error is in the result).
 
     ``threads`` limits this process's TensorFlow (set before it is imported
     here; a process that already imported it keeps its setting).
+    ``progress``: write a line per epoch to this process's stderr (a worker
+    shares its parent's terminal), with the time this class has left at most.
     """
     if threads:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        _exit_with_parent()
     from .pipeline import scan
     from .registry import Registry
 
     run, t0 = ClassRun(name, str(folder)), time.perf_counter()
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     try:
         files = scan([folder], n_jobs=threads)
         run.n_images, run.skipped = len(files), list(files.skipped)
         if not len(files):
             raise InputError(f"no readable images in {folder}")
-        det, entry = fit_and_register(Registry(registry_root), name, files, {"verbose": 0, **params}, run.skipped)
+        extra = {"progress": epoch_line(name, say)} if progress else {}
+
+        def started(work: Path, resuming: bool) -> None:
+            if resuming:
+                say(f"class {name!r}: going on from an interrupted training's state in {work}")
+
+        det, entry = fit_and_register(Registry(registry_root), name, files, {"verbose": 0, **params, **extra},
+                                      run.skipped, on_start=started)
         run.warnings = list(det.training_.get("warnings", []))
-        run.version = entry.version
+        run.version, run.resumed_from_epoch = entry.version, det.resumed_from_
     except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)
         run.error = f"{type(err).__name__}: {err}"
     run.seconds = time.perf_counter() - t0
     return run
 
 
+def _exit_with_parent(every: float = 1.0) -> None:
+    """In a local worker process: stop when the process that started it is gone (killed, or its terminal
+    closed), rather than train on and hold the class's state, which the same command run again must
+    be able to take and resume."""
+    import threading
+
+    if any(t.name == "bank-parent-watch" for t in threading.enumerate()):
+        return  # a worker reused for another class: already watching
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="bank-parent-watch", daemon=True).start()
+
+
+def epoch_line(name: str, say: Callable[[str], None]) -> Callable[[dict], None]:
+    """A detector's ``progress`` that says each epoch of class ``name`` in one line, with the time left
+    at most (the measured epochs' mean times the epochs left; early stopping may end sooner)."""
+    seconds: list[float] = []
+
+    def report(e: dict) -> None:
+        seconds.append(e["seconds"])
+        left = (e["epochs"] - e["epoch"]) * sum(seconds) / len(seconds)
+        eta = f"; at most {_duration(left)} left for this class" if e["epoch"] < e["epochs"] else ""
+        say(f"class {name!r}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, early-stopping loss "
+            f"{e['val_loss']:.4g} ({e['seconds']:.1f} s{eta})")
+
+    return report
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params: dict | None = None, *,
               n_jobs: int | None = None, backend: str = "loky", scheduler: str | None = None,
-              classes: list[str] | None = None,
+              classes: list[str] | None = None, progress: bool = False,
               on_done: Callable[[ClassRun, int, int], None] | None = None) -> list[ClassRun]:
     """Train one class per sub-folder of ``root`` (or only ``classes``) into the registry at ``registry_root``.
 
@@ -153,8 +219,9 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
     (an address such as "tcp://10.0.0.1:8786") through joblib's dask
     backend; the registry must be a path every worker can write.
     ``params``: AutoencoderDetector parameters, plus ``size`` and ``color``.
-    ``on_done(run, done, total)`` is called as each class finishes (progress).
-    Returns the runs in folder order.
+    ``on_done(run, done, total)`` is called as each class finishes;
+    ``progress`` has each training say its epochs on stderr (see
+    :func:`train_one`). Returns the runs in folder order.
     """
     import joblib
 
@@ -167,6 +234,9 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
             raise InputError(f"{root}: no sub-folder for class(es) {', '.join(map(repr, missing))}")
         folders = {c: folders[c] for c in classes}
     registry_root = str(Path(registry_root).absolute())
+    check_params(params or {})
+    for name in folders:
+        validate_class_name(name)
     tasks = [(name, str(path.absolute()), registry_root, dict(params or {})) for name, path in folders.items()]
     if backend == "dask":
         if not scheduler:
@@ -178,17 +248,17 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
 
         with Client(scheduler), joblib.parallel_config(backend="dask"):
             runs = joblib.Parallel(n_jobs=n_jobs or -1, return_as="generator_unordered")(
-                joblib.delayed(train_one)(*t) for t in tasks)
+                joblib.delayed(train_one)(*t, None, progress) for t in tasks)
             return _in_order(runs, list(folders), on_done)
     from .runtime import cores
 
     n_cores = cores()
     n_jobs = max(1, min(n_jobs or n_cores, len(tasks)))
     if n_jobs == 1:  # in this process, TensorFlow on every core
-        return _in_order((train_one(*t) for t in tasks), list(folders), on_done)
+        return _in_order((train_one(*t, None, progress) for t in tasks), list(folders), on_done)
     threads = max(1, n_cores // n_jobs)
     runs = joblib.Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(
-        joblib.delayed(train_one)(*t, threads) for t in tasks)
+        joblib.delayed(train_one)(*t, threads, progress) for t in tasks)
     return _in_order(runs, list(folders), on_done)
 
 

@@ -35,8 +35,8 @@ from quality import PCADetector, default_detector, measure  # noqa: E402
 from bank import AutoencoderDetector, Registry  # noqa: E402
 from bank import stats as st  # noqa: E402
 from bank.data import load_labelled  # noqa: E402
-from bank.images import prepare  # noqa: E402
-from bank.router import decide  # noqa: E402
+from bank.inputs import prepare  # noqa: E402
+from bank.decision import decide  # noqa: E402
 
 SIDE = 28
 #: Letters a reader could take for a digit (O/0, I/1, S/5, Z/2, B/8, g/9...): reported apart.

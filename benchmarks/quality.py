@@ -34,7 +34,7 @@ from bank.data import load_labelled
 from bank.evaluate import evaluate
 from bank.runtime import cores
 from bank.images import complexity
-from bank.router import decide
+from bank.decision import decide
 
 RULES = {
     "seeds": {"method": "gaussian", "margin": None, "complexity_threshold": None},

@@ -1,6 +1,7 @@
 """Every command, in-process, on tiny data; bad input is named and skipped."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -84,8 +85,10 @@ def test_classify_and_score_a_folder_with_a_bad_file(trained, digit_folders, cap
     code, out, _ = run(capsys, "score", str(digit_folders / "0" / "000.png"), "--registry", str(trained))
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["image", "class", "error", "z", "score", "test", "z", "p",
-                                              "margin", "cx", "z", "flag"] and len(lines) == 5
+                                              "margin", "input", "cx", "z", "flag"] and len(lines) == 5
     assert "margin" in lines[3].split("FLAG")[1]  # class 1 on a 0: 1 is far worse
+    assert "test z: the complexity-corrected z of the error" in lines[4]
+    assert "input cx z: the input complexity z" in lines[4]
 
 
 def test_the_flag_rule_is_chosen_per_call_and_unknown_says_why(trained, tmp_path, capsys):
@@ -141,6 +144,24 @@ def test_demo_json_reports_accuracy(tmp_path, capsys):
     assert doc["foreign"]["blank"] == doc["foreign"]["flat gray"] == "unknown" and "noise" in doc["foreign"]
 
 
+def test_demo_table_says_why_each_flagged_class_flags(monkeypatch, capsys):
+    """The demo's text, on a made-up result (no training): a flagged row names its tests, never a bare FLAG."""
+    import bank.demo
+    from bank import stats as st
+    from bank.decision import decide
+
+    stats = [st.ErrorStats(mean=1.0, std=0.1, n=100), st.ErrorStats(mean=2.0, std=0.2, n=100)]
+    r = decide(np.array([[1.25, 1.0]]), ["0", "1"], stats, names=["test #0 (digit 1)"], method="gaussian")
+    fake = {"accuracy": 1.0, "unknown_rate": 0.0, "n_test": 1, "classes": ["0", "1"], "train_seconds": 0.1,
+            "registry": "reg", "foreign": {"blank": "unknown"}, "examples": bank.demo.examples_of(r, 1)}
+    monkeypatch.setattr(bank.demo, "run_demo", lambda *a, **k: fake)
+    code, out, _ = run(capsys, "demo", "--registry", "unused")
+    assert code == 0
+    rows = [line for line in out.splitlines() if line.startswith("test #0")]
+    assert len(rows) == 2 and rows[0].endswith("FLAG (margin)") and "FLAG" not in rows[1]
+    assert "input cx z: the input complexity z" in out
+
+
 def test_help_is_fast_and_does_not_import_tensorflow():
     code = "import sys; from bank.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\n" \
            "print('tensorflow' in sys.modules, file=sys.stderr)"
@@ -167,6 +188,46 @@ def test_evaluate_writes_a_full_report(trained, digit_folders, tmp_path, capsys)
     assert json.loads((out_dir / "report.json").read_text())["accuracy"] == f["accuracy"]
 
 
+def test_evaluate_prints_the_foreign_unknown_rate_and_the_training_warnings(trained, digit_folders, tmp_path, capsys):
+    data = tmp_path / "data"
+    for digit in ("0", "1"):
+        (data / digit).mkdir(parents=True)
+        for p in sorted((digit_folders / digit).glob("0*.png"))[:20]:
+            (data / digit / p.name).write_bytes(p.read_bytes())
+    foreign = data / "not-a-digit"
+    foreign.mkdir()
+    rng = np.random.default_rng(0)
+    Image.new("L", (16, 16), 0).save(foreign / "blank.png")
+    Image.new("L", (16, 16), 128).save(foreign / "gray.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(foreign / "noise.png")
+    out_dir = tmp_path / "report"
+    code, out, _ = run(capsys, "evaluate", str(data), "--registry", str(trained), "--out", str(out_dir))
+    assert code == 0
+    f = json.loads((out_dir / "report.json").read_text())
+    assert f["n_foreign"] == 3 and f["foreign_classes"] == ["not-a-digit"]
+    lines = out.splitlines()
+    assert lines[0] == "43 images: 40 of the bank's 2 classes, 3 foreign (of classes outside the bank: not-a-digit)"
+    rule = next(x for x in lines if x.startswith("flags:"))
+    assert "complexity-corrected z of the error > 3" in rule and "|input complexity z| > 4" in rule
+    own = next(x for x in lines if x.startswith("called unknown:") and "bank's classes" in x)
+    assert f"{f['unknown_rate']:.2%} of the images of the bank's classes ({f['n_unknown']} of 40" in own
+    foreign_line = next(x for x in lines if x.startswith("called unknown:") and "foreign" in x)
+    assert foreign_line.startswith(f"called unknown: {f['foreign_unknown_rate']:.2%} of the foreign images "
+                                   f"({f['n_foreign_unknown']} of 3")
+    assert f["n_foreign_unknown"] >= 2  # blank and gray are far simpler than any digit
+    # the cards' training warnings (70 images: few held out), in the summary, report.json and report.html
+    assert f["training_warnings"].keys() == {"0", "1"}
+    assert any("held-out images" in w for w in f["training_warnings"]["0"])
+    assert "training warnings (from the classes' cards" in out
+    assert "  class '0': the error statistics rest on" in out
+    page = (out_dir / "report.html").read_text()
+    assert "Training warnings" in page and "the error statistics rest on" in page
+    assert "foreign images, of classes outside the bank (not-a-digit; should be high)" in page
+    # without foreign images the summary says how to measure them
+    code, out, _ = run(capsys, "evaluate", str(digit_folders), "--registry", str(trained), "--out", str(out_dir))
+    assert code == 0 and "called unknown, foreign images: none given" in out
+
+
 def test_outliers_ranks_the_odd_images_first(trained, digit_folders, tmp_path, capsys):
     folder = tmp_path / "zeros"
     folder.mkdir()
@@ -187,3 +248,18 @@ def test_outliers_ranks_the_odd_images_first(trained, digit_folders, tmp_path, c
     assert montage.exists() and doc["montage"] == str(montage)
     code, out, _ = run(capsys, "outliers", "0", str(folder), "--registry", str(trained), "--quantile", "0.97")
     assert code == 1
+    # in words: why each is listed, and, fewer than --top past the cut, what shows more
+    n = doc["n_outliers"]
+    code, out, _ = run(capsys, "outliers", "0", str(folder), "--registry", str(trained), "--quantile", "0.99",
+                       "--montage", str(montage), "--top", str(n + 5))
+    assert code == 0
+    assert out.startswith(f"{n} of 32 images {'is' if n == 1 else 'are'} past the 0.99 quantile of the held-out "
+                          "errors of class '0'")
+    assert "listed because its error is past the cut" in out
+    table = out.splitlines()[2].split()
+    assert table == ["rank", "image", "error", "times", "the", "cut", "complexity-corrected", "z"]
+    assert f"past the cut, fewer than --top {n + 5}; the montage shows " in out
+    assert re.search(r"to see more, lower --quantile: 0\.\d+ would list \d+", out) or "no lower quantile" in out
+    code, out, _ = run(capsys, "outliers", "0", str(folder), "--registry", str(trained), "--quantile", "0.99",
+                       "--montage", str(montage), "--top", "1")
+    assert code == 0 and f"the montage shows the worst 1 of the {n} (--top)" in out

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from bank import stats as st
-from bank.evaluate import evaluate, outlier_cut, rank_outliers
-from bank.router import decide
+from bank.demo import EXAMPLE_COLUMNS, example_rows, examples_of
+from bank.evaluate import (describe_outliers, describe_rule, evaluate, flag_tags, outlier_cut, past_each_quantile,
+                           rank_outliers, training_warnings)
+from bank.decision import decide
 
 
 def result_from(errors, stats, threshold=3.0, method="gaussian", margin=None):
@@ -26,6 +28,7 @@ def test_figures_of_a_small_known_case():
     ]
     f = evaluate(result_from(errors, STATS), ["a", "a", "b", "b", "zebra"])
     assert f["n_known"] == 4 and f["n_foreign"] == 1 and f["foreign_unknown_rate"] == 1.0
+    assert f["foreign_classes"] == ["zebra"] and f["n_foreign_unknown"] == 1 and f["n_unknown"] == 0
     assert f["accuracy"] == 0.75
     a, b = f["per_class"]["a"], f["per_class"]["b"]
     assert a["false_reject"] == 0.0 and a["false_accept"] == 0.0  # a flags all three others
@@ -83,3 +86,62 @@ def test_a_one_class_bank_has_no_margin_and_flags_on_z_alone():
     r = decide(np.array([[1.0], [5.0]]), ["a"], STATS[:1], method="gaussian")
     assert np.isnan(r.margin).all() and r.flags.tolist() == [[False], [True]]
     assert r.records()[0]["classes"]["a"]["margin"] is None
+
+
+def test_the_rule_names_its_parts_distinctly():
+    rule = describe_rule("complexity", 3.0, 0.2, 4.0)
+    assert rule.startswith("complexity-corrected z of the error > 3, or margin > 0.2")
+    assert "|input complexity z| > 4" in rule
+    # one name, one quantity: "complexity z" alone never appears (only inside the two distinct names)
+    assert rule.replace("complexity-corrected z", "").replace("input complexity z", "").count("complexity z") == 0
+    assert describe_rule("lognormal", 2.5, None, None) == "lognormal z of the error > 2.5"
+    assert "Gaussian z of the error > 3" in describe_rule("gaussian", 3.0, 0.2, None)
+    assert st.METHOD_LABELS["complexity"] != st.INPUT_COMPLEXITY_LABEL
+
+
+def test_flag_tags_name_the_tests_that_fired():
+    errors = [[1.0, 1.9], [1.25, 1.0], [2.0, 1.0]]  # image 1: a by the margin only; image 2: a by its z and margin
+    r = result_from(errors, STATS, margin=0.2)
+    assert flag_tags(r, 0, 0) == [] and flag_tags(r, 1, 0) == ["margin"]
+    assert flag_tags(r, 2, 0) == ["Gaussian z", "margin"]
+    assert any("class 'b': error 20% lower; margin 0.22 > 0.2" in x for x in r.reasons(1, 0))
+
+
+def test_the_demo_table_says_why_a_class_flags():
+    r = result_from([[1.25, 1.0]], STATS, margin=0.2)  # a: z 2.5, fine alone, but b reconstructs it 20% better
+    r.names = ["test #0 (digit b)"]
+    rows = example_rows(examples_of(r, 1))
+    assert len(rows) == 2 and all(len(row) == len(EXAMPLE_COLUMNS) for row in rows)
+    by_class = {row[1]: row for row in rows}
+    assert by_class["a"][-1] == "FLAG (margin)"
+    assert by_class["b"][-1] == ""
+    # a record from elsewhere (no flagged_by): the reasons' text, never a bare "FLAG"
+    rec = r.records()[0]
+    assert example_rows([rec])[0][-1].startswith("FLAG (another class reconstructs it better (class 'b'")
+
+
+def test_training_warnings_come_from_the_cards():
+    class Det:
+        def __init__(self, training):
+            self.training_ = training
+
+    dets = {"a": Det({"warnings": ["stopped early"]}), "b": Det({"warnings": []}), "c": Det({}), "d": object()}
+    assert training_warnings(dets) == {"a": ["stopped early"]}
+
+
+def test_outliers_say_why_and_what_to_try_when_few_pass_the_cut():
+    s = st.fit_error_stats(np.linspace(0.0, 1.0, 1001))  # quantiles: 0.5 -> 0.5, 0.9 -> 0.9, ...
+    errors = np.array([0.2, 0.6, 0.92, 0.96, 0.995, 5.0])
+    past = past_each_quantile(errors, s)
+    assert past == {"0.5": 5, "0.9": 4, "0.95": 3, "0.99": 2, "0.999": 1}
+    before, after = describe_outliers("circle", 6, 1, 0.999, 0.999, 8, past, True)
+    text = "\n".join(before + after)
+    assert before[0].startswith("1 of 6 images is past the 0.999 quantile of the held-out errors of class 'circle'")
+    assert "it is listed because its error is past the cut" in text
+    assert "only 1 image is past the cut, fewer than --top 8; the montage shows it" in text
+    assert "to see more, lower --quantile: 0.99 would list 2, 0.95 would list 3, 0.9 would list 4, 0.5 would list 5" \
+        in text
+    before, after = describe_outliers("circle", 6, 4, 0.9, 0.9, 2, past, True)
+    assert after == ["the montage shows the worst 2 of the 4 (--top)"]
+    before, after = describe_outliers("circle", 6, 0, 0.999, 0.999, 8, {"0.5": 0, "0.999": 0}, False)
+    assert "no image is past the cut" in after[0] and "no lower quantile" in after[1]

@@ -232,7 +232,7 @@ def test_any_bytes_give_an_image_or_an_image_error(tmp_path_factory, data, cut, 
 
 
 def test_lists_of_any_accepted_images_scale_like_the_array():
-    from bank.images import as_images, prepare
+    from bank.inputs import as_images, prepare
 
     batch = np.random.default_rng(0).integers(0, 256, (3, 8, 8), dtype=np.uint8)
     want = prepare(batch, InputSpec(8, 8))

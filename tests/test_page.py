@@ -145,6 +145,63 @@ def test_uploaded_images_get_the_apis_verdict_and_a_bar_per_class(page, server, 
             assert c.locator(".nearest").inner_text().strip() == api["nearest"]
 
 
+def test_the_classes_and_their_versions_show_before_any_upload_once_the_token_is_given(browser, server):
+    api = httpx.get(server + "/v1/classes", headers=AUTH).json()
+    context = browser.new_context()
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server + "/")
+    box = pg.locator("#classes")
+    expect(box).to_have_attribute("data-state", "needs-token")  # 401: say what to do, not nothing
+    expect(box).to_contain_text("fill in the token field")
+    pg.fill("#token", "wrong")
+    expect(box).to_contain_text("token was refused")
+    pg.fill("#token", TOKEN)  # loads without an upload
+    expect(box).to_have_attribute("data-state", "loaded")
+    items = box.locator("#class-list li")
+    expect(items).to_have_count(len(api["classes"]))
+    for k, c in enumerate(api["classes"]):
+        assert items.nth(k).get_attribute("data-class") == c["class"]
+        assert items.nth(k).get_attribute("data-version") == str(c["version"])
+        assert items.nth(k).inner_text().split() == [c["class"], f"v{c['version']}"]
+    expect(box).to_contain_text(f"{len(api['classes'])} classes loaded")
+    rule = box.locator(".rule").inner_text()  # the rule's parts under distinct names
+    assert "complexity-corrected z of the error > 3" in rule and "|input complexity z| > 4" in rule
+    assert "margin > 0.2" in rule
+    expect(pg.locator(".card")).to_have_count(0)
+    context.close()
+    assert errors == []
+
+
+def test_a_flagged_class_says_why(page, server, tmp_path, digit_files):
+    blank = tmp_path / "blank.png"  # flagged by every class: at least the input complexity test
+    Image.new("L", (8, 8), 0).save(blank)
+    paths = [*digit_files, blank]
+    page.set_input_files("#files", [str(p) for p in paths])
+    expect(page.locator(".card")).to_have_count(3)
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+    doc = httpx.post(server + "/v1/score", files=files, headers=AUTH).json()
+    flagged = 0
+    for rec in doc["results"]:
+        for name, v in rec["classes"].items():
+            bar = card(page, rec["image"]).locator(f'.bar[data-class="{name}"]')
+            why = bar.locator(".flag-why")
+            if not v["flag"]:
+                expect(why).to_have_count(0)
+                assert "complexity-corrected z" in bar.inner_text()  # the z the flag tests, by its name
+                continue
+            flagged += 1
+            assert v["reasons"], (rec["image"], name)
+            text = why.inner_text()
+            assert text.startswith("flagged: ")
+            for reason in v["reasons"]:
+                assert reason in text, (rec["image"], name, reason)
+    assert flagged >= 3  # the blank at least
+    blank_bars = card(page, "blank.png").locator(".flag-why")
+    expect(blank_bars.first).to_contain_text("input simpler than the class's images (input complexity z")
+
+
 @pytest.mark.parametrize("with_good", [False, True], ids=["alone", "among-good"])
 def test_an_unreadable_file_shows_its_error_by_name(page, tmp_path, digit_files, with_good):
     bad = tmp_path / "bad.png"

@@ -453,7 +453,7 @@ def test_remove_keeps_the_class_folder_and_its_lock_and_odd_folders_are_ignored(
 
 def test_unknown_is_not_a_class_name_and_nan_errors_are_refused():
     from bank.registry import validate_class_name
-    from bank.router import decide
+    from bank.decision import decide
     from bank.stats import ErrorStats
 
     for name in ("unknown", "Unknown", "UNKNOWN"):

@@ -5,7 +5,8 @@ import pytest
 
 from bank import Router
 from bank import stats as st
-from bank.images import complexity, prepare
+from bank.images import complexity
+from bank.inputs import prepare
 from conftest import tiny_detector
 
 
@@ -94,7 +95,7 @@ def test_router_refuses_an_empty_bank_and_bad_input(bank_registry):
         Router({})
     router = Router.from_registry(bank_registry, classes=["1"])
     with pytest.raises(ValueError, match="shape"):
-        router.errors(np.zeros((4, 4)))
+        router.errors(np.zeros((2, 2, 4, 4, 1)))  # five axes: no image
     with pytest.raises(ValueError, match="threshold"):
         Router.from_registry(bank_registry, classes=["1"], threshold=-1)
 

@@ -1,0 +1,196 @@
+"""The bank's answer from its errors: z-scores, scores, p-values, flags with reasons, and the verdict.
+
+Pure NumPy (no model, no TensorFlow): :func:`decide` turns an (N, K) matrix
+of class errors, with each class's fitted statistics, into a
+:class:`BankResult` (see :mod:`bank.stats` for the maths). The router, the
+detector's own ``predict`` and the benchmarks all decide through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stats as st
+from .errors import InputError
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class BankResult:
+    """Per image and class: error, z-scores, score, p-value, margin, flags; per image: verdict.
+
+    Arrays are (N, K), columns in the order of ``classes``. ``z`` and
+    ``score`` are the seeds' (Gaussian on the raw error); ``test_z`` is the z
+    under the router's ``method`` (the log error given the input's
+    complexity, by default) and ``p_value`` its upper tail. A class flags an
+    image when ``test_z > threshold`` (the error is improbable for the
+    class: ``flag_error``), when ``margin > margin_threshold`` (another
+    class reconstructs it clearly better: ``flag_margin``), or when
+    ``|complexity_z| > complexity_threshold`` (the input is far simpler or
+    busier than the class's images: ``flag_complexity``).
+    """
+
+    classes: list[str]
+    names: list[str]
+    errors: np.ndarray
+    z: np.ndarray
+    score: np.ndarray
+    test_z: np.ndarray
+    p_value: np.ndarray
+    margin: np.ndarray
+    flag_error: np.ndarray
+    flag_margin: np.ndarray
+    threshold: float
+    margin_threshold: float | None
+    method: str
+    complexity: np.ndarray | None = None
+    complexity_z: np.ndarray | None = None
+    flag_complexity: np.ndarray | None = None
+    complexity_threshold: float | None = None
+    methods: list[str] | None = None
+
+    @property
+    def flags(self) -> np.ndarray:
+        """True where the class says "not this class", for any reason."""
+        out = self.flag_error | self.flag_margin
+        return out if self.flag_complexity is None else out | self.flag_complexity
+
+    @property
+    def anomaly(self) -> np.ndarray:
+        """One score per image and class that flags past 1 (for ranking and AUROC)."""
+        return st.anomaly(self.test_z, self.margin, self.threshold, self.margin_threshold, self.complexity_z,
+                          self.complexity_threshold)
+
+    @property
+    def nearest(self) -> list[str]:
+        """Per image, the class whose model reconstructs it best (lowest error)."""
+        return [self.classes[i] for i in np.argmin(self.errors, axis=1)]
+
+    @property
+    def unknown(self) -> np.ndarray:
+        """True where every class flags the image: none of them."""
+        return self.flags.all(axis=1)
+
+    @property
+    def labels(self) -> list[str]:
+        """The verdict: the nearest class, or "unknown" when every class flags it."""
+        return [UNKNOWN if u else c for c, u in zip(self.nearest, self.unknown)]
+
+    def method_of(self, k: int) -> str:
+        """The method class ``k``'s z was really taken under (a class fitted without complexity: lognormal)."""
+        return self.methods[k] if self.methods else self.method
+
+    def reasons(self, i: int, k: int) -> list[str]:
+        """Why class ``k`` flags image ``i`` (empty when it does not)."""
+        out = []
+        if self.flag_error[i, k]:
+            out.append(f"error too high for the class ({st.METHOD_LABELS[self.method_of(k)]} {self.test_z[i, k]:.2f} > "
+                       f"{self.threshold:g})")
+        if self.flag_margin[i, k]:
+            others = [j for j in range(len(self.classes)) if j != k]
+            best = self.classes[min(others, key=lambda j: self.errors[i, j])]
+            out.append(f"another class reconstructs it better (class {best!r}: error "
+                       f"{1 - np.exp(-self.margin[i, k]):.0%} lower; margin {self.margin[i, k]:.2f} > "
+                       f"{self.margin_threshold:g})")
+        if self.flag_complexity is not None and self.flag_complexity[i, k]:
+            cz = self.complexity_z[i, k]
+            out.append(f"input {'simpler' if cz < 0 else 'busier'} than the class's images "
+                       f"({st.INPUT_COMPLEXITY_LABEL} {cz:.2f}, beyond +-{self.complexity_threshold:g})")
+        return out
+
+    def to_json(self, skipped: Sequence[tuple[str, str]] = (), skipped_classes: Sequence[tuple[str, str]] = ()) -> dict:
+        """The document of ``bank classify --json`` and of the server: the rule, one record per image,
+        the inputs that could not be read and the classes left out."""
+        return {"classes": self.classes, "method": self.method, "threshold": self.threshold,
+                "margin": self.margin_threshold, "complexity_threshold": self.complexity_threshold,
+                "results": self.records(), "skipped": skipped_json(skipped),
+                "skipped_classes": skipped_json(skipped_classes, "class")}
+
+    def records(self) -> list[dict]:
+        """One JSON-ready dict per image (the schema of ``--json``)."""
+        out = []
+        for i, (name, nearest, unknown) in enumerate(zip(self.names, self.nearest, self.unknown)):
+            out.append({
+                "image": name,
+                "label": None if unknown else nearest,
+                "unknown": bool(unknown),
+                "nearest": nearest,
+                "classes": {
+                    c: {
+                        "error": float(self.errors[i, k]),
+                        "z": float(self.z[i, k]),
+                        "score": float(self.score[i, k]),
+                        "test_z": float(self.test_z[i, k]),
+                        "method": self.method_of(k),
+                        "p_value": float(self.p_value[i, k]),
+                        "margin": _finite_or_none(self.margin[i, k]),
+                        "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
+                        "flag": bool(self.flags[i, k]),
+                        "reasons": self.reasons(i, k),
+                    }
+                    for k, c in enumerate(self.classes)
+                },
+            })
+        return out
+
+
+def skipped_json(skipped: Sequence[tuple[str, str]], key: str = "image") -> list[dict]:
+    """``(name, reason)`` pairs as the JSON the CLI and the server print: ``{key: name, "error": reason}``."""
+    return [{key: n, "error": r} for n, r in skipped]
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],
+           names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
+           method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,
+           complexity: np.ndarray | None = None,
+           complexity_threshold: float | None = st.DEFAULT_COMPLEXITY) -> BankResult:
+    """The bank's answer from an (N, K) matrix of errors and each class's statistics.
+
+    ``complexity``: (N, K), each input's complexity at class k's spec
+    (:func:`bank.images.complexity`); without it, or for a class fitted
+    without the complexity part, ``complexity`` z falls back to lognormal and
+    the complexity test is skipped. Pure NumPy: any bank (the autoencoders,
+    a PCA baseline) is judged by the same tests.
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
+        raise InputError(f"errors: expected shape (N, {len(classes)}) with one statistics per class, got {errors.shape}")
+    st.check_method(method)
+    bad = np.argwhere(~np.isfinite(errors) | (errors < 0))
+    if len(bad):
+        i, k = bad[0]
+        who = names[i] if names is not None and i < len(names) else f"#{i}"
+        raise InputError(f"image {who}: class {classes[k]!r} gave the error {errors[i, k]} (expected a finite number "
+                         ">= 0; is the model broken?)")
+    margin = st.check_margin(margin)
+    complexity_threshold = st.check_complexity(complexity_threshold)
+    if complexity is not None:
+        complexity = np.asarray(complexity, dtype=np.float64)
+        if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
+            raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
+    col = (lambda k: None) if complexity is None else (lambda k: complexity[:, k])  # noqa: E731
+    z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
+    test_z = np.stack([st.zscore(errors[:, k], s, method, col(k)) for k, s in enumerate(stats)], axis=1)
+    methods = [st.effective_method(s, method, complexity is not None) for s in stats]
+    cz = None if complexity is None else np.stack([st.complexity_z(col(k), s) for k, s in enumerate(stats)], axis=1)
+    margins = st.margins(errors)
+    names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
+    if len(names) != len(errors):
+        raise InputError(f"names: expected {len(errors)}, got {len(names)}")
+    flag_margin = st.past(margins, margin)
+    flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
+    return BankResult(
+        classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
+        p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
+        flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
+        complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
+        methods=methods,
+    )

@@ -1,0 +1,170 @@
+"""A newcomer's first hour: options checked before any work, progress a person can trust, paths as given."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bank.data
+import bank.pipeline
+import bank.training
+from bank.cli import main
+from bank.training import ClassRun
+
+
+@pytest.fixture
+def two_classes(tmp_path, digits):
+    """Folders "0" and "1" of 30 digit PNGs each."""
+    images, labels = digits
+    for d in (0, 1):
+        (tmp_path / "data" / str(d)).mkdir(parents=True)
+        for i, x in enumerate(images[labels == d][:30]):
+            Image.fromarray((x * 255).astype(np.uint8)).save(tmp_path / "data" / str(d) / f"{i}.png")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def no_reading(monkeypatch):
+    """Fail the test if any image is scanned or any class folder is listed."""
+    def refuse(*a, **k):
+        raise AssertionError("images were read before the arguments were checked")
+
+    monkeypatch.setattr(bank.pipeline, "scan", refuse)
+    monkeypatch.setattr(bank.data, "class_source", refuse)
+    monkeypatch.setattr(bank.training, "train_one", refuse)
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["train", "a/b"], "class name 'a/b' contains a path separator"),
+    (["train", ".."], "class name '..' starts with a dot"),
+    (["train", "c", "--size", "4000x4000"], "size: each side must be in 1..1024, got '4000x4000'"),
+    (["train", "c", "--epochs", "0"], "epochs: expected a positive integer, got 0"),
+    (["train", "c", "--filters", "8,0"], "--filters: expected numbers of filters of at least 1"),
+    (["train", "c", "--latent", "0"], "--latent: expected a code size of at least 1"),
+    (["train-all", "--size", "0x9"], "size: each side must be in 1..1024"),
+    (["train-all", "--patience", "-1"], "patience: expected a positive integer, got -1"),
+])
+def test_names_sizes_and_options_are_checked_before_any_image_is_read(argv, said, two_classes, tmp_path,
+                                                                         no_reading, capsys):
+    data = str(two_classes / "0") if argv[0] == "train" else str(two_classes)
+    argv = argv[:2] + [data] + argv[2:] if argv[0] == "train" else argv[:1] + [data] + argv[1:]
+    assert main([*argv, "--registry", str(tmp_path / "reg")]) == 1
+    assert said in capsys.readouterr().err
+
+
+def test_train_all_refuses_a_folder_that_cannot_be_a_class_before_training(two_classes, tmp_path, no_reading,
+                                                                           capsys):
+    (two_classes / "unknown").mkdir()
+    assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg")]) == 1
+    assert "class name 'unknown' is reserved" in capsys.readouterr().err
+
+
+def test_train_all_says_each_epoch_with_the_time_left_and_each_class_as_it_lands(two_classes, tmp_path, capsys):
+    code = main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg"), "--epochs", "2", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 0
+    for c in ("0", "1"):
+        assert f"class '{c}': epoch 1/2, loss " in err and "s left for this class)" in err
+        assert f"class '{c}': epoch 2/2, loss " in err
+    assert "[1/2] class '0': version 1, 30 images" in err and "1 class(es) still training or waiting" in err
+    assert err.index("class '0': epoch 2/2") < err.index("[1/2] class '0'")
+
+
+def test_train_all_json_stays_quiet_per_epoch(two_classes, tmp_path, capsys):
+    assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg"), "--epochs", "1", "--jobs", "1",
+                 "--classes", "1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["failed"] == [] and "epoch 1/1" not in err
+
+
+def test_an_interrupted_train_all_says_what_landed_and_how_to_go_on(two_classes, tmp_path, monkeypatch, capsys):
+    def interrupted(root, registry_root, params, *, on_done, **kw):
+        on_done(ClassRun("0", str(two_classes / "0"), version=3, n_images=30), 1, 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bank.training, "train_all", interrupted)
+    assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg")]) == 130
+    err = capsys.readouterr().err
+    assert ("bank train-all: interrupted. Registered before that: 0 (version 3). To go on with the others, each "
+            "from its last finished epoch, run the same command with --classes 1") in err
+
+
+def test_a_resumed_class_says_so(two_classes, tmp_path, monkeypatch, capsys):
+    def resumed(root, registry_root, params, *, on_done, **kw):
+        run = ClassRun("1", str(two_classes / "1"), version=2, n_images=30, resumed_from_epoch=4)
+        on_done(run, 1, 1)
+        return [run]
+
+    monkeypatch.setattr(bank.training, "train_all", resumed)
+    assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg"), "--classes", "1"]) == 0
+    assert "[1/1] class '1': version 2, 30 images, 0 s, went on from epoch 4 of an interrupted run" in \
+        capsys.readouterr().err
+
+
+def test_a_missing_registry_is_named_as_given_and_how_it_was_chosen(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BANK_REGISTRY", raising=False)
+    assert main(["list"]) == 1
+    assert (f"no registry at registry (the default, in {tmp_path}; choose one with --registry PATH or "
+            "$BANK_REGISTRY)") in capsys.readouterr().err
+    monkeypatch.setenv("BANK_REGISTRY", "elsewhere")
+    assert main(["classify", "x.png"]) == 1
+    assert "no registry at elsewhere (from $BANK_REGISTRY)" in capsys.readouterr().err
+    assert main(["list", "--registry", "mine"]) == 1
+    assert "no registry at mine: check the path" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads the worker's state from /proc")
+def test_a_worker_stops_when_its_parent_is_gone(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    parent = textwrap.dedent(f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", '''
+        import time, os
+        from bank.training import _exit_with_parent
+        _exit_with_parent(every=0.1)
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+        '''])
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state in ("Z", "X"):  # exited; whoever adopted it has not reaped it yet
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the worker went on after its parent was killed")
+
+
+def test_the_demo_says_how_its_digits_train_without_a_line_per_epoch(monkeypatch):
+    from bank import demo
+
+    clock = iter([0.0, 1.0, 6.0, 7.0, 12.5])
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: next(clock))
+    said = []
+    report = demo._every(5.0, said.append)
+    for epoch in range(1, 5):
+        report({"epoch": epoch})
+    assert [e["epoch"] for e in said] == [2, 4]  # at 6 s and 12.5 s: one line per 5 s, not per epoch
