@@ -1,0 +1,215 @@
+"""``bank classify``, ``score``, ``evaluate`` and ``outliers``: images through the bank, and what it says."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import stats as st
+from ..decision import skipped_json
+from .common import (CommandError, add_max_pixels, add_runtime, add_tests, classes_option, emit_json, fmt,
+                     registry_of, report_skipped, say, table)
+
+
+def _class_data(args: argparse.Namespace, **decoding) -> tuple:
+    """The images of one class that DATA points at: (images, names, skipped), skipped reported
+    (``decoding``: see :func:`bank.data.load_images`)."""
+    from ..data import Loaded, class_images
+
+    data = class_images(args.data, args.class_name, **decoding)
+    if not isinstance(data, Loaded):  # an IDX array
+        return data, [f"{args.class_name} #{i}" for i in range(len(data))], []
+    report_skipped(data.skipped)
+    if not data.images:
+        raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
+    return data.images, data.names, data.skipped
+
+
+def _router(args: argparse.Namespace):
+    from ..router import Router
+
+    classes = classes_option(args)
+    router = Router.from_registry(registry_of(args), classes, threshold=args.threshold, method=args.method,
+                                  margin=args.margin, complexity_threshold=args.complexity,
+                                  skip_broken=args.skip_broken, runtime=args.runtime)
+    for name, reason in router.skipped:
+        say(f"skipped a broken class: {reason}")
+    for c, s in zip(router.classes, router.stats):
+        if st.effective_method(s, router.method) != router.method:
+            say(f"class {c!r} has no complexity statistics (registered before them): it uses the lognormal z and "
+                 "no complexity test; retrain it to get them")
+    return router
+
+
+def _route(args: argparse.Namespace):
+    router = _router(args)
+    result, skipped = router.score_files(args.paths, max_pixels=args.max_pixels)
+    report_skipped(skipped)
+    if result is None:
+        raise CommandError(f"no readable images in {', '.join(args.paths)}")
+    return result, skipped, router.skipped
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    result, *skipped = _route(args)
+    if args.json:
+        emit_json(result.to_json(*skipped))
+        return 0
+    rows = []
+    for i, rec in enumerate(result.records()):
+        k = result.classes.index(rec["nearest"])
+        why = "; ".join(result.reasons(i, k)) if rec["unknown"] else ""
+        rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k],
+                     result.test_z[i, k], why])
+    print(table(rows, ["image", "label", "nearest", "its error", "its test z", "why unknown"]))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    result, *skipped = _route(args)
+    if args.json:
+        emit_json(result.to_json(*skipped))
+        return 0
+    from ..evaluate import flag_cell, flag_tags
+
+    rows = []
+    for i, name in enumerate(result.names):
+        for k, c in enumerate(result.classes):
+            cz = result.complexity_z[i, k] if result.complexity_z is not None else float("nan")
+            rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.test_z[i, k],
+                         result.p_value[i, k], result.margin[i, k], cz, flag_cell(flag_tags(result, i, k))])
+    print(table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "input cx z", "flag"]))
+    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS[result.method]} of the "
+          "error, the flag's first test (p its upper tail); margin: log error minus the best other class's; input cx "
+          f"z: the {st.INPUT_COMPLEXITY_LABEL}, the input's zlib bits per value against the class's images (a "
+          "different quantity); flag: the tests that fired")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..data import load_labelled_images
+    from ..evaluate import describe_rule
+    from ..images import to_spec
+    from ..report import write_report
+
+    router = _router(args)
+    keep = router.common_spec  # the images are kept for the report: at the bank's size, not the files'
+    data = load_labelled_images(args.data, args.split, args.limit, fit=router.fit, max_pixels=args.max_pixels,
+                                transform=lambda img: to_spec([img], keep)[0])
+    report_skipped(data.skipped)
+    if not data.truth:
+        raise CommandError(f"no readable images in {args.data}")
+    say(f"evaluating {len(router.classes)} class(es) on {len(data.truth)} image(s) of {args.data}")
+    f = write_report(args.out, router, data.images, data.truth, data.names)
+    f["skipped"], f["skipped_classes"] = skipped_json(data.skipped), skipped_json(router.skipped, "class")
+    if args.json:
+        emit_json(f)
+        return 0
+    foreign = f["n_foreign"]
+    print(f"{f['n_images']} images: {f['n_known']} of the bank's {len(f['classes'])} classes, {foreign} foreign"
+          + (f" (of classes outside the bank: {', '.join(f['foreign_classes'])})" if foreign else ""))
+    print("flags: a class says \"not this class\" when "
+          f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'])}")
+    print(f"argmin accuracy {f['accuracy']:.4f} (on the images of the bank's classes); mean AUROC "
+          f"{fmt(f['auroc_mean'])}; false reject {fmt(f['false_reject'])}; false accept {fmt(f['false_accept'])}")
+    print(f"called unknown: {f['unknown_rate']:.2%} of the images of the bank's classes ({f['n_unknown']} of "
+          f"{f['n_known']}; should be low)")
+    if foreign:
+        print(f"called unknown: {f['foreign_unknown_rate']:.2%} of the foreign images ({f['n_foreign_unknown']} of "
+              f"{foreign}; should be high)")
+    else:
+        print("called unknown, foreign images: none given (a sub-folder of DATA named after no class of the bank "
+              "measures it: images the bank should call unknown)")
+    keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]
+    print(table([[c] + [v[k] for k in keys] for c, v in f["per_class"].items()], ["class"] + keys))
+    if f["training_warnings"]:
+        print("training warnings (from the classes' cards; 'bank show CLASS' shows the card):")
+        for c, warnings in f["training_warnings"].items():
+            for w in warnings:
+                print(f"  class {c!r}: {w}")
+    print(f"report: {f['report']}/report.html")
+    return 0
+
+
+def cmd_outliers(args: argparse.Namespace) -> int:
+    from ..evaluate import describe_outliers, outlier_cut, past_each_quantile, rank_outliers
+    from ..images import to_spec
+    from ..stats import effective_method, zscore
+
+    det = registry_of(args).load_detector(args.class_name, runtime=args.runtime)
+    spec = det.spec_
+    images, names, skipped = _class_data(args, fit=(spec.height, spec.width), max_pixels=args.max_pixels,
+                                         transform=lambda img: to_spec([img], spec)[0])
+    cut, warning = outlier_cut(det.stats_, args.quantile)
+    if warning:
+        say(f"warning: {warning}")
+    errors, cx = det.measure(images)
+    order = rank_outliers(errors, cut)
+    z = zscore(errors, det.stats_)
+    method = effective_method(det.stats_, "complexity")
+    test_z = zscore(errors, det.stats_, method, cx)
+    label = st.METHOD_LABELS[method]
+    rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "times_cut": float(errors[i] / cut),
+             "z": float(z[i]), "test_z": float(test_z[i]), "method": method} for r, i in enumerate(order)]
+    montage = None
+    if len(order) and args.montage != "none":
+        from ..images import take
+        from ..report import plot_montage
+
+        top = order[: args.top]
+        x, rec = det.reconstruct(take(images, top))
+        montage = str(plot_montage(
+            Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
+            [f"#{r + 1} {Path(names[i]).name}: error {errors[i] / cut:.2f}x the cut, {label} {test_z[i]:.1f}"
+             for r, i in enumerate(top)]))
+    past = past_each_quantile(errors, det.stats_)
+    out = {"class": args.class_name, "quantile": args.quantile, "cut": cut, "n_images": len(errors),
+           "n_outliers": len(rows), "outliers": rows, "montage": montage, "past_each_quantile": past,
+           "skipped": skipped_json(skipped), "warning": warning}
+    if args.json:
+        emit_json(out)
+        return 0
+    before, after = describe_outliers(args.class_name, len(errors), len(rows), args.quantile, cut, args.top, past,
+                                      montage is not None, label)
+    print("\n".join(before))
+    if rows:
+        print(table([[r["rank"], r["image"], r["error"], f"{r['times_cut']:.2f}x", r["test_z"]] for r in rows],
+                     ["rank", "image", "error", "times the cut", label]))
+    if after:
+        print("\n".join(after))
+    if montage:
+        print(f"montage: {montage}")
+    return 0
+
+
+def register(add) -> None:
+    """Add the commands that answer (``add(name, func, help)`` makes a sub-parser with the common options)."""
+    for name, func, help in (
+        ("classify", cmd_classify, "per image: the class whose model reconstructs it best, or unknown"),
+        ("score", cmd_score, "per image and class: error, z, Gaussian score, test z, p-value, margin, input "
+                            "complexity z and flag with its reasons"),
+    ):
+        sp = add(name, func, help)
+        sp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders of images")
+        add_tests(sp)
+        add_max_pixels(sp)
+
+    sp = add("evaluate", cmd_evaluate, "evaluate the bank on labelled images; write a report (JSON, HTML, PNGs)")
+    sp.add_argument("data", metavar="DATA", help="a folder with one sub-folder of images per class, or a folder of "
+                    "MNIST IDX files")
+    sp.add_argument("--split", choices=["train", "test"], default="test", help="IDX split to use (default test)")
+    sp.add_argument("--out", metavar="DIR", default="bank-report", help="report folder (default ./bank-report)")
+    sp.add_argument("--limit", type=int, metavar="N", help="at most N images per class")
+    add_tests(sp)
+    add_max_pixels(sp)
+
+    sp = add("outliers", cmd_outliers, "rank a class's images by its model's error; list those past a quantile")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("data", metavar="DATA", nargs="+", help="images or folders, as for 'bank train'")
+    sp.add_argument("--quantile", type=float, default=0.999,
+                    help="flag images past this quantile of the class's held-out errors (default 0.999; "
+                         "one of 0.5, 0.9, 0.95, 0.99, 0.999)")
+    sp.add_argument("--top", type=int, default=32, help="outliers shown in the montage (default 32)")
+    add_runtime(sp)
+    add_max_pixels(sp)
+    sp.add_argument("--montage", metavar="PNG", help="montage file (default outliers-CLASS.png; 'none' for none)")

@@ -1,0 +1,177 @@
+"""``bank list``, ``show``, ``activate``, ``remove`` and ``registry verify|gc``: the registry's entries."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .. import stats as st
+from ..registry import RegistryError
+from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, error_cut
+from .common import emit_json, registry_of, say, table
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    reg = registry_of(args)
+    if not reg.root.is_dir():
+        raise reg.missing()
+    rows, out = [], []
+    for name in reg.classes():
+        try:
+            active = reg.active_version(name)
+            e = reg.entry(name, active)
+            reg.check_model(e)
+            s = e.stats
+            item = {"class": name, "active": active, "versions": reg.versions(name), "input_spec": e.spec.to_dict(),
+                    "architecture": e.card["architecture"]["name"], "stats": s.to_dict(),
+                    "created": e.card.get("created"), "broken": None}
+            rows.append([name, active, ",".join(map(str, item["versions"])), str(e.spec), item["architecture"],
+                         s.n, s.mean, s.std, item["created"]])
+        except RegistryError as err:
+            item = {"class": name, "versions": reg.versions(name), "broken": str(err)}
+            rows.append([name, "BROKEN", ",".join(map(str, item["versions"])), str(err), "", "", "", "", ""])
+        out.append(item)
+    if args.json:
+        emit_json({"registry": str(reg.root), "classes": out})
+    elif not rows:
+        print(f"no classes in {reg.root} (train one with 'bank train CLASS DATA', or run 'bank demo')")
+    else:
+        print(table(rows, ["class", "active", "versions", "input", "model", "n", "mean err", "std err", "created"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    reg = registry_of(args)
+    e = reg.entry(args.class_name, args.version)
+    try:
+        reg.check_model(e)
+        broken = None
+    except RegistryError as err:
+        broken = str(err)
+        say(f"warning: {broken}")
+    if args.json:
+        emit_json({**e.card, "broken": broken})
+        return 0
+    c, s = e.card, e.stats
+    print(f"class {e.class_name!r} version {e.version} ({e.path})")
+    print(f"  created      {c.get('created')}")
+    print(f"  input        {e.spec}")
+    print(f"  model        {c['architecture']['name']} {c['architecture']['params']}")
+    t = c.get("training", {})
+    print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
+          f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}), "
+          f"seed {t.get('seed')}")
+    print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} (per-pixel MSE on held-out images)")
+    print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
+    print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
+    t = DEFAULT_THRESHOLD
+    if s.has_complexity:
+        lo, hi = (math.exp(s.complexity_mean + sign * DEFAULT_COMPLEXITY * s.complexity_std) for sign in (-1, 1))
+        if s.n >= st.MIN_COMPLEXITY_SAMPLES:
+            line = f"log error changes by {s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}"
+        else:
+            line = (f"no line fitted (fewer than {st.MIN_COMPLEXITY_SAMPLES} held-out images): the complexity-"
+                    "corrected z is the lognormal z")
+        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; {line}")
+        print(f"  flags        complexity-corrected z of the error > {t:g}: error > "
+              f"{error_cut(s, t, 'complexity'):.6g} at typical complexity (default); "
+              f"|{st.INPUT_COMPLEXITY_LABEL}| > {DEFAULT_COMPLEXITY:g}: input outside {lo:.3g}..{hi:.3g} bits/value")
+    else:
+        print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
+    print(f"  {'other rules' if s.has_complexity else 'flags':<12} lognormal z > {t:g}: error > "
+          f"{error_cut(s, t, 'lognormal'):.6g}; "
+          f"gaussian z > {t:g}: error > {error_cut(s, t, 'gaussian'):.6g};"
+          f" and, in a bank, margin > {DEFAULT_MARGIN:g} (another class's error lower by more than "
+          f"{1 - math.exp(-DEFAULT_MARGIN):.0%})"
+          " (change with --method, --threshold, --margin, --complexity)")
+    for w in c.get("training", {}).get("warnings") or []:
+        print(f"  warning      {w}")
+    print(f"  versions     {c.get('versions')}")
+    print(f"  sha256       {c['model_sha256']}")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    reg = registry_of(args)
+    removed = reg.remove(args.class_name, args.version)
+    active = reg.active_version(args.class_name) if reg.versions(args.class_name) else None
+    if args.json:
+        emit_json({"class": args.class_name, "removed": removed, "active": active})
+    elif active is None:
+        print(f"removed class {args.class_name!r} (version(s) {', '.join(map(str, removed))}); "
+              "it has no versions left")
+    else:
+        print(f"removed class {args.class_name!r} version {removed[0]}; active version: {active}")
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace) -> int:
+    registry_of(args).activate(args.class_name, args.version)
+    if args.json:
+        emit_json({"class": args.class_name, "active": args.version})
+    else:
+        print(f"class {args.class_name!r}: version {args.version} is active")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    reg = registry_of(args)
+    problems = reg.verify(load=not args.quick)
+    entries = sum(len(reg.versions(c)) for c in reg.classes())
+    leftovers = reg.leftovers()
+    if args.json:
+        emit_json({"registry": str(reg.root), "ok": not problems, "entries": entries,
+                    "problems": [{"class": p.class_name, "version": p.version, "error": str(p)} for p in problems],
+                    "leftovers": [str(p) for p in leftovers]})
+    else:
+        for p in problems:
+            print(f"BROKEN  {p}")
+        if leftovers:
+            print(f"{len(leftovers)} leftover(s) of interrupted writes (readers ignore them; 'bank registry gc' "
+                  "removes them)")
+        how = "cards and checksums" if args.quick else "cards, checksums, and models loaded in safe mode"
+        print(f"{reg.root}: {entries} entries checked ({how}): " + (f"{len(problems)} broken" if problems else "all sound"))
+    return 1 if problems else 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    reg = registry_of(args)
+    gone = reg.gc()
+    if args.json:
+        emit_json({"registry": str(reg.root), "removed": [str(p) for p in gone]})
+    else:
+        for p in gone:
+            print(f"removed {p}")
+        print(f"{reg.root}: removed {len(gone)} leftover(s) of interrupted writes")
+    return 0
+
+
+def register(add, sub, common: argparse.ArgumentParser) -> None:
+    """Add the registry commands (``add(name, func, help)`` makes a sub-parser with the common options; ``sub``
+    the sub-parsers, for the ``registry`` group; ``common`` the options every command takes)."""
+    add("list", cmd_list, "list the classes, their versions and which is active")
+
+    sp = add("show", cmd_show, "show a class model's card: input, training, error statistics")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("--version", type=int, help="a version (default: the active one)")
+
+    sp = add("remove", cmd_remove, "remove a class, or one version of it")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("--version", type=int, help="remove only this version")
+
+    sp = add("activate", cmd_activate, "make a version of a class the active one (roll back or forward)")
+    sp.add_argument("class_name", metavar="CLASS")
+    sp.add_argument("version", metavar="VERSION", type=int)
+
+    rp = sub.add_parser("registry", help="check or clean the registry", description="check or clean the registry")
+    rsub = rp.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    sp = rsub.add_parser("verify", parents=[common], description="Check every version of every class: its name, "
+                         "card, model checksum, and that the model loads in Keras safe mode. Exit 1 if any is broken.",
+                         help="check every entry: card, checksum, model loads in safe "
+                         "mode; exit 1 if any is broken")
+    sp.add_argument("--quick", action="store_true", help="check cards and checksums only; do not load the models")
+    sp.set_defaults(func=cmd_verify)
+    sp = rsub.add_parser("gc", parents=[common], help="remove the leftovers of interrupted writes",
+                         description="Remove what interrupted writes left behind (hidden temporary folders whose "
+                         "writer is gone, removed entries not yet deleted). Entries in use are never touched.")
+    sp.set_defaults(func=cmd_gc)

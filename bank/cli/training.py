@@ -1,0 +1,192 @@
+"""``bank train`` and ``bank train-all``: one class, or one per sub-folder, trained and registered."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+from ..decision import skipped_json
+from .common import CommandError, emit_json, registry_of, report_skipped, say, table
+
+
+def _training_params(args: argparse.Namespace) -> dict:
+    """AutoencoderDetector parameters (and size, color) from the training options."""
+    params = {}
+    if args.filters:
+        try:
+            params["filters"] = [int(f) for f in args.filters.split(",")]
+        except ValueError:
+            raise CommandError(f"--filters: expected whole numbers separated by commas, got {args.filters!r}") from None
+        if min(params["filters"]) < 1:
+            raise CommandError(f"--filters: expected numbers of filters of at least 1, got {args.filters!r}")
+    if args.latent is not None:
+        if args.latent < 1:
+            raise CommandError(f"--latent: expected a code size of at least 1, got {args.latent}")
+        params["latent_dim"] = args.latent
+    return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
+            "fresh": args.fresh}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..data import class_source
+    from ..pipeline import scan
+    from ..registry import validate_class_name
+    from ..training import check_params, fit_and_register
+
+    args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
+    reg = registry_of(args)
+    params = {**_training_params(args), "verbose": 0 if args.json else "auto"}
+    check_params(params)
+    source = class_source(args.data, args.class_name)
+    if isinstance(source, list):  # files: checked once now, streamed from disk while training
+        data = scan(source)
+        skipped = data.skipped
+        report_skipped(skipped)
+        if not len(data):
+            raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
+    else:
+        data, skipped = source, None
+    held: list[Path] = []  # the state folder this run took
+
+    def started(work: Path, resuming: bool) -> None:
+        held.append(work)
+        if resuming:
+            say(f"found the state of an interrupted training of class {args.class_name!r} with these images "
+                 f"and settings in {work}: it goes on from there (--fresh starts over)")
+        say(f"training class {args.class_name!r} on {len(data)} image(s)"
+             f"{'' if skipped is None else ' read from files'} (state in {work})")
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Keras progress stays off stdout
+            det, entry = fit_and_register(reg, args.class_name, data, params, skipped or [], on_start=started)
+    except KeyboardInterrupt:
+        if held and held[0].is_dir():  # kept: a finished epoch to go on from
+            say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
+                 f"(state in {held[0]}; --fresh starts over)")
+        else:
+            say("bank train: interrupted before an epoch finished; nothing to resume (the same command starts over)")
+        return 130
+    if det.resumed_from_:
+        say(f"resumed an interrupted training after epoch {det.resumed_from_}")
+    for w in det.training_.get("warnings", []):
+        say(f"warning: {w}")
+    skipped = skipped or []
+    summary = {
+        "class": entry.class_name,
+        "version": entry.version,
+        "path": str(entry.path),
+        "input_spec": det.spec_.to_dict(),
+        "architecture": {"name": det.architecture_, "params": det.params_},
+        "training": det.training_,
+        "stats": det.stats_.to_dict(),
+        "skipped": skipped_json(skipped),
+    }
+    if args.json:
+        emit_json(summary)
+    else:
+        t, s = det.training_, det.stats_
+        print(f"registered class {entry.class_name!r} version {entry.version} (active) at {entry.path}")
+        print(f"  input {det.spec_}, {det.architecture_} autoencoder {det.params_}")
+        print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} calibration;"
+              f" {t['epochs_run']} epochs, best {t['best_epoch']}; {t['data']}")
+        print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
+        print(f"  training-loss curves: {entry.path / 'loss.png'}")
+    return 0
+
+
+def cmd_train_all(args: argparse.Namespace) -> int:
+    from ..training import class_folders, train_all
+
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    reg = registry_of(args)
+    params = _training_params(args)
+    todo = classes or list(class_folders(args.root))
+    say(f"training {len(todo)} class(es), one per sub-folder of {args.root}, into {reg.where} ({args.backend}); "
+         f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class'}")
+    finished: list = []
+
+    def progress(r, done: int, total: int) -> None:
+        finished.append(r)
+        for name, reason in r.skipped:
+            say(f"class {r.class_name!r}: skipped {name}: {reason}")
+        if r.error:
+            what = f"FAILED: {r.error}"
+        else:
+            resumed = f", went on from epoch {r.resumed_from_epoch} of an interrupted run" if r.resumed_from_epoch else ""
+            what = f"version {r.version}, {r.n_images} images, {r.seconds:.0f} s{resumed}"
+        left = f"; {total - done} class(es) still training or waiting" if done < total else ""
+        say(f"[{done}/{total}] class {r.class_name!r}: {what}{left}")
+        for w in r.warnings:
+            say(f"  warning: class {r.class_name!r}: {w}")
+
+    try:
+        runs = train_all(args.root, reg.root, params, n_jobs=args.jobs, backend=args.backend,
+                         scheduler=args.scheduler, classes=classes, progress=not args.json, on_done=progress)
+    except KeyboardInterrupt:
+        landed = [f"{r.class_name} (version {r.version})" for r in finished if not r.error]
+        rest = [c for c in todo if c not in {r.class_name for r in finished if not r.error}]
+        say("bank train-all: interrupted. " + (f"Registered before that: {', '.join(landed)}. " if landed else "")
+             + ("To go on with the others, each from its last finished epoch, run the same command with --classes "
+                f"{','.join(rest)}" if rest else ""))
+        return 130
+    failed = [r for r in runs if r.error]
+    if args.json:
+        emit_json({"registry": str(reg.root), "classes": [r.to_dict() for r in runs],
+                    "failed": [r.class_name for r in failed]})
+    else:
+        rows = [[r.class_name, r.version if r.version else "-", r.n_images, len(r.skipped), f"{r.seconds:.1f}",
+                 "ok" if not r.error else "FAILED: " + r.error] for r in runs]
+        print(table(rows, ["class", "version", "images", "skipped", "seconds", "status"]))
+        print(f"{len(runs) - len(failed)} of {len(runs)} classes registered in {reg.root}")
+    return 1 if failed else 0
+
+
+def _default(name: str) -> object:
+    """The detector's own default of a training parameter: the command line's follows it."""
+    import inspect
+
+    from ..detector import AutoencoderDetector
+
+    return inspect.signature(AutoencoderDetector).parameters[name].default
+
+
+def add_training(sp: argparse.ArgumentParser) -> None:
+    epochs, batch, patience = _default("epochs"), _default("batch_size"), _default("patience")
+    sp.add_argument("--epochs", type=int, default=epochs,
+                    help=f"most epochs; early stopping may end sooner (default {epochs})")
+    sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
+                    "at most 128, else 64x64)")
+    sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
+    sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
+    sp.add_argument("--architecture", choices=["auto", "conv", "dense"], default="auto",
+                    help="auto: dense up to 16x16, conv above (default)")
+    sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64")
+    sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
+    sp.add_argument("--batch-size", type=int, default=batch, help=f"default {batch}")
+    sp.add_argument("--patience", type=int, default=patience,
+                    help=f"early-stopping patience in epochs (default {patience})")
+    sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
+                    "training of the class left (by default the same command resumes from it)")
+
+
+def register(add) -> None:
+    """Add the training commands (``add(name, func, help)`` makes a sub-parser with the common options)."""
+    sp = add("train", cmd_train, "train one class model and register it as the active version")
+    sp.add_argument("class_name", metavar="CLASS", help="class name (a folder-safe name)")
+    sp.add_argument("data", metavar="DATA", nargs="+", help="images or folders of the class; a folder with a "
+                    "sub-folder named CLASS; or a folder of MNIST IDX files (images labelled CLASS)")
+    add_training(sp)
+
+    sp = add("train-all", cmd_train_all, "train one class per sub-folder of ROOT, in parallel processes")
+    sp.add_argument("root", metavar="ROOT", help="a folder with one sub-folder of images per class")
+    sp.add_argument("--jobs", type=int, metavar="N", help="parallel trainings (default: one per core; with dask, "
+                    "as many as the cluster runs)")
+    sp.add_argument("--backend", choices=["loky", "dask"], default="loky",
+                    help="loky: local processes (default); dask: a Dask cluster, through joblib's dask backend")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler, such as tcp://10.0.0.1:8786 "
+                    "(--backend dask); the registry must be a path every worker can write")
+    sp.add_argument("--classes", metavar="A,B,...", help="train these sub-folders only")
+    add_training(sp)
