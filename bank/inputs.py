@@ -33,12 +33,18 @@ def is_path(x: object) -> bool:
 
 
 def image_names(images: object) -> list[str] | None:
-    """Names for what :func:`as_images` takes, when it can be known without reading it: a path's own,
-    ``#i`` for the rest; None for a generator or an array (the caller's default)."""
-    if is_path(images):
-        return [os.fspath(images)]
-    if isinstance(images, (list, tuple)) and any(is_path(x) for x in images):
-        return [os.fspath(x) if is_path(x) else f"#{i}" for i, x in enumerate(images)]
+    """Names for what :func:`as_images` takes, when it can be known without reading it: a path's own, a Pillow
+    image's file name when it was opened from one, ``#i`` for the rest; None for a generator or an array (the
+    caller's default)."""
+    def named(x: object) -> str | None:
+        if is_path(x):
+            return os.fspath(x)
+        return getattr(x, "filename", None) or None if isinstance(x, Image.Image) else None
+
+    if named(images):
+        return [named(images)]
+    if isinstance(images, (list, tuple)) and any(named(x) for x in images):
+        return [named(x) or f"#{i}" for i, x in enumerate(images)]
     return None
 
 

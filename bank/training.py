@@ -152,6 +152,8 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
     try:
         files = scan([folder], n_jobs=threads)
         run.n_images, run.skipped = len(files), list(files.skipped)
+        for bad, reason in run.skipped:  # said now, before the training: the summary repeats the count
+            say(f"class {name!r}: skipped {bad}: {reason}")
         if not len(files):
             raise InputError(f"no readable images in {folder}")
         extra = {"progress": epoch_line(name, say)} if progress else {}

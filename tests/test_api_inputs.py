@@ -138,7 +138,7 @@ def test_paths_pil_images_and_arrays_mixed(router, digits, tmp_path):
     mixed = [p1, Image.open(p2), arr, images[1400], str(p2), np.asarray(Image.open(p1))]
     res = router.score(mixed)
     assert len(res.labels) == 6
-    assert res.names == [str(p1), "#1", "#2", "#3", str(p2), "#5"]
+    assert res.names == [str(p1), str(p2), "#2", "#3", str(p2), "#5"]  # a PIL image opened from a file: its name
     alone = np.concatenate([router.errors(m) for m in mixed])
     np.testing.assert_allclose(res.errors, alone, rtol=1e-5)
     np.testing.assert_allclose(res.errors[0], res.errors[2], rtol=1e-6)  # a file and its pixels

@@ -168,3 +168,36 @@ def test_the_demo_says_how_its_digits_train_without_a_line_per_epoch(monkeypatch
     for epoch in range(1, 5):
         report({"epoch": epoch})
     assert [e["epoch"] for e in said] == [2, 4]  # at 6 s and 12.5 s: one line per 5 s, not per epoch
+
+
+def test_json_keeps_the_reasons_when_no_input_could_be_read(bank_registry, tmp_path, capsys):
+    Image.new("L", (300, 300), 9).save(tmp_path / "big.png")
+    code = main(["classify", str(tmp_path / "big.png"), "--registry", str(bank_registry.root), "--max-pixels", "1000",
+                 "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1 and doc["error"].startswith("no readable images") and doc["internal"] is False
+    assert doc["skipped"][0]["image"] == str(tmp_path / "big.png") and "limit of 1000" in doc["skipped"][0]["error"]
+
+
+def test_an_interrupted_train_all_with_nothing_landed_says_to_run_it_again(two_classes, tmp_path, monkeypatch,
+                                                                           capsys):
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bank.training, "train_all", interrupted)
+    assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg")]) == 130
+    assert ("interrupted before any class was registered; run the same command again: each class goes on from its "
+            "last finished epoch") in capsys.readouterr().err
+
+
+def test_classify_says_when_the_label_s_own_class_flags_the_image():
+    from bank import stats as st
+    from bank.cli.answering import classify_rows
+    from bank.decision import decide
+
+    stats = [st.ErrorStats(mean=1.0, std=0.1, n=100), st.ErrorStats(mean=2.0, std=0.2, n=100)]
+    result = decide(np.array([[1.5, 2.1], [1.0, 3.0]]), ["a", "b"], stats, ["odd.png", "a.png"], method="gaussian",
+                    margin=None)  # odd: a has the lowest error but flags it (z 5); b accepts it
+    rows, doubtful = classify_rows(result)
+    assert doubtful == 1 and rows[0][:3] == ["odd.png", "a", "a"]
+    assert rows[0][-1] == "a flags it (Gaussian z); accepted by b" and rows[1][-1] == ""

@@ -69,13 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"bank {name}: interrupted")
         return 130
     except (BankError, OSError) as e:  # bank's own errors (input, registry, usage) and the machine's (disk, rights)
-        return _failed(args, name, str(e), 1, debug)
+        return _failed(args, name, str(e), 1, debug, getattr(e, "extra", None))
     except Exception as e:  # anything else is a bug in bank: say so, and how to see where
         hint = "" if debug else f" (run again with --debug, or {DEBUG_ENV}=1, to see the traceback)"
         return _failed(args, name, f"internal error, a bug in bank: {type(e).__name__}: {e}{hint}", EXIT_BUG, debug)
 
 
-def _failed(args: argparse.Namespace, name: str, message: str, status: int, debug: bool) -> int:
+def _failed(args: argparse.Namespace, name: str, message: str, status: int, debug: bool,
+            extra: dict | None = None) -> int:
     """Report the error being handled in one line (with its traceback under ``debug``); return ``status``."""
     if debug:
         import traceback
@@ -83,5 +84,5 @@ def _failed(args: argparse.Namespace, name: str, message: str, status: int, debu
         traceback.print_exc()
     say(f"bank {name}: error: {message}")
     if getattr(args, "json", False):
-        emit_json({"error": message, "internal": status == EXIT_BUG})
+        emit_json({"error": message, "internal": status == EXIT_BUG, **(extra or {})})
     return status

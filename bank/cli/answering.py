@@ -46,7 +46,8 @@ def _route(args: argparse.Namespace):
     result, skipped = router.score_files(args.paths, max_pixels=args.max_pixels)
     report_skipped(skipped)
     if result is None:
-        raise CommandError(f"no readable images in {', '.join(args.paths)}")
+        raise CommandError(f"no readable images in {', '.join(args.paths)}", skipped=skipped_json(skipped),
+                           skipped_classes=skipped_json(router.skipped, "class"))
     return result, skipped, router.skipped
 
 
@@ -55,14 +56,33 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_json(*skipped))
         return 0
-    rows = []
+    rows, doubtful = classify_rows(result)
+    print(table(rows, ["image", "label", "nearest", "its error", "its test z", "note"]))
+    if doubtful:
+        print(f"{doubtful} image(s) labelled by the lowest error although that class flags them (another class "
+              "accepts them): look at 'bank score' for these")
+    return 0
+
+
+def classify_rows(result) -> tuple[list[list[object]], int]:
+    """``classify``'s table rows (image, label, nearest, its error, its test z, note), and how many images are
+    labelled by a class that itself flags them (the verdict is the lowest error; another class accepts them)."""
+    from ..evaluate import flag_tags
+
+    rows, doubtful = [], 0
     for i, rec in enumerate(result.records()):
         k = result.classes.index(rec["nearest"])
-        why = "; ".join(result.reasons(i, k)) if rec["unknown"] else ""
+        if rec["unknown"]:
+            note = "unknown: " + "; ".join(result.reasons(i, k))
+        elif result.flags[i, k]:  # the nearest class itself says no; another class accepts the image
+            doubtful += 1
+            accepting = [c for j, c in enumerate(result.classes) if not result.flags[i, j]]
+            note = f"{rec['nearest']} flags it ({', '.join(flag_tags(result, i, k))}); accepted by {', '.join(accepting)}"
+        else:
+            note = ""
         rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k],
-                     result.test_z[i, k], why])
-    print(table(rows, ["image", "label", "nearest", "its error", "its test z", "why unknown"]))
-    return 0
+                     result.test_z[i, k], note])
+    return rows, doubtful
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -111,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print("flags: a class says \"not this class\" when "
           f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'])}")
     print(f"argmin accuracy {f['accuracy']:.4f} (on the images of the bank's classes); mean AUROC "
-          f"{fmt(f['auroc_mean'])}; false reject {fmt(f['false_reject'])}; false accept {fmt(f['false_accept'])}")
+          f"{fmt(f['auroc_mean'])}; false reject {_percent(f['false_reject'])}; false accept {_percent(f['false_accept'])}")
     print(f"called unknown: {f['unknown_rate']:.2%} of the images of the bank's classes ({f['n_unknown']} of "
           f"{f['n_known']}; should be low)")
     if foreign:
@@ -129,6 +149,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 print(f"  class {c!r}: {w}")
     print(f"report: {f['report']}/report.html")
     return 0
+
+
+def _percent(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{v:.2%}"
 
 
 def cmd_outliers(args: argparse.Namespace) -> int:

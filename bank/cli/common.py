@@ -19,7 +19,12 @@ EXIT_BUG = 70
 
 
 class CommandError(BankError):
-    """A failure to report as one line on stderr, exit status 1."""
+    """A failure to report as one line on stderr, exit status 1; ``extra`` goes into the ``--json`` document
+    beside the error (such as the inputs skipped, with their reasons)."""
+
+    def __init__(self, message: str, **extra: object):
+        super().__init__(message)
+        self.extra = extra
 
 
 def say(msg: str) -> None:

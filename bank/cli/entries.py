@@ -56,11 +56,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"class {e.class_name!r} version {e.version} ({e.path})")
     print(f"  created      {c.get('created')}")
     print(f"  input        {e.spec}")
-    print(f"  model        {c['architecture']['name']} {c['architecture']['params']}")
+    print(f"  model        {c['architecture']['name']} autoencoder, {_pairs(c['architecture']['params'])}")
     t = c.get("training", {})
+    resumed = f", went on from epoch {t['resumed_from_epoch']} of an interrupted run" if t.get("resumed_from_epoch") else ""
     print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
           f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}), "
-          f"seed {t.get('seed')}")
+          f"seed {t.get('seed')}{resumed}")
+    skipped = t.get("skipped_files") or {}
+    if skipped.get("count"):
+        names = ", ".join(f["image"] for f in skipped.get("files", [])[:5])
+        more = f" and {skipped['count'] - 5} more (--json lists up to 100)" if skipped["count"] > 5 else ""
+        print(f"  skipped      {skipped['count']} unreadable file(s) when training: {names}{more}")
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} (per-pixel MSE on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
     print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
@@ -86,9 +92,17 @@ def cmd_show(args: argparse.Namespace) -> int:
           " (change with --method, --threshold, --margin, --complexity)")
     for w in c.get("training", {}).get("warnings") or []:
         print(f"  warning      {w}")
-    print(f"  versions     {c.get('versions')}")
+    print(f"  made with    {_pairs(c.get('versions') or {})}")
     print(f"  sha256       {c['model_sha256']}")
     return 0
+
+
+def _pairs(d: dict) -> str:
+    """A card's small object as people read it: ``filters 32,64; latent_dim 16``."""
+    def value(v: object) -> str:
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return "; ".join(f"{k} {value(v)}" for k, v in d.items()) or "-"
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

@@ -110,13 +110,16 @@ def cmd_train_all(args: argparse.Namespace) -> int:
 
     def progress(r, done: int, total: int) -> None:
         finished.append(r)
-        for name, reason in r.skipped:
-            say(f"class {r.class_name!r}: skipped {name}: {reason}")
+        if args.json:  # otherwise each training named its skipped files before it began
+            for name, reason in r.skipped:
+                say(f"class {r.class_name!r}: skipped {name}: {reason}")
+
         if r.error:
             what = f"FAILED: {r.error}"
         else:
             resumed = f", went on from epoch {r.resumed_from_epoch} of an interrupted run" if r.resumed_from_epoch else ""
-            what = f"version {r.version}, {r.n_images} images, {r.seconds:.0f} s{resumed}"
+            what = (f"version {r.version}, {r.n_images} images"
+                    f"{f' ({len(r.skipped)} unreadable skipped)' if r.skipped else ''}, {r.seconds:.0f} s{resumed}")
         left = f"; {total - done} class(es) still training or waiting" if done < total else ""
         say(f"[{done}/{total}] class {r.class_name!r}: {what}{left}")
         for w in r.warnings:
@@ -128,9 +131,13 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         landed = [f"{r.class_name} (version {r.version})" for r in finished if not r.error]
         rest = [c for c in todo if c not in {r.class_name for r in finished if not r.error}]
-        say("bank train-all: interrupted. " + (f"Registered before that: {', '.join(landed)}. " if landed else "")
-             + ("To go on with the others, each from its last finished epoch, run the same command with --classes "
-                f"{','.join(rest)}" if rest else ""))
+        if not landed:
+            say("bank train-all: interrupted before any class was registered; run the same command again: each "
+                "class goes on from its last finished epoch")
+        else:
+            say(f"bank train-all: interrupted. Registered before that: {', '.join(landed)}. "
+                + (f"To go on with the others, each from its last finished epoch, run the same command with "
+                   f"--classes {','.join(rest)}" if rest else ""))
         return 130
     failed = [r for r in runs if r.error]
     if args.json:
