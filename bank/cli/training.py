@@ -34,11 +34,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..data import class_source
     from ..pipeline import scan
     from ..registry import validate_class_name
-    from ..training import check_params, fit_and_register
+    from ..training import check_params, epoch_line, fit_and_register
 
     args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
     reg = registry_of(args)
-    params = {**_training_params(args), "verbose": 0 if args.json else "auto"}
+    params = {**_training_params(args), "verbose": 0}
+    if not args.json:  # a line per epoch, with the time left, as train-all says it
+        params["progress"] = epoch_line(args.class_name, say)
     check_params(params)
     source = class_source(args.data, args.class_name)
     if isinstance(source, list):  # files: checked once now, streamed from disk while training
@@ -60,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
              f"{'' if skipped is None else ' read from files'} (state in {work})")
 
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # Keras progress stays off stdout
+        with contextlib.redirect_stdout(sys.stderr):  # anything a library prints stays off stdout
             det, entry = fit_and_register(reg, args.class_name, data, params, skipped or [], on_start=started)
     except KeyboardInterrupt:
         if held and held[0].is_dir():  # kept: a finished epoch to go on from
