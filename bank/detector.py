@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import stats as st
+from .convergence import advice, assess
 from .errors import InputError
 from .images import InputSpec, complexity, infer_spec, to_spec
 from .inputs import as_images, prepare
@@ -42,8 +43,15 @@ from .trainstate import stamp as _stamp
 MIN_IMAGES = 4
 
 #: A small class is repeated within an epoch so that an epoch is at least this
-#: many steps: Keras spends ~0.1 s per epoch on overhead whatever its size.
-MIN_STEPS_PER_EPOCH = 25
+#: many steps: Keras spends ~0.1 s per epoch on overhead whatever its size, and
+#: a few hundred images need as many steps as a few thousand to be learnt
+#: (with shifts, each repeat is a new view of the image).
+MIN_STEPS_PER_EPOCH = 50
+
+#: With ``shift="auto"``, a class with fewer training images than this is trained on images shifted by up
+#: to ``SMALL_SHIFT`` of their sides.
+SMALL_CLASS = 1000
+SMALL_SHIFT = 0.1
 
 #: Below this many held-out images, the fitted statistics come with a warning.
 MIN_CALIBRATION = 30
@@ -82,7 +90,16 @@ class AutoencoderDetector:
         Architecture keyword arguments (filters, latent_dim, hidden);
         None uses the defaults for the input size.
     epochs, batch_size, learning_rate, patience
-        Adam on MSE; early stopping on the monitor set restores the best epoch.
+        Adam on MSE, at most ``epochs`` epochs; the best epoch on the monitor set is kept, and training
+        stops once ``patience`` epochs in a row have not lowered the monitor set's loss by
+        ``min_improvement`` (a share of it, 1%): a small class trains while it still learns, a large
+        one stops when the gains are too small to matter.
+    shift : "auto" or float
+        Each training image is moved by a random shift of up to this share of its height and width,
+        anew each epoch (0 turns it off): on a few hundred images the model learns the class, not
+        where those images put it. "auto": ``SMALL_SHIFT`` for a class with fewer than
+        ``SMALL_CLASS`` training images, else 0 (on a large class the shifts cost more in telling
+        classes apart than they add: measured in README).
     calibration_fraction : float
         Share of images held out to fit the error statistics.
     monitor_fraction : float
@@ -123,7 +140,9 @@ class AutoencoderDetector:
         epochs: int = 30,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
-        patience: int = 5,
+        patience: int = 8,
+        min_improvement: float = 0.01,
+        shift: float | str = "auto",
         calibration_fraction: float = 0.1,
         monitor_fraction: float = 0.1,
         seed: int = 0,
@@ -141,6 +160,8 @@ class AutoencoderDetector:
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.patience = patience
+        self.min_improvement = min_improvement
+        self.shift = shift
         self.calibration_fraction = calibration_fraction
         self.monitor_fraction = monitor_fraction
         self.seed = seed
@@ -167,12 +188,25 @@ class AutoencoderDetector:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and 0 < v < 1):
                 raise InputError(f"{name}: expected a number strictly between 0 and 1, got {v!r}")
+        if self.shift != "auto" and (isinstance(self.shift, bool) or not (isinstance(self.shift, (int, float))
+                                                                          and 0 <= self.shift < 0.5)):
+            raise InputError(f"shift: expected 'auto' or a share of the image from 0 (off) to below 0.5, "
+                             f"got {self.shift!r}")
+        if isinstance(self.min_improvement, bool) or not (isinstance(self.min_improvement, (int, float))
+                                                          and 0 <= self.min_improvement < 1):
+            raise InputError(f"min_improvement: expected a share from 0 to below 1, got {self.min_improvement!r}")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             raise InputError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
         st.check_method(self.method)
         st.check_complexity(self.complexity_threshold)
         if self.architecture not in ("auto", "conv", "dense"):
             raise InputError(f"architecture: expected 'auto', 'conv' or 'dense', got {self.architecture!r}")
+
+    def _shift(self, n_train: int) -> float:
+        """The shift ``fit`` trains with on ``n_train`` images (``shift`` with "auto" resolved)."""
+        if self.shift == "auto":
+            return SMALL_SHIFT if n_train < SMALL_CLASS else 0.0
+        return float(self.shift)
 
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if n < MIN_IMAGES:
@@ -245,6 +279,9 @@ class AutoencoderDetector:
             x_train = x[train_idx]
             x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
             train, monitor = (x_fit, x_fit), (x[mon_idx], x[mon_idx])
+        shift = self._shift(len(train_idx))
+        if shift:
+            train = _shifted(train, self.batch_size, shift, self.seed)
         # a temporary folder is never resumed: no digest of the data needed
         run_id = "temporary" if self.checkpoint_dir is None else self._run_id(plan)
         self.history_ = self._train(model, train, monitor, run_id)
@@ -268,6 +305,8 @@ class AutoencoderDetector:
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
             "patience": self.patience,
+            "min_improvement": self.min_improvement,
+            "shift": shift,
             "seed": self.seed,
             "optimizer": "adam",
             "loss": "mse",
@@ -281,6 +320,7 @@ class AutoencoderDetector:
             "n_monitor": int(len(mon_idx)),
             "n_calibration": int(len(cal_idx)),
             "train_error_mean": float(np.mean(train_errors)),
+            "convergence": assess(val, self.epochs, self.patience),
             "warnings": [],
         }
         if self.resumed_from_:
@@ -289,6 +329,10 @@ class AutoencoderDetector:
             gone = sorted({n for n, _ in late})
             self.training_["warnings"].append(f"{len(gone)} file(s) could not be read during training and were "
                                               f"left out: {', '.join(gone[:10])}")
+        unfinished = advice(self.training_["convergence"], self.epochs, self.patience)
+        if unfinished:
+            self.training_["warnings"].append(unfinished)
+            warnings.warn(unfinished, stacklevel=2)
         if len(cal_idx) < MIN_CALIBRATION:
             msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
                    "z-scores and flags are rough; give the class more images")
@@ -298,8 +342,8 @@ class AutoencoderDetector:
 
     def _run_id(self, plan: _Plan) -> str:
         """What a checkpoint must match to be resumed: the data and every training parameter."""
-        keys = ("epochs", "batch_size", "learning_rate", "patience", "calibration_fraction", "monitor_fraction",
-                "seed")
+        keys = ("epochs", "batch_size", "learning_rate", "patience", "min_improvement", "shift", "calibration_fraction",
+                "monitor_fraction", "seed")
         data_id = (plan.files.fingerprint() if plan.files is not None
                    else hashlib.sha256(np.ascontiguousarray(plan.x)).hexdigest())
         what = {"spec": plan.spec.to_dict(), "architecture": plan.arch, "params": plan.params, "data": data_id,
@@ -342,7 +386,9 @@ class AutoencoderDetector:
                 keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
                                                 save_weights_only=True,
                                                 initial_value_threshold=min(seen) if seen else None),
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.patience),
+                _log_loss(),  # early stopping on the log of the loss: progress counted relatively
+                keras.callbacks.EarlyStopping(monitor="val_log_loss", mode="min", patience=self.patience,
+                                              min_delta=-math.log1p(-self.min_improvement)),
                 # last: an epoch is backed up once logged; the one before is kept while it is written,
                 # and restored if a kill leaves the new one half-written
                 keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
@@ -490,3 +536,42 @@ def _epoch_report(report: Callable[[dict], None], epochs: int):
                 "val_loss": float(logs.get("val_loss", math.nan)), "seconds": time.perf_counter() - start[0]})
 
     return keras.callbacks.LambdaCallback(on_epoch_begin=begin, on_epoch_end=end)
+
+
+
+def _log_loss():
+    """A Keras callback adding ``val_log_loss``, the log of the epoch's monitored loss, to its logs: a
+    step of ``min_delta`` in it is a relative change, the same for a class whose loss is 0.05 as for
+    one whose loss is 0.002."""
+    import keras
+
+    def end(epoch: int, logs: dict | None = None) -> None:
+        if logs is not None and "val_loss" in logs:
+            v = float(logs["val_loss"])
+            logs["val_log_loss"] = math.log(v) if v > 0 else -math.inf
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=end)
+
+
+def _shifted(train, batch_size: int, shift: float, seed: int):
+    """The training batches, each image moved by a random shift of up to ``shift`` of its height and
+    width (the edge pixels repeated into the gap), as (input, target) pairs: a model that learns the class
+    at any nearby position, not the positions of a few hundred images."""
+    import keras
+    import tensorflow as tf
+
+    if isinstance(train, tuple):
+        x = train[0]
+        ds = tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
+    else:
+        ds = train.map(lambda x, y: x)
+    move = keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed)
+
+    def pair(x):
+        x = move(x, training=True)
+        return x, x
+
+    # one batch after another: the layer's random state advances in the same order every run (the same
+    # seed, the same model); a shift costs little beside a training step
+    return ds.map(pair).prefetch(tf.data.AUTOTUNE)

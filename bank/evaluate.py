@@ -104,6 +104,17 @@ def training_warnings(detectors: dict) -> dict[str, list[str]]:
     return out
 
 
+def unfinished_trainings(detectors: dict) -> dict[str, dict]:
+    """Per class whose training did not settle (``training.convergence`` on its card, see
+    :mod:`bank.convergence`), the verdict: a machine-readable twin of the warning."""
+    out = {}
+    for c, det in detectors.items():
+        verdict = (getattr(det, "training_", None) or {}).get("convergence")
+        if verdict and verdict.get("status") != "settled":
+            out[c] = dict(verdict)
+    return out
+
+
 def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
     """Every figure of a bank on images whose true classes are ``truth``.
 

@@ -17,11 +17,15 @@ import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 
-def build_conv(shape: tuple[int, int, int], filters: tuple[int, ...] = (32, 64), latent_dim: int = 16) -> keras.Model:
+def build_conv(shape: tuple[int, int, int], filters: tuple[int, ...] = (32, 64), latent_dim: int = 16,
+               momentum: float = 0.9) -> keras.Model:
     """The seed tutorials' conv autoencoder, shaped by ``shape`` = (H, W, C).
 
     Encoder: per filter count, Conv2D stride 2 + LeakyReLU + BatchNorm; a dense
-    latent code. Decoder: the mirror with Conv2DTranspose, then a sigmoid
+    latent code. BatchNorm's moving statistics follow the batches with ``momentum``
+    0.9 (Keras's 0.99 lags a few hundred steps behind: on a small class the
+    early-stopping loss, taken with them, then jumps about for the first epochs
+    and early stopping kept an epoch from before the model had learnt). Decoder: the mirror with Conv2DTranspose, then a sigmoid
     Conv2DTranspose to C channels, cropped back to H x W for odd sizes.
     """
     h, w, c = shape
@@ -30,7 +34,7 @@ def build_conv(shape: tuple[int, int, int], filters: tuple[int, ...] = (32, 64),
     for f in filters:
         x = layers.Conv2D(f, 3, strides=2, padding="same")(x)
         x = layers.LeakyReLU(negative_slope=0.2)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=momentum)(x)
     inner = tuple(x.shape[1:])
     latent = layers.Dense(latent_dim, name="latent")(layers.Flatten()(x))
     x = layers.Dense(math.prod(inner))(latent)
@@ -38,7 +42,7 @@ def build_conv(shape: tuple[int, int, int], filters: tuple[int, ...] = (32, 64),
     for f in reversed(filters):
         x = layers.Conv2DTranspose(f, 3, strides=2, padding="same")(x)
         x = layers.LeakyReLU(negative_slope=0.2)(x)
-        x = layers.BatchNormalization()(x)
+        x = layers.BatchNormalization(momentum=momentum)(x)
     x = layers.Conv2DTranspose(c, 3, padding="same", activation="sigmoid")(x)
     extra_h, extra_w = x.shape[1] - h, x.shape[2] - w
     if extra_h or extra_w:

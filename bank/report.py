@@ -20,7 +20,7 @@ from matplotlib.font_manager import FontProperties
 from scipy import stats as sps
 
 from . import stats as st
-from .evaluate import describe_rule, evaluate, training_warnings
+from .evaluate import describe_rule, evaluate, training_warnings, unfinished_trainings
 from .images import take
 from .decision import BankResult
 from .router import Router
@@ -252,6 +252,7 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
 
     figures["pictures"] = pictures
     figures["training_warnings"] = training_warnings(router.detectors)
+    figures["unfinished_trainings"] = unfinished_trainings(router.detectors)
     figures["worst"] = [{"image": result.names[i], "class": c, "z": z} for i, c, z in worst_pairs]
     (out / "report.json").write_text(json.dumps(figures, indent=2))
     (out / "report.html").write_text(_html(figures, out))

@@ -10,7 +10,7 @@ corrupt files among them: a truncated PNG and a text file named .png) and ``OUT/
     bank evaluate OUT
 
 Each image: a random size from 32 to 128 pixels a side (mostly square, some not), a light background,
-one dark shape of a random size (a quarter to four fifths of the shorter side), position, stroke width
+one dark shape of a random size (its bounding box 30% to 90% of the shorter side), position, stroke width
 (3% to 8% of the shorter side), filled or outline; squares turned by up to 15 degrees, triangles by any angle. Drawn at 4x and
 reduced, so edges are smooth. Gray by default (``--color``: tinted background and shape). Seeded:
 the same arguments give the same images.
@@ -62,18 +62,25 @@ def draw(shape: str, rng: np.random.Generator, *, size: int | tuple[int, int] | 
     im = Image.new("RGB" if color else "L", (W, H), bg)
     pen = ImageDraw.Draw(im)
     side = min(W, H)
-    r = rng.uniform(0.25, 0.8) * side / 2  # circumradius, a quarter to four fifths of the shorter side across
-    cx, cy = rng.uniform(r, W - r), rng.uniform(r, H - r)
+    extent = rng.uniform(0.3, 0.9) * side  # the shape's bounding box: 30% to 90% of the shorter side
     filled = rng.random() < 0.5
     stroke = max(SCALE, round(rng.uniform(0.03, 0.08) * side))  # 3% to 8% of the shorter side (1 to 10 pixels)
-    kw = {"fill": ink} if filled else {"outline": ink, "width": stroke}
     if shape == "circle":
-        pen.ellipse([cx - r, cy - r, cx + r, cy + r], **kw)
+        unit = [(-1.0, -1.0), (1.0, 1.0)]
     else:
         corners = 4 if shape == "square" else 3
         turn = rng.uniform(-15, 15) if shape == "square" else rng.uniform(0, 360)
         base = math.pi / 4 if shape == "square" else -math.pi / 2
-        pts = _polygon(cx, cy, r, corners, base + math.radians(turn))
+        unit = _polygon(0, 0, 1, corners, base + math.radians(turn))
+    xs, ys = [p[0] for p in unit], [p[1] for p in unit]
+    r = extent / max(max(xs) - min(xs), max(ys) - min(ys))
+    cx = rng.uniform(-min(xs) * r, W - max(xs) * r)
+    cy = rng.uniform(-min(ys) * r, H - max(ys) * r)
+    kw = {"fill": ink} if filled else {"outline": ink, "width": stroke}
+    if shape == "circle":
+        pen.ellipse([cx - r, cy - r, cx + r, cy + r], **kw)
+    else:
+        pts = [(cx + r * x, cy + r * y) for x, y in unit]
         if filled:
             pen.polygon(pts, fill=ink)
         else:

@@ -201,3 +201,45 @@ def test_classify_says_when_the_label_s_own_class_flags_the_image():
     rows, doubtful = classify_rows(result)
     assert doubtful == 1 and rows[0][:3] == ["odd.png", "a", "a"]
     assert rows[0][-1] == "a flags it (Gaussian z); accepted by b" and rows[1][-1] == ""
+
+
+# ---------------------------------------------------------------- 1. a training that did not finish says so
+
+NEWCOMER_CURVE = [0.09, 0.078, 0.11, 0.15, 0.17, 0.19, 0.196]  # the circle model: epoch 2 kept of 7
+
+
+def test_an_unfinished_training_is_said_in_train_card_show_and_evaluate(tmp_path, two_classes, monkeypatch, capsys):
+    from bank.detector import AutoencoderDetector
+
+    real = AutoencoderDetector._train
+
+    def newcomer(self, *a, **k):  # the real training, then the loss curve the newcomer saw
+        real(self, *a, **k)
+        return {"loss": [0.05] * len(NEWCOMER_CURVE), "val_loss": list(NEWCOMER_CURVE)}
+
+    monkeypatch.setattr(AutoencoderDetector, "_train", newcomer)
+    reg = str(tmp_path / "reg")
+    code = main(["train", "0", str(two_classes / "0"), "--registry", reg, "--epochs", "30", "--patience", "2"])
+    _, err = capsys.readouterr()
+    assert code == 0
+    assert "warning: training kept epoch 2 of 7" in err and "try --patience 15" in err
+    monkeypatch.setattr(AutoencoderDetector, "_train", real)
+    assert main(["train", "1", str(two_classes / "1"), "--registry", reg, "--epochs", "2", "--batch-size", "8"]) == 0
+    capsys.readouterr()
+
+    card = json.loads(next((tmp_path / "reg" / "0").glob("*/card.json")).read_text())
+    assert card["training"]["convergence"] == {"status": "stopped early", "kept_epoch": 2, "epochs_run": 7,
+                                               "change": 1.5128}
+    assert main(["show", "0", "--registry", reg]) == 0
+    out = capsys.readouterr().out
+    assert "NOT FINISHED: stopped early" in out and "training kept epoch 2 of 7" in out
+    assert main(["show", "1", "--registry", reg]) == 0
+    assert "NOT FINISHED" not in capsys.readouterr().out
+
+    report = tmp_path / "report"
+    assert main(["evaluate", str(two_classes), "--registry", reg, "--out", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "class '0': training kept epoch 2 of 7" in out
+    figures = json.loads((report / "report.json").read_text())
+    assert list(figures["unfinished_trainings"]) == ["0"]
+    assert figures["unfinished_trainings"]["0"]["status"] == "stopped early"

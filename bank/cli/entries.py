@@ -59,6 +59,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  model        {c['architecture']['name']} autoencoder, {_pairs(c['architecture']['params'])}")
     t = c.get("training", {})
     resumed = f", went on from epoch {t['resumed_from_epoch']} of an interrupted run" if t.get("resumed_from_epoch") else ""
+    status = (t.get("convergence") or {}).get("status", "settled")
+    resumed += "" if status == "settled" else f"; NOT FINISHED: {status} (see the warning below)"
     print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
           f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}), "
           f"seed {t.get('seed')}{resumed}")

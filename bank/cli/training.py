@@ -27,7 +27,7 @@ def _training_params(args: argparse.Namespace) -> dict:
         params["latent_dim"] = args.latent
     return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
-            "fresh": args.fresh}
+            "min_improvement": args.min_improvement, "shift": args.shift, "fresh": args.fresh}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -162,8 +162,20 @@ def _default(name: str) -> object:
     return inspect.signature(AutoencoderDetector).parameters[name].default
 
 
+def _share_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number such as 0.1, got {text!r}") from None
+
+
 def add_training(sp: argparse.ArgumentParser) -> None:
-    epochs, batch, patience = _default("epochs"), _default("batch_size"), _default("patience")
+    from ..detector import SMALL_CLASS, SMALL_SHIFT
+
+    epochs, batch, patience, better, shift = (_default(k) for k in ("epochs", "batch_size", "patience",
+                                                                     "min_improvement", "shift"))
     sp.add_argument("--epochs", type=int, default=epochs,
                     help=f"most epochs; early stopping may end sooner (default {epochs})")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
@@ -176,7 +188,14 @@ def add_training(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
     sp.add_argument("--batch-size", type=int, default=batch, help=f"default {batch}")
     sp.add_argument("--patience", type=int, default=patience,
-                    help=f"early-stopping patience in epochs (default {patience})")
+                    help=f"stop after this many epochs in a row without progress (default {patience})")
+    sp.add_argument("--min-improvement", type=float, default=better, metavar="SHARE",
+                    help=f"progress: an epoch lowers the best early-stopping loss by at least this share of it "
+                         f"(default {better})")
+    sp.add_argument("--shift", type=_share_or_auto, default=shift, metavar="SHARE",
+                    help="move each training image by a random shift of up to this share of its sides, anew each "
+                         f"epoch; 0 turns it off; auto: {SMALL_SHIFT} for a class of fewer than {SMALL_CLASS} "
+                         f"training images, else 0 (default {shift})")
     sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
                     "training of the class left (by default the same command resumes from it)")
 
