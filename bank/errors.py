@@ -15,3 +15,7 @@ class BankError(Exception):
 class InputError(BankError, ValueError):
     """An argument, a setting or a piece of data that is not what was expected (a ``ValueError``, as in
     scikit-learn, so ``except ValueError`` still catches it)."""
+
+
+class RegistryError(BankError):
+    """A registry problem: a bad name, a missing class, a broken entry."""

@@ -22,6 +22,9 @@ the LiteRT flatbuffers (no TensorFlow import; builtin operations only) when
 the entry has them, else the Keras model in safe mode (no Lambda layers, no
 arbitrary code); nothing is pickled. The registry never follows a
 symbolic link out of its root.
+
+The card format is :mod:`bank.cards`; the locks and the careful file steps
+are :mod:`bank.locks`. Their names used elsewhere are importable from here too.
 """
 
 from __future__ import annotations
@@ -30,10 +33,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
-import re
 import shutil
-import sys
 import tempfile
 import time
 import unicodedata
@@ -42,22 +42,17 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no locks; gc then only clears leftovers older than a day
-    fcntl = None
 from pathlib import Path
 
 from . import runtime as rt
 from . import trainstate
-from .errors import BankError, InputError
+from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, Entry, RegistryError, _versions_stamp,
+                    parse_card, sha256_file)
+from .errors import InputError
 from .images import InputSpec
-from .stats import ErrorStats
+from .locks import STALE_SECONDS as STALE_SECONDS  # re-exported: it was defined here before
+from .locks import _is_free, _is_stale, _locked, _no_link, _remove_path, _write_text
 
-FORMAT_VERSION = 1
-MODEL_FILE = "model.keras"
-CARD_FILE = "card.json"
 ACTIVE_FILE = "ACTIVE"
 #: The hidden folder under the root where trainings keep the state they resume from.
 TRAINING_DIR = ".training"
@@ -67,13 +62,7 @@ MAX_NAME = 100
 ENV_VAR = "BANK_REGISTRY"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
-STALE_SECONDS = 86400  # without locks, a leftover this old is abandoned
-LITERT_FILE = "model-b{batch}.tflite"
 RUNTIMES = ("auto", "litert", "keras")
-
-
-class RegistryError(BankError):
-    """A registry problem: a bad name, a missing class, a broken entry."""
 
 
 def default_root() -> Path:
@@ -106,14 +95,6 @@ def validate_class_name(name: str) -> str:
     return norm
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
     """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files;
     the card's "litert" field. A failure is a warning and a "skipped" reason, never a lost entry."""
@@ -138,127 +119,9 @@ def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
     return {"files": files, "max_rel_diff": diff}
 
 
-def _versions_stamp() -> dict:
-    from . import __version__
-
-    out = {"bank": __version__, "python": platform.python_version()}
-    for mod in ("numpy", "keras", "tensorflow", "ai_edge_litert"):
-        m = sys.modules.get(mod)
-        out[mod] = getattr(m, "__version__", None) if m else None
-    return out
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One class model version in the registry, with its parsed card."""
-
-    class_name: str
-    version: int
-    path: Path
-    card: dict
-
-    @property
-    def spec(self) -> InputSpec:
-        return InputSpec.from_dict(self.card["input_spec"])
-
-    @property
-    def stats(self) -> ErrorStats:
-        return ErrorStats.from_dict(self.card["stats"])
-
-    @property
-    def model_path(self) -> Path:
-        return self.path / MODEL_FILE
-
-    @property
-    def litert_files(self) -> list[dict]:
-        """The LiteRT flatbuffers ({"batch", "file", "sha256"}); empty for entries without them."""
-        return (self.card.get("litert") or {}).get("files", [])
-
-
-def _check_litert(field: object, where: str) -> None:
-    """The card's optional "litert" field: files named for their batch size, batch 1 among them."""
-    bad = f"{where}: card.json litert must be an object with 'files', a list of {{'batch', 'file', 'sha256'}}"
-    if not isinstance(field, dict) or not isinstance(field.get("files"), list):
-        raise RegistryError(bad)
-    batches = []
-    for f in field["files"]:
-        if not (isinstance(f, dict) and type(f.get("batch")) is int and f["batch"] >= 1
-                and f.get("file") == LITERT_FILE.format(batch=f["batch"])
-                and isinstance(f.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])):
-            raise RegistryError(f"{bad}; got {f!r}"[:300])
-        batches.append(f["batch"])
-    if batches and (1 not in batches or len(set(batches)) != len(batches)):
-        raise RegistryError(f"{where}: card.json litert needs one file per batch size, batch 1 among them; "
-                            f"got {batches}")
-
-
-def parse_card(text: str, where: str) -> dict:
-    """Parse and check a card.json; errors name ``where`` (class and version)."""
-    try:
-        card = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise RegistryError(f"{where}: card.json is not valid JSON ({e})") from None
-    if not isinstance(card, dict):
-        raise RegistryError(f"{where}: card.json must hold a JSON object")
-    fv = card.get("format_version")
-    if fv != FORMAT_VERSION:
-        raise RegistryError(f"{where}: unknown card format_version {fv!r} (this bank reads {FORMAT_VERSION})")
-    for key in ("class", "version", "input_spec", "architecture", "stats", "model_sha256"):
-        if key not in card:
-            raise RegistryError(f"{where}: card.json lacks the field {key!r}")
-    try:
-        InputSpec.from_dict(card["input_spec"])
-        ErrorStats.from_dict(card["stats"])
-    except ValueError as e:
-        raise RegistryError(f"{where}: card.json {e}") from None
-    arch = card["architecture"]
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params"), dict):
-        raise RegistryError(f"{where}: card.json architecture must be an object with 'name' and 'params'")
-    if "litert" in card:
-        _check_litert(card["litert"], where)
-    return card
-
-
 def _is_version(name: str) -> bool:
     """A version folder's name: ASCII digits, no leading zero (so one number has one folder)."""
     return name.isascii() and name.isdigit() and str(int(name)) == name
-
-
-def _write_text(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-@contextmanager
-def _locked(path: Path, blocking: bool = True, create: bool = True) -> Iterator[bool]:
-    """Hold an exclusive lock on ``path`` (created if need be); yields whether it was taken.
-
-    The operating system drops the lock when its holder dies, even by SIGKILL,
-    so a lock is never left stale.
-    """
-    flags = os.O_RDWR | (os.O_CREAT if create else 0) | getattr(os, "O_NOFOLLOW", 0)  # never a link out
-    fd = os.open(path, flags, 0o644)
-    try:
-        if fcntl is None:
-            yield True
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
-
-
-def _no_link(path: Path, what: str) -> Path:
-    """``path`` itself, refusing a symbolic link (it could lead out of the registry)."""
-    if path.is_symlink():
-        raise RegistryError(f"{what}: {path} is a symbolic link; the registry does not follow links")
-    return path
 
 
 @dataclass(frozen=True)
@@ -651,13 +514,13 @@ class Registry:
                 age = now - p.lstat().st_mtime
                 if p.name.startswith(".active-"):
                     # written and renamed while holding the class lock
-                    stale = _is_free(cdir / LOCK_FILE) if fcntl is not None else age > STALE_SECONDS
+                    stale = _is_stale(cdir / LOCK_FILE, age)
                 elif p.name.startswith(TMP_PREFIX) and p.name.endswith(".lock"):
                     # a lock whose folder is gone; young ones may belong to a writer about to start
                     stale = age > 60 and not (cdir / p.name[: -len(".lock")]).exists() and _is_free(p)
                 elif p.name.startswith(TMP_PREFIX):
                     lock = cdir / f"{p.name}.lock"
-                    stale = _is_free(lock) if fcntl is not None else age > STALE_SECONDS
+                    stale = _is_stale(lock, age)
                     if stale and lock.exists():
                         found.append(lock)
                 else:
@@ -667,19 +530,3 @@ class Registry:
             if stale:
                 found.append(p)
         return found
-
-
-def _is_free(lock: Path) -> bool:
-    """True when no live process holds ``lock`` (or it does not exist)."""
-    try:
-        with _locked(lock, blocking=False, create=False) as taken:
-            return taken
-    except FileNotFoundError:
-        return True
-
-
-def _remove_path(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        p.unlink(missing_ok=True)
