@@ -131,6 +131,8 @@ class AutoencoderDetector:
         them out). None: a temporary folder, removed after ``fit``.
     """
 
+    kind = "autoencoder"
+
     def __init__(
         self,
         *,

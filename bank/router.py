@@ -54,6 +54,10 @@ class Router:
         self.complexity_threshold = st.check_complexity(complexity_threshold)
         self.batch_size = int(batch_size)
         self.classes = list(self.detectors)
+        kinds = {getattr(d, "kind", "autoencoder") for d in self.detectors.values()}
+        if len(kinds) > 1:  # raw scores in different units: argmin and margin need a unit-free scale first
+            raise InputError(f"a bank mixing kinds of class model is not supported yet, got {sorted(kinds)}: "
+                             "route each kind in its own Router")
         self.stats = [d.stats_ for d in self.detectors.values()]
         groups: dict[InputSpec, list[int]] = {}
         for k, det in enumerate(self.detectors.values()):
@@ -126,11 +130,25 @@ class Router:
         router.runtime = runtime
         return router
 
-    def _fn(self, spec: InputSpec):
+    def _scorers(self, spec: InputSpec) -> list[tuple[list[int], object]]:
+        """The functions scoring images at ``spec``: one per kind among the classes of that spec, each with
+        the columns it fills. Autoencoders are fused into one compiled call (LiteRT or Keras); another
+        kind scores its classes with its ``group_scorer``."""
         if spec not in self._fns:
-            from .runtime import error_fn
+            families: dict[object, list[int]] = {}
+            for k in self.groups[spec]:
+                det = self.detectors[self.classes[k]]
+                families.setdefault("autoencoder" if hasattr(det, "model_") else type(det), []).append(k)
+            fns = []
+            for family, idx in families.items():
+                members = [self.detectors[self.classes[k]] for k in idx]
+                if family == "autoencoder":
+                    from .runtime import error_fn
 
-            self._fns[spec] = error_fn([self.detectors[self.classes[k]].model_ for k in self.groups[spec]], spec.shape)
+                    fns.append((idx, error_fn([m.model_ for m in members], spec.shape)))
+                else:
+                    fns.append((idx, family.group_scorer(members)))
+            self._fns[spec] = fns
         return self._fns[spec]
 
     def errors(self, images: Images) -> np.ndarray:
@@ -169,9 +187,9 @@ class Router:
                 cx = np.empty_like(out) if with_complexity else None
             if with_complexity:
                 cx[:, idx] = complexity(x)[:, None]
-            fn = self._fn(spec)
-            for i in range(0, len(x), self.batch_size):
-                out[i : i + self.batch_size, idx] = fn(x[i : i + self.batch_size])
+            for cols, fn in self._scorers(spec):
+                for i in range(0, len(x), self.batch_size):
+                    out[i : i + self.batch_size, cols] = fn(x[i : i + self.batch_size])
         return out, cx
 
     @property

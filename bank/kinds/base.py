@@ -1,0 +1,225 @@
+"""The contract every kind of class model honours, and what it shares with every other kind.
+
+A class model (PyOD's detector, scikit-learn's estimator) is built with explicit parameters, learns
+from its class's images alone with ``fit`` (which returns it), and gives each image a raw score where
+higher means less like the class (``score_samples``, also ``decision_function``). What turns raw
+scores into z, p-values and flags is written once, here, for every kind: ``fit`` holds out a share
+of the images (seeded), and ``calibrate`` fits the error statistics (:mod:`bank.stats`) on the
+scores of those held-out images; ``zscore``, ``predict`` and ``predict_proba`` read them.
+
+A kind supplies four things: ``_fit_core(x)`` (learn from images at the model's input spec),
+``_scores(x)`` (raw scores of such images, NumPy), ``_arrays()`` / ``_from_arrays()`` (its
+learned state as plain arrays and JSON, see :meth:`ClassModel.save`), and optionally
+:meth:`ClassModel.group_scorer`, which scores many classes of the kind in one call (PCA stacks its
+classes into one matrix product). Nothing here imports TensorFlow or scikit-learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import stats as st
+from ..decision import decide
+from ..errors import InputError
+from ..images import InputSpec, complexity, infer_spec, to_spec
+from ..inputs import as_images, prepare
+
+#: The file a kind's learned arrays are saved in (``np.savez``, read back with ``allow_pickle=False``).
+ARRAYS_FILE = "arrays.npz"
+
+#: Fewest images a class needs: two to calibrate, two to learn from.
+MIN_IMAGES = 4
+
+#: Below this many held-out images, the fitted statistics come with a warning.
+MIN_CALIBRATION = 30
+
+
+class NotFittedError(RuntimeError):
+    """A class model was used before ``fit`` (or loading)."""
+
+
+class ClassModel:
+    """Base of the kinds of class model: the shared parameters, the split, the statistics, persistence.
+
+    Parameters (every kind)
+    -----------------------
+    spec : InputSpec or None
+        Input size and colour; None infers it from the training images (their size when they share one,
+        at most 128, else 64x64).
+    calibration_fraction : float
+        Share of the images held out to fit the error statistics.
+    seed : int
+        Seeds the split (and the kind's own randomness).
+    threshold, method, complexity_threshold
+        The flag rule of ``predict``, as for :class:`bank.detector.AutoencoderDetector`.
+    """
+
+    kind = ""
+
+    def __init__(self, *, spec: InputSpec | None = None, calibration_fraction: float = 0.1, seed: int = 0,
+                 threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
+                 complexity_threshold: float | None = st.DEFAULT_COMPLEXITY):
+        self.spec = spec
+        self.calibration_fraction = calibration_fraction
+        self.seed = seed
+        self.threshold = threshold
+        self.method = method
+        self.complexity_threshold = complexity_threshold
+
+    # ------------------------------------------------------------ what a kind supplies
+
+    def _fit_core(self, x: np.ndarray) -> None:
+        """Learn from images already at ``spec_`` (N, H, W, C)."""
+        raise NotImplementedError
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        """Raw scores (N,) of images already at ``spec_``; higher = less like the class."""
+        raise NotImplementedError
+
+    def _arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The learned state: JSON-able parameters and named arrays."""
+        raise NotImplementedError
+
+    def _from_arrays(self, params: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Restore the learned state ``_arrays`` gave."""
+        raise NotImplementedError
+
+    @classmethod
+    def group_scorer(cls, models: Sequence[ClassModel]) -> Callable[[np.ndarray], np.ndarray]:
+        """A function scoring images (at the models' shared spec) by every one of ``models``: (N, K). By
+        default one call per model; a kind that can fuse its classes overrides it."""
+        return lambda x: np.stack([m._scores(x) for m in models], axis=1)
+
+    # ------------------------------------------------------------ fitting
+
+    def _check_params(self) -> None:
+        v = self.calibration_fraction
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v < 1):
+            raise InputError(f"calibration_fraction: expected a number strictly between 0 and 1, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise InputError(f"seed: expected an integer, got {self.seed!r}")
+        st.check_method(self.method)
+        st.check_complexity(self.complexity_threshold)
+
+    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if n < MIN_IMAGES:
+            raise InputError(f"a class needs at least {MIN_IMAGES} readable images to train, got {n}")
+        order = np.random.default_rng(self.seed).permutation(n)
+        n_cal = min(max(2, round(self.calibration_fraction * n)), n - 2)
+        return order[n_cal:], order[:n_cal]
+
+    def fit(self, X) -> ClassModel:
+        """Learn the class from ``X`` (an array (N, H, W[, C]), a list of images, paths or PIL images:
+        what :func:`bank.inputs.as_images` takes) and fit the error statistics on a held-out share."""
+        self._check_params()
+        images = as_images(X, "training images")
+        if not len(images):
+            raise InputError("no images to train on")
+        spec = self.spec or infer_spec(images)
+        x = to_spec(images, spec)
+        train_idx, cal_idx = self._split(len(x))
+        self.spec_ = spec
+        self._fit_core(x[train_idx])
+        self.calibrate(x[cal_idx], at_spec=True)
+        self.training_ = {"kind": self.kind, "seed": self.seed, "calibration_fraction": self.calibration_fraction,
+                          "n_images": int(len(x)), "n_train": int(len(train_idx)),
+                          "n_calibration": int(len(cal_idx)),
+                          "train_error_mean": float(np.mean(self._scores(x[train_idx]))), "warnings": []}
+        if len(cal_idx) < MIN_CALIBRATION:
+            msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
+                   "z-scores and flags are rough; give the class more images")
+            self.training_["warnings"].append(msg)
+            warnings.warn(msg, stacklevel=2)
+        return self
+
+    def calibrate(self, X, at_spec: bool = False) -> ClassModel:
+        """Fit the error statistics on images of the class the model did not learn from."""
+        x = X if at_spec else self._prepare(X)
+        self.stats_ = st.fit_error_stats(self._scores(x), complexity(x))
+        return self
+
+    # ------------------------------------------------------------ scoring
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "spec_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet. Call 'fit' or load it.")
+
+    def _prepare(self, X) -> np.ndarray:
+        self._check_fitted()
+        return prepare(X, self.spec_)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Raw score per image, (N,): higher = less like the class. ``X``: as :meth:`fit`; each image is
+        brought to the model's spec (size, colour) like a file."""
+        return np.asarray(self._scores(self._prepare(X)), dtype=np.float64)
+
+    decision_function = score_samples
+
+    def measure(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Per image, the raw score and the input's complexity at the model's spec, each (N,)."""
+        x = self._prepare(X)
+        return np.asarray(self._scores(x), dtype=np.float64), complexity(x)
+
+    def zscore(self, X) -> np.ndarray:
+        """z of each image's score against the class's held-out scores, under ``method``."""
+        scores, cx = self.measure(X)
+        return st.zscore(scores, self.stats_, self.method, cx)
+
+    def predict(self, X) -> np.ndarray:
+        """1 where the image is flagged as not this class (z > threshold, or its complexity z beyond
+        ``complexity_threshold``), else 0."""
+        scores, cx = self.measure(X)
+        res = decide(scores[:, None], ["class"], [self.stats_], threshold=self.threshold, method=self.method,
+                     margin=None, complexity=cx[:, None], complexity_threshold=self.complexity_threshold)
+        return res.flags[:, 0].astype(int)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(N, 2): the upper-tail p-value of z (large for normal images) and 1 minus it."""
+        p = st.upper_p_value(self.zscore(X))
+        return np.stack([p, 1.0 - p], axis=1)
+
+    # ------------------------------------------------------------ persistence
+
+    def save(self, folder: str | Path) -> dict:
+        """Write the learned state into ``folder`` as plain files (``arrays.npz``: no pickles) and return
+        the card's fields: ``kind``, ``input_spec``, ``params``, ``files`` (name -> SHA-256 of the bytes
+        written), ``training``, ``stats``."""
+        self._check_fitted()
+        params, arrays = self._arrays()
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
+        Path(folder, ARRAYS_FILE).write_bytes(data)
+        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params,
+                "files": {ARRAYS_FILE: hashlib.sha256(data).hexdigest()},
+                "training": self.training_, "stats": self.stats_.to_dict()}
+
+    @classmethod
+    def load(cls, card: dict, files: dict[str, bytes]) -> ClassModel:
+        """A fitted model from its card's fields and the bytes of its files (checked by the caller against
+        the card's SHA-256 before this is called: what is checked is what is loaded)."""
+        if card.get("kind") != cls.kind:
+            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
+        if ARRAYS_FILE not in files:
+            raise InputError(f"{cls.kind} model: missing file {ARRAYS_FILE}")
+        try:
+            with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError) as e:  # not an npz, or arrays of Python objects (pickles)
+            raise InputError(f"{cls.kind} model: {ARRAYS_FILE} is not plain arrays ({e})") from None
+        model = cls()
+        model.spec_ = InputSpec.from_dict(card["input_spec"])
+        model._from_arrays(dict(card.get("params") or {}), arrays)
+        model.stats_ = st.ErrorStats.from_dict(card["stats"])
+        model.training_ = dict(card.get("training") or {})
+        return model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}{', fitted' if hasattr(self, 'spec_') else ''})"
+

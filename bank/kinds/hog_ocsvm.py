@@ -1,0 +1,270 @@
+"""A class model by shape: a one-class SVM on histograms of oriented gradients (HOG).
+
+Fit: HOG vectors of the class's images (:mod:`bank.kinds.hog`, equal to
+scikit-image's), then ``sklearn.svm.OneClassSVM(kernel="rbf", nu, gamma)``.
+Kept: the support vectors ``sv_i``, their weights ``a_i`` (scikit-learn's
+``dual_coef_``, all >= 0, summing to ``nu * n``), ``intercept_`` (``-rho``),
+the resolved ``gamma_``, the HOG settings and the input shape.
+
+Scoring is NumPy only. The signed decision, positive for an inlier, is
+scikit-learn's ``decision_function``::
+
+    decision(f) = sum_i a_i exp(-gamma ||sv_i - f||^2) + intercept_
+
+(``score_samples`` there is the sum alone, ``offset_ = -intercept_``).
+The anomaly score maps it, decreasing, onto [0, 1]::
+
+    score(f) = 1 - sum_i a_i K(sv_i, f) / sum_i a_i = (max_decision - decision(f)) / sum_i a_i
+
+where ``max_decision = sum_i a_i + intercept_`` is the most any image can
+reach (the kernel is at most 1). So the score is 0 only on an image whose HOG
+equals every support vector's, and near 1 far from all of them; it keeps the
+whole ranking of the decision (unlike ``max(0, -decision)``, which ties every
+inlier at 0); and dividing by ``sum a_i = nu * n`` puts classes trained on
+different numbers of images on one scale. (For an argmin over classes a
+per-class z of the score, from held-out images of the class, still does
+better: 0.969 against 0.910 on MNIST.) The SVM's own boundary (decision 0)
+sits at score ``threshold_ = 1 + intercept_ / sum_i a_i``.
+
+``pixels_per_cell="auto"`` gives about seven cells a side whatever the
+input size, ``(max(1, H // 7), max(1, W // 7))``: 4x4-pixel cells on 28x28
+digits, 9x9 on 64x64 photos, 1x1 on 8x8 digits, so with 3x3-cell blocks the
+HOG has 2,025 values (5x5 blocks) whatever the size, 2,916 on the 8x8 digits.
+Defaults (9 orientations, auto cells, 3x3-cell blocks, ``nu=0.1``,
+``gamma="scale"`` times ``gamma_factor=4``, fit on at most 2,000 images)
+come from a sweep on MNIST (mean one-class AUROC of the ten digits): 7 cells
+a side with 3x3 blocks 0.979, with 2x2 blocks 0.970, 4 cells a side 0.959 at
+most, 2 cells 0.925 at most (all at scikit-learn's "scale" gamma); then
+gamma "scale" times 0.5, 1, 2, 4, 8: 0.975, 0.979, 0.984, 0.989, 0.989 (at 8
+nearly every image becomes a support vector); nu 0.05 to 0.2 changed
+AUROC by 0.001, 0.5 lost 0.004; fitting on 2,000 images instead of all
+5,400 cost 0.001 for 60% of the support vectors and a fifth of the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ._arrays import check_batch, get_array, get_param, get_shape
+from .base import ClassModel
+from .hog import BLOCK_NORMS, _pair, hog, hog_grid, hog_length
+
+#: Kernel values computed at once while scoring (rows x support vectors), about 32 MB of float64.
+CHUNK_VALUES = 1 << 22
+
+
+def auto_cells(height: int, width: int) -> tuple[int, int]:
+    """The pixels per cell "auto" gives: about seven cells a side."""
+    return max(1, height // 7), max(1, width // 7)
+
+
+class HOGOneClassSVM:
+    """One class's HOG vectors in a one-class RBF SVM; ``score_samples`` in [0, 1], higher = less like the class.
+
+    ``gamma``: "scale" (``1 / (F * var)`` of the HOG vectors, as scikit-learn), "auto" (``1 / F``),
+    each times ``gamma_factor``, or a number used as it is. ``max_samples``: fit on at most this
+    many images, drawn with ``seed`` (libsvm's fit grows about with the square of the number of
+    images, scoring with the number of support vectors); None: all.
+    """
+
+    kind = "hog-ocsvm"
+
+    def __init__(self, *, orientations: int = 9, pixels_per_cell: str | int | Sequence[int] = "auto",
+                 cells_per_block: int | Sequence[int] = (3, 3), block_norm: str = "L2-Hys",
+                 nu: float = 0.1, gamma: str | float = "scale", gamma_factor: float = 4.0,
+                 max_samples: int | None = 2000, seed: int = 0):
+        if isinstance(orientations, bool) or not isinstance(orientations, (int, np.integer)) or orientations < 1:
+            raise InputError(f"hog-ocsvm orientations: expected an int >= 1, got {orientations!r}")
+        if pixels_per_cell != "auto":
+            pixels_per_cell = _pair(pixels_per_cell, "hog-ocsvm pixels_per_cell")
+        cells_per_block = _pair(cells_per_block, "hog-ocsvm cells_per_block")
+        if block_norm not in BLOCK_NORMS:
+            raise InputError(f"hog-ocsvm block_norm: expected one of {list(BLOCK_NORMS)}, got {block_norm!r}")
+        if isinstance(nu, bool) or not isinstance(nu, (int, float, np.floating)) or not 0.0 < nu <= 1.0:
+            raise InputError(f"hog-ocsvm nu: expected a number in (0, 1], got {nu!r}")
+        if not (gamma in ("scale", "auto") or (isinstance(gamma, (int, float, np.floating))
+                                               and not isinstance(gamma, bool) and gamma > 0)):
+            raise InputError(f"hog-ocsvm gamma: expected 'scale', 'auto' or a number > 0, got {gamma!r}")
+        if isinstance(gamma_factor, bool) or not isinstance(gamma_factor, (int, float, np.floating)) \
+                or not 0.0 < gamma_factor < np.inf:
+            raise InputError(f"hog-ocsvm gamma_factor: expected a number > 0, got {gamma_factor!r}")
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer))
+                                        or max_samples < 2):
+            raise InputError(f"hog-ocsvm max_samples: expected None or an int >= 2, got {max_samples!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise InputError(f"hog-ocsvm seed: expected an int, got {seed!r}")
+        self.orientations = int(orientations)
+        self.pixels_per_cell = pixels_per_cell
+        self.cells_per_block = cells_per_block
+        self.block_norm = block_norm
+        self.nu = float(nu)
+        self.gamma = gamma if isinstance(gamma, str) else float(gamma)
+        self.gamma_factor = float(gamma_factor)
+        self.max_samples = None if max_samples is None else int(max_samples)
+        self.seed = int(seed)
+
+    # ------------------------------------------------------------ features
+    def _hog(self, x: np.ndarray) -> np.ndarray:
+        return hog(x, self.orientations, self.pixels_per_cell_, self.cells_per_block, self.block_norm)
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The HOG vectors (N, F) float64 the SVM sees, of images at the fitted shape."""
+        self._fitted()
+        return self._hog(check_batch(x, "hog-ocsvm x", self.input_shape_)).astype(np.float64)
+
+    # ------------------------------------------------------------ fitting
+    def fit(self, x: np.ndarray) -> HOGOneClassSVM:
+        """Fit on images (N, H, W, C) of the class, N >= 2 (a random ``max_samples`` of them)."""
+        from sklearn.svm import OneClassSVM
+
+        x = check_batch(x, "hog-ocsvm fit x")
+        if len(x) < 2:
+            raise InputError(f"hog-ocsvm fit x: expected at least 2 images, got {len(x)}")
+        if self.max_samples is not None and len(x) > self.max_samples:
+            pick = np.random.default_rng(self.seed).choice(len(x), self.max_samples, replace=False)
+            x = x[np.sort(pick)]
+        h, w = x.shape[1:3]
+        self.pixels_per_cell_ = auto_cells(h, w) if self.pixels_per_cell == "auto" else self.pixels_per_cell
+        hog_grid(h, w, self.pixels_per_cell_, self.cells_per_block)  # says clearly when the images are too small
+        f = self._hog(x).astype(np.float64)
+        if self.gamma == "scale":
+            var = float(f.var())
+            gamma = self.gamma_factor / (f.shape[1] * var) if var > 0 else self.gamma_factor
+        elif self.gamma == "auto":
+            gamma = self.gamma_factor / f.shape[1]
+        else:
+            gamma = float(self.gamma)
+        svm = OneClassSVM(kernel="rbf", nu=self.nu, gamma=gamma).fit(f)
+        self.input_shape_ = tuple(int(v) for v in x.shape[1:])
+        self.gamma_ = gamma
+        self.support_vectors_ = np.ascontiguousarray(svm.support_vectors_, dtype=np.float64)
+        self.dual_coef_ = np.asarray(svm.dual_coef_, dtype=np.float64).ravel()
+        self.intercept_ = float(svm.intercept_[0])
+        self.n_samples_ = len(x)
+        self._prepare()
+        return self
+
+    def _prepare(self) -> None:
+        """Cache what scoring reuses: squared norms of the support vectors, the sum of the weights."""
+        self._sv_sq = np.einsum("ij,ij->i", self.support_vectors_, self.support_vectors_)
+        self._weight = float(self.dual_coef_.sum())
+
+    def _fitted(self) -> None:
+        if not hasattr(self, "support_vectors_"):
+            raise InputError("hog-ocsvm: this detector is not fitted; call fit(x) or from_arrays first")
+
+    # ------------------------------------------------------------ scoring
+    def _kernel_sum(self, f: np.ndarray) -> np.ndarray:
+        """sum_i a_i exp(-gamma ||sv_i - f||^2) per row of f, a chunk of rows at a time."""
+        sv = self.support_vectors_
+        out = np.empty(len(f), dtype=np.float64)
+        step = max(1, CHUNK_VALUES // max(1, len(sv)))
+        for start in range(0, len(f), step):
+            part = f[start:start + step]
+            d2 = part @ sv.T
+            d2 *= -2.0
+            d2 += np.einsum("ij,ij->i", part, part)[:, None]
+            d2 += self._sv_sq
+            np.maximum(d2, 0.0, out=d2)
+            d2 *= -self.gamma_
+            out[start:start + step] = np.exp(d2, out=d2) @ self.dual_coef_
+        return out
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        """The SVM's signed decision (N,) float64, positive inside the class: scikit-learn's ``decision_function``."""
+        return self._kernel_sum(self.features(x)) + self.intercept_
+
+    def score_samples(self, x: np.ndarray) -> np.ndarray:
+        """Anomaly score (N,) float64 in [0, 1]: ``1 - sum a_i K_i / sum a_i``, higher = less like the class."""
+        return self.score_from_decision(self.decision_function(x))
+
+    def score_from_decision(self, decision: np.ndarray) -> np.ndarray:
+        """The score for signed decisions: ``(sum a_i + intercept_ - decision) / sum a_i``, clipped to [0, 1]."""
+        self._fitted()
+        ks = np.asarray(decision, dtype=np.float64) - self.intercept_
+        return np.clip(1.0 - ks / self._weight, 0.0, 1.0) if self._weight > 0 else np.ones_like(ks)
+
+    @property
+    def threshold_(self) -> float:
+        """The score at the SVM's own boundary (decision 0): above it the SVM calls an image an outlier."""
+        return float(self.score_from_decision(np.zeros(1))[0])
+
+    # ---------------------------------------------------------- storing
+    def to_arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able params, arrays) that :meth:`from_arrays` restores; plain float64 arrays, no objects."""
+        self._fitted()
+        params = {"kind": self.kind, "orientations": self.orientations,
+                  "pixels_per_cell": self.pixels_per_cell if self.pixels_per_cell == "auto"
+                  else list(self.pixels_per_cell),
+                  "pixels_per_cell_used": list(self.pixels_per_cell_), "cells_per_block": list(self.cells_per_block),
+                  "block_norm": self.block_norm, "nu": self.nu, "gamma": self.gamma,
+                  "gamma_factor": self.gamma_factor, "gamma_used": self.gamma_,
+                  "intercept": self.intercept_, "max_samples": self.max_samples, "seed": self.seed,
+                  "input_shape": list(self.input_shape_), "n_support": int(len(self.support_vectors_)),
+                  "n_samples": int(self.n_samples_)}
+        return params, {"support_vectors": self.support_vectors_.copy(), "dual_coef": self.dual_coef_.copy()}
+
+    @classmethod
+    def from_arrays(cls, params: Mapping, arrays: Mapping[str, np.ndarray]) -> HOGOneClassSVM:
+        """A fitted detector from :meth:`to_arrays`'s output; InputError naming any missing or ill-shaped field."""
+        k = cls.kind
+        if get_param(params, "kind", k) != k:
+            raise InputError(f"{k} params: 'kind' expected {k!r}, got {params['kind']!r}")
+        shape = get_shape(params, k)
+        self = cls(orientations=get_param(params, "orientations", k),
+                   pixels_per_cell=get_param(params, "pixels_per_cell", k),
+                   cells_per_block=get_param(params, "cells_per_block", k),
+                   block_norm=get_param(params, "block_norm", k), nu=get_param(params, "nu", k),
+                   gamma=get_param(params, "gamma", k), gamma_factor=params.get("gamma_factor", 1.0),
+                   max_samples=params.get("max_samples"),
+                   seed=params.get("seed", 0))
+        used = get_param(params, "pixels_per_cell_used", k)
+        self.pixels_per_cell_ = _pair(used, f"{k} params: 'pixels_per_cell_used'")
+        for name in ("gamma_used", "intercept"):
+            v = get_param(params, name, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or \
+                    (name == "gamma_used" and v <= 0):
+                least = " > 0" if name == "gamma_used" else ""
+                raise InputError(f"{k} params: {name!r} expected a finite number{least}, got {v!r}")
+        n_sv = get_param(params, "n_support", k)
+        if isinstance(n_sv, bool) or not isinstance(n_sv, int) or n_sv < 1:
+            raise InputError(f"{k} params: 'n_support' expected an int >= 1, got {n_sv!r}")
+        n_feat = hog_length(shape[0], shape[1], self.orientations, self.pixels_per_cell_, self.cells_per_block)
+        self.input_shape_ = shape
+        self.gamma_ = float(params["gamma_used"])
+        self.intercept_ = float(params["intercept"])
+        self.support_vectors_ = np.ascontiguousarray(get_array(arrays, "support_vectors", (n_sv, n_feat), k))
+        self.dual_coef_ = get_array(arrays, "dual_coef", (n_sv,), k)
+        if np.any(self.dual_coef_ < 0):
+            raise InputError(f"{k} arrays: 'dual_coef' expected weights >= 0, "
+                             f"got a minimum of {self.dual_coef_.min():g}")
+        self.n_samples_ = int(params.get("n_samples", 0))
+        self._prepare()
+        return self
+
+
+class HOGOCSVMModel(ClassModel):
+    """The ``hog-ocsvm`` kind of class model: :class:`HOGOneClassSVM` with the shared split, statistics
+    and files. Its parameters are :class:`HOGOneClassSVM`'s (passed as keywords) and those of
+    :class:`~bank.kinds.base.ClassModel`; the score is the module's non-negative one."""
+
+    kind = "hog-ocsvm"
+
+    def __init__(self, *, svm: dict | None = None, **common):
+        super().__init__(**common)
+        self.svm = svm
+
+    def _fit_core(self, x: np.ndarray) -> None:
+        self.core_ = HOGOneClassSVM(**{"seed": self.seed, **(self.svm or {})}).fit(x)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self.core_.score_samples(x)
+
+    def _arrays(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return self.core_.to_arrays()
+
+    def _from_arrays(self, params: dict, arrays: dict[str, np.ndarray]) -> None:
+        self.core_ = HOGOneClassSVM.from_arrays(params, arrays)

@@ -1,0 +1,122 @@
+"""Kinds of class model beside the autoencoder (PCA, HOG + one-class SVM): one contract, routed by a bank."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bank.errors import InputError
+from bank.kinds.base import ARRAYS_FILE, ClassModel
+from bank.kinds.hog_ocsvm import HOGOCSVMModel
+from bank.kinds.pca import PCAModel
+from bank.router import Router
+
+KINDS = [PCAModel, HOGOCSVMModel]
+
+
+@pytest.fixture(scope="module")
+def split(digits):
+    images, labels = digits
+    return images[:1400], labels[:1400], images[1400:], labels[1400:]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_bank_of_one_kind_tells_digits_apart(kind, split):
+    x_train, y_train, x_test, y_test = split
+    classes = [0, 1, 7]
+    bank = Router({str(d): kind(n_components=16).fit(x_train[y_train == d]) if kind is PCAModel
+                   else kind().fit(x_train[y_train == d]) for d in classes})
+    keep = np.isin(y_test, classes)
+    res = bank.score(x_test[keep])
+    truth = y_test[keep].astype(str)
+    assert np.mean(np.asarray(res.nearest) == truth) >= 0.9
+    # each class flags few of its own and the scores are the kind's own: the group scorer equals each model
+    for k, c in enumerate(res.classes):
+        own = truth == c
+        assert res.flags[own, k].mean() <= 0.2
+        assert np.allclose(res.errors[:, k], bank.detectors[c].score_samples(x_test[keep]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_contract(kind, split):
+    x_train, y_train, x_test, y_test = split
+    m = kind()
+    assert isinstance(m, ClassModel)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        m.score_samples(x_test[:2])
+    assert m.fit(x_train[y_train == 0]) is m
+    assert m.training_["n_calibration"] + m.training_["n_train"] == int((y_train == 0).sum())
+    own, other = m.score_samples(x_test[y_test == 0]), m.score_samples(x_test[y_test == 1])
+    assert own.min() >= 0 and own.mean() < other.mean()
+    assert m.predict(x_test[y_test == 0]).mean() < m.predict(x_test[y_test == 1]).mean()
+    p = m.predict_proba(x_test[:5])
+    assert p.shape == (5, 2) and np.allclose(p.sum(1), 1)
+    # one photo-like colour image is one image, brought to the model's spec
+    rgb = np.repeat(x_test[0][..., None], 3, axis=2)
+    assert m.score_samples(rgb).shape == (1,)
+    with pytest.raises(InputError, match="calibration_fraction"):
+        kind(calibration_fraction=1.5).fit(x_train[:20])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_saved_and_loaded_plain_files(kind, split, tmp_path):
+    x_train, y_train, x_test, _ = split
+    m = kind().fit(x_train[y_train == 3])
+    card = m.save(tmp_path)
+    assert card["kind"] == kind.kind and set(card["files"]) == {ARRAYS_FILE}
+    json.dumps(card)  # the card is plain JSON
+    files = {name: (tmp_path / name).read_bytes() for name in card["files"]}
+    back = kind.load(json.loads(json.dumps(card)), files)
+    assert np.array_equal(back.score_samples(x_test[:50]), m.score_samples(x_test[:50]))
+    assert back.stats_ == m.stats_
+    # arrays of Python objects (a pickle) are refused, not unpickled
+    buf = io.BytesIO()
+    np.savez(buf, mean=np.array([object()], dtype=object))
+    with pytest.raises(InputError, match="not plain arrays"):
+        kind.load(card, {ARRAYS_FILE: buf.getvalue()})
+    with pytest.raises(InputError, match="card kind"):
+        kind.load({**card, "kind": "autoencoder"}, files)
+
+
+def test_a_bank_mixing_kinds_is_refused_for_now(split):
+    x_train, y_train, *_ = split
+    with pytest.raises(InputError, match="mixing kinds"):
+        Router({"0": PCAModel().fit(x_train[y_train == 0]), "1": HOGOCSVMModel().fit(x_train[y_train == 1])})
+
+
+def test_answering_imports_neither_tensorflow_nor_scikit_learn(split, tmp_path):
+    x_train, y_train, x_test, _ = split
+    for kind in KINDS:
+        for d in (0, 1):
+            folder = tmp_path / kind.kind / str(d)
+            folder.mkdir(parents=True)
+            card = kind().fit(x_train[y_train == d]).save(folder)
+            (folder / "card.json").write_text(json.dumps(card))
+    np.save(tmp_path / "x.npy", x_test[:20])
+    code = textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        import numpy as np
+        from bank.kinds.pca import PCAModel
+        from bank.kinds.hog_ocsvm import HOGOCSVMModel
+        from bank.router import Router
+        x = np.load({str(tmp_path / "x.npy")!r})
+        for kind in (PCAModel, HOGOCSVMModel):
+            models = {{}}
+            for d in ("0", "1"):
+                folder = Path({str(tmp_path)!r}) / kind.kind / d
+                card = json.loads((folder / "card.json").read_text())
+                models[d] = kind.load(card, {{n: (folder / n).read_bytes() for n in card["files"]}})
+            print(Router(models).classify(x)[:3])
+        heavy = sorted(m for m in ("tensorflow", "keras", "sklearn", "skimage", "torch") if m in sys.modules)
+        print("HEAVY", heavy)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout
