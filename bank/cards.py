@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import RegistryError
 from .images import InputSpec
+from .kinds import DEFAULT_KIND, KINDS
 from .stats import ErrorStats
 
 FORMAT_VERSION = 1
@@ -67,6 +68,25 @@ class Entry:
         return self.path / MODEL_FILE
 
     @property
+    def kind(self) -> str:
+        return self.card.get("kind", DEFAULT_KIND)
+
+    @property
+    def model_files(self) -> list[tuple[str, str]]:
+        """Every file the model is loaded from, with its SHA-256 from the card: the model and its
+        LiteRT twins for an autoencoder, the card's ``files`` for another kind."""
+        if self.kind != DEFAULT_KIND:
+            return sorted(self.card["files"].items())
+        return [(MODEL_FILE, self.card["model_sha256"])] + [(f["file"], f["sha256"]) for f in self.litert_files]
+
+    @property
+    def model_id(self) -> str:
+        """A digest naming the model's bytes (for an autoencoder, its model.keras's SHA-256)."""
+        if self.kind == DEFAULT_KIND:
+            return self.card["model_sha256"]
+        return hashlib.sha256("".join(h for _, h in self.model_files).encode()).hexdigest()
+
+    @property
     def litert_files(self) -> list[dict]:
         """The LiteRT flatbuffers ({"batch", "file", "sha256"}); empty for entries without them."""
         return (self.card.get("litert") or {}).get("files", [])
@@ -100,7 +120,11 @@ def parse_card(text: str, where: str) -> dict:
     fv = card.get("format_version")
     if fv != FORMAT_VERSION:
         raise RegistryError(f"{where}: unknown card format_version {fv!r} (this bank reads {FORMAT_VERSION})")
-    for key in ("class", "version", "input_spec", "architecture", "stats", "model_sha256"):
+    kind = card.get("kind", DEFAULT_KIND)
+    if kind not in KINDS:
+        raise RegistryError(f"{where}: card.json kind {kind!r} is not one this bank knows ({', '.join(KINDS)})")
+    needs = ("architecture", "model_sha256") if kind == DEFAULT_KIND else ("files",)
+    for key in ("class", "version", "input_spec", "stats", *needs):
         if key not in card:
             raise RegistryError(f"{where}: card.json lacks the field {key!r}")
     try:
@@ -108,6 +132,13 @@ def parse_card(text: str, where: str) -> dict:
         ErrorStats.from_dict(card["stats"])
     except ValueError as e:
         raise RegistryError(f"{where}: card.json {e}") from None
+    if kind != DEFAULT_KIND:
+        files = card["files"]
+        if not (isinstance(files, dict) and files and all(
+                isinstance(f, str) and f == Path(f).name and not f.startswith(".") and f != CARD_FILE
+                and isinstance(h, str) and re.fullmatch(r"[0-9a-f]{64}", h) for f, h in files.items())):
+            raise RegistryError(f"{where}: card.json files must map plain file names to SHA-256 hex digests")
+        return card
     arch = card["architecture"]
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params"), dict):
         raise RegistryError(f"{where}: card.json architecture must be an object with 'name' and 'params'")

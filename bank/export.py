@@ -167,6 +167,11 @@ def export_bank(registry, out: str | os.PathLike, *, name: str = "bank", version
 
     validate_class_name(name)  # a folder name TensorFlow Serving takes as the model's name
     router = Router.from_registry(registry, classes, runtime="keras", **rule)
+    other = {c: d.kind for c, d in router.detectors.items() if d.kind != "autoencoder"}
+    if other:  # a TensorFlow graph of a NumPy model is not written yet: said, not a crash
+        named = ", ".join(f"{c!r} ({k})" for c, k in other.items())
+        raise InputError(f"bank export writes autoencoders as TensorFlow graphs; these classes are another kind: "
+                         f"{named}. Serve them with 'bank serve', or export the autoencoder classes with --classes")
     if len(router.groups) > 1:
         specs = "; ".join(f"{s.height}x{s.width}x{s.channels}: {', '.join(router.classes[k] for k in ks)}"
                           for s, ks in router.groups.items())

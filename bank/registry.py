@@ -49,6 +49,7 @@ from . import trainstate
 from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, Entry, RegistryError, _versions_stamp,
                     parse_card, sha256_file)
 from .errors import InputError
+from .kinds import DEFAULT_KIND, kind_class
 from .images import InputSpec
 from .locks import STALE_SECONDS as STALE_SECONDS  # re-exported: it was defined here before
 from .locks import _is_free, _is_stale, _locked, _no_link, _remove_path, _write_text
@@ -227,9 +228,8 @@ class Registry:
 
     def check_model(self, e: Entry) -> None:
         """Raise :class:`RegistryError` unless every model file of the entry matches its checksum."""
-        self._read_checked(e, MODEL_FILE, e.card["model_sha256"], keep=False)
-        for f in e.litert_files:
-            self._read_checked(e, f["file"], f["sha256"], keep=False)
+        for file, sha256 in e.model_files:
+            self._read_checked(e, file, sha256, keep=False)
 
     def _read_checked(self, e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | None:
         """The bytes of one of the entry's files, read once and checked against ``sha256``."""
@@ -262,6 +262,12 @@ class Registry:
             raise InputError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
         e = self.entry(name, version)
         where = f"class {e.class_name!r} version {e.version}"
+        if e.kind != DEFAULT_KIND:  # answered in NumPy whatever the runtime
+            data = {file: self._read_checked(e, file, sha256) for file, sha256 in e.model_files}
+            try:
+                return kind_class(e.kind).load(e.card, data)
+            except InputError as err:
+                raise RegistryError(f"{where}: cannot load its {e.kind} model ({err})") from None
         files = e.litert_files
         if runtime == "litert" and not files:
             why = (e.card.get("litert") or {}).get("skipped", "registered before LiteRT artifacts were written")
@@ -369,8 +375,11 @@ class Registry:
         for file in extras:
             if file in RESERVED_FILES or file.startswith(".") or Path(file).name != file or file.endswith(".tflite"):
                 raise InputError(f"extras: {file!r} is not a plain file name free for an entry's folder")
-        fields = detector.card_fields()  # raises NotFittedError first
-        if not hasattr(detector.model_, "save"):
+        kind = getattr(detector, "kind", DEFAULT_KIND)
+        fields = detector.card_fields() if kind == DEFAULT_KIND else None  # raises NotFittedError first
+        if kind != DEFAULT_KIND:
+            detector._check_fitted()
+        elif not hasattr(detector.model_, "save"):
             raise InputError(f"class {name!r}: registering needs the detector's Keras model; this one was loaded "
                              "for LiteRT (load it with runtime='keras')")
         cdir = self._class_dir(name)
@@ -382,20 +391,16 @@ class Registry:
         with _locked(cdir / f"{token}.lock"):  # marks tmp as in progress for gc
             try:
                 tmp.mkdir()
-                detector.model_.save(tmp / MODEL_FILE)
-                card = {
-                    "format_version": FORMAT_VERSION,
-                    "class": name,
-                    "version": None,
-                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                    **fields,
-                    "model_file": MODEL_FILE,
-                    "model_sha256": sha256_file(tmp / MODEL_FILE),
-                    **({"litert": _write_litert(name, detector.model_, InputSpec.from_dict(fields["input_spec"]), tmp)}
-                       if litert else {}),
-                    "versions": _versions_stamp(),
-                }
+                if kind != DEFAULT_KIND:  # plain files, listed with their checksums by the kind
+                    card = {"format_version": FORMAT_VERSION, "class": name, "version": None,
+                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            **detector.save(tmp), "versions": _versions_stamp()}
+                else:
+                    detector.model_.save(tmp / MODEL_FILE)
+                    card = self._autoencoder_card(name, detector, fields, tmp, litert)
                 for file, data in extras.items():
+                    if file in card.get("files", {}):
+                        raise InputError(f"extras: {file!r} is a file of the {kind} model")
                     (tmp / file).write_bytes(data)
                 if extras:
                     card["extras"] = [{"file": f, "sha256": hashlib.sha256(d).hexdigest()} for f, d in extras.items()]
@@ -411,6 +416,22 @@ class Registry:
             finally:
                 (cdir / f"{token}.lock").unlink(missing_ok=True)
         return self.entry(name, version)
+
+    @staticmethod
+    def _autoencoder_card(name: str, detector, fields: dict, tmp: Path, litert: bool) -> dict:
+        """The card of an autoencoder whose model.keras is written in ``tmp``."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "class": name,
+            "version": None,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **fields,
+            "model_file": MODEL_FILE,
+            "model_sha256": sha256_file(tmp / MODEL_FILE),
+            **({"litert": _write_litert(name, detector.model_, InputSpec.from_dict(fields["input_spec"]), tmp)}
+               if litert else {}),
+            "versions": _versions_stamp(),
+        }
 
     def training_path(self, name: str) -> Path:
         """The folder under which trainings of class ``name`` keep the state they resume from

@@ -237,11 +237,13 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
         sample += [(int(i), c) for i in rng.choice(own, size=min(per_class_examples, len(own)), replace=False)]
         worst_pairs += [(int(i), c, float(result.test_z[i, k])) for i in own]
     worst_pairs = sorted(worst_pairs, key=lambda t: -t[2])[:worst]
-    if sample:
+    # pictures of reconstructions only where every class's kind reconstructs (a one-class SVM does not)
+    rebuilds = all(hasattr(d, "reconstruct") for d in router.detectors.values())
+    if sample and rebuilds:
         titles = [_short(result.names[i]) for i, _ in sample]
         pictures["sample: originals and reconstructions by their own class"] = reconstruction_montage(
             out / "montage_sample.png", router, images, sample, titles).name
-    if worst_pairs:
+    if worst_pairs and rebuilds:
         label = st.METHOD_LABELS[result.method]
         titles = [f"{_short(result.names[i])}, class {c}: {label} {z:.1f}" for i, c, z in worst_pairs]
         pictures[f"worst: own-class images with the highest {label} (of the error)"] = reconstruction_montage(

@@ -109,7 +109,7 @@ class Router:
         for n in names:
             try:
                 e = registry.entry(n)
-                key = (e.version, e.card["model_sha256"])
+                key = (e.version, e.model_id)
                 if previous is not None and previous.versions.get(n) == key:
                     detectors[n] = previous.detectors[n]  # unchanged: no need to load it again
                 else:

@@ -145,7 +145,7 @@ class BearerToken:
 
 def classes_json(router: Router) -> dict:
     """The classes a router serves: version, input spec and statistics; the classes it skipped; its rule."""
-    return {"classes": [{"class": c, "version": router.versions.get(c, (None,))[0],
+    return {"classes": [{"class": c, "version": router.versions.get(c, (None,))[0], "kind": det.kind,
                          "input_spec": det.spec_.to_dict(), "stats": det.stats_.to_dict()}
                         for c, det in router.detectors.items()],
             "skipped_classes": skipped_json(router.skipped, "class"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from .errors import InputError
 from .images import InputSpec, infer_spec, parse_size
 from .inputs import as_images
+from .kinds import DEFAULT_KIND, check_kind, kind_class
 from .registry import validate_class_name
 from .decision import skipped_json
 from .trainstate import resumable
@@ -28,11 +29,15 @@ from .trainstate import resumable
 BACKENDS = ("loky", "dask")
 
 
-def make_detector(images, *, size: str | None = None, color: str | None = None, **params):
-    """An unfitted AutoencoderDetector; ``size`` ("HxW") or ``color`` fix its input spec, the
-    images' own size and colour filling in what is not given."""
-    from .detector import AutoencoderDetector
+#: The training settings every kind takes; the others are the autoencoder's (epochs, patience, ...).
+COMMON = ("seed",)
 
+
+def make_detector(images, *, size: str | None = None, color: str | None = None, kind: str = DEFAULT_KIND,
+                  **params):
+    """An unfitted class model of ``kind`` (an AutoencoderDetector by default); ``size`` ("HxW") or
+    ``color`` fix its input spec, the images' own size and colour filling in what is not given. Another
+    kind takes the ``seed`` of ``params`` (the rest are the autoencoder's training settings)."""
     from .pipeline import ImageFiles
 
     spec = None
@@ -40,7 +45,9 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
         guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
-    return AutoencoderDetector(spec=spec, **params)
+    if kind != DEFAULT_KIND:
+        return kind_class(kind)(spec=spec, **{k: v for k, v in params.items() if k in COMMON})
+    return kind_class(kind)(spec=spec, **params)
 
 
 def check_params(params: dict) -> None:
@@ -49,12 +56,15 @@ def check_params(params: dict) -> None:
     from .detector import AutoencoderDetector
 
     p = {k: v for k, v in params.items() if k != "fresh"}
-    size, color = p.pop("size", None), p.pop("color", None)
+    size, color, kind = p.pop("size", None), p.pop("color", None), check_kind(p.pop("kind", DEFAULT_KIND))
     if size:
         parse_size(size)
     if color is not None:
         InputSpec(1, 1, color)  # says which colours there are
-    AutoencoderDetector(**p)._check_params()
+    if kind == DEFAULT_KIND:
+        AutoencoderDetector(**p)._check_params()
+    else:
+        kind_class(kind)(**{k: v for k, v in p.items() if k in COMMON})._check_params()
 
 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
@@ -80,6 +90,12 @@ def fit_and_register(registry, name: str, data, params: dict, skipped: list[tupl
     params = dict(params)
     fresh = params.pop("fresh", False)
     det = make_detector(data, **params)
+    if det.kind != DEFAULT_KIND:  # seconds, in memory: no state to resume, no loss curves
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            det.fit(data)
+        record_skipped(det, skipped)
+        return det, registry.register(name, det)
     key = det.run_key(data)  # before taking a folder: it picks the folder this run resumes from
     with registry.training_dir(name, key, fresh=fresh) as work:
         if on_start is not None:
@@ -165,7 +181,7 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
         det, entry = fit_and_register(Registry(registry_root), name, files, {"verbose": 0, **params, **extra},
                                       run.skipped, on_start=started)
         run.warnings = list(det.training_.get("warnings", []))
-        run.version, run.resumed_from_epoch = entry.version, det.resumed_from_
+        run.version, run.resumed_from_epoch = entry.version, getattr(det, "resumed_from_", 0)
     except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)
         run.error = f"{type(err).__name__}: {err}"
     run.seconds = time.perf_counter() - t0

@@ -120,3 +120,62 @@ def test_answering_imports_neither_tensorflow_nor_scikit_learn(split, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout, out.stdout
+
+
+# ---------------------------------------------------------------- through the registry and the command line
+
+@pytest.fixture(scope="module")
+def digit_folders(tmp_path_factory, digits):
+    """PNG folders of digits 0, 1 and 7 (train: 60 each; test: 20 each), a corrupt file among the 0s."""
+    from PIL import Image
+
+    images, labels = digits
+    root = tmp_path_factory.mktemp("kind-digits")
+    for d in (0, 1, 7):
+        own = images[labels == d]
+        for split, part in (("train", own[:60]), ("test", own[60:80])):
+            folder = root / split / str(d)
+            folder.mkdir(parents=True)
+            for i, x in enumerate(part):
+                Image.fromarray((x * 255).astype(np.uint8)).resize((16, 16)).save(folder / f"{i}.png")
+    (root / "train" / "0" / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.mark.parametrize("kind", ["pca", "hog-ocsvm"])
+def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
+    from bank.cli import main
+    from bank.registry import Registry
+
+    reg = str(tmp_path / "reg")
+    assert main(["train-all", str(digit_folders / "train"), "--kind", kind, "--registry", reg, "--jobs", "1"]) == 0
+    capsys.readouterr()
+    card = json.loads((tmp_path / "reg" / "0" / "1" / "card.json").read_text())
+    assert card["kind"] == kind and list(card["files"]) == [ARRAYS_FILE]
+    assert card["training"]["skipped_files"]["count"] == 1
+    assert Registry(reg).verify() == []
+
+    assert main(["list", "--registry", reg]) == 0
+    assert kind in capsys.readouterr().out
+    assert main(["show", "7", "--registry", reg]) == 0
+    out = capsys.readouterr().out
+    assert f"model        {kind}" in out and ARRAYS_FILE in out
+
+    assert main(["evaluate", str(digit_folders / "test"), "--registry", reg, "--out", str(tmp_path / "rep"),
+                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["accuracy"] >= 0.85
+
+    assert main(["classify", str(digit_folders / "test" / "7" / "0.png"), "--registry", reg, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["nearest"] == "7"
+
+    # export refuses by name and says what to do instead
+    assert main(["export", str(tmp_path / "out"), "--registry", reg]) == 1
+    err = capsys.readouterr().err
+    assert f"'0' ({kind})" in err and "bank serve" in err
+
+    # a changed array file is caught before it is loaded
+    arrays = tmp_path / "reg" / "1" / "1" / ARRAYS_FILE
+    arrays.write_bytes(arrays.read_bytes()[:-10] + b"0123456789")
+    problems = Registry(reg).verify()
+    assert len(problems) == 1 and "checksum mismatch" in str(problems[0])

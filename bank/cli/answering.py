@@ -176,7 +176,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "times_cut": float(errors[i] / cut),
              "z": float(z[i]), "test_z": float(test_z[i]), "method": method} for r, i in enumerate(order)]
     montage = None
-    if len(order) and args.montage != "none":
+    if len(order) and args.montage != "none" and hasattr(det, "reconstruct"):  # kinds that rebuild images
         from ..images import take
         from ..report import plot_montage
 

@@ -23,7 +23,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             reg.check_model(e)
             s = e.stats
             item = {"class": name, "active": active, "versions": reg.versions(name), "input_spec": e.spec.to_dict(),
-                    "architecture": e.card["architecture"]["name"], "stats": s.to_dict(),
+                    "kind": e.kind, "architecture": (e.card["architecture"]["name"] if e.kind == "autoencoder"
+                                                     else e.kind), "stats": s.to_dict(),
                     "created": e.card.get("created"), "broken": None}
             rows.append([name, active, ",".join(map(str, item["versions"])), str(e.spec), item["architecture"],
                          s.n, s.mean, s.std, item["created"]])
@@ -56,14 +57,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"class {e.class_name!r} version {e.version} ({e.path})")
     print(f"  created      {c.get('created')}")
     print(f"  input        {e.spec}")
-    print(f"  model        {c['architecture']['name']} autoencoder, {_pairs(c['architecture']['params'])}")
+    if e.kind == "autoencoder":
+        print(f"  model        {c['architecture']['name']} autoencoder, {_pairs(c['architecture']['params'])}")
+    else:
+        shown = {k: v for k, v in (c.get("params") or {}).items() if k not in ("kind", "input_shape")}
+        print(f"  model        {e.kind}, {_pairs(shown)}")
     t = c.get("training", {})
     resumed = f", went on from epoch {t['resumed_from_epoch']} of an interrupted run" if t.get("resumed_from_epoch") else ""
     status = (t.get("convergence") or {}).get("status", "settled")
     resumed += "" if status == "settled" else f"; NOT FINISHED: {status} (see the warning below)"
-    print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
-          f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}), "
-          f"seed {t.get('seed')}{resumed}")
+    if e.kind == "autoencoder":
+        print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
+              f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}),"
+              f" seed {t.get('seed')}{resumed}")
+    else:
+        print(f"  training     {t.get('n_train')} train / {t.get('n_calibration')} calibration images, "
+              f"seed {t.get('seed')}")
     skipped = t.get("skipped_files") or {}
     if skipped.get("count"):
         names = ", ".join(f["image"] for f in skipped.get("files", [])[:5])
@@ -95,7 +104,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for w in c.get("training", {}).get("warnings") or []:
         print(f"  warning      {w}")
     print(f"  made with    {_pairs(c.get('versions') or {})}")
-    print(f"  sha256       {c['model_sha256']}")
+    for file, sha256 in e.model_files[:1] if e.kind == "autoencoder" else e.model_files:
+        print(f"  sha256       {sha256}" + ("" if e.kind == "autoencoder" else f" ({file})"))
     return 0
 
 

@@ -27,7 +27,7 @@ def _training_params(args: argparse.Namespace) -> dict:
         params["latent_dim"] = args.latent
     return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
-            "min_improvement": args.min_improvement, "shift": args.shift, "fresh": args.fresh}
+            "min_improvement": args.min_improvement, "shift": args.shift, "kind": args.kind, "fresh": args.fresh}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             say("bank train: interrupted before an epoch finished; nothing to resume (the same command starts over)")
         return 130
-    if det.resumed_from_:
+    if getattr(det, "resumed_from_", 0):
         say(f"resumed an interrupted training after epoch {det.resumed_from_}")
     for w in det.training_.get("warnings", []):
         say(f"warning: {w}")
@@ -81,7 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "version": entry.version,
         "path": str(entry.path),
         "input_spec": det.spec_.to_dict(),
-        "architecture": {"name": det.architecture_, "params": det.params_},
+        "kind": det.kind,
+        **({"architecture": {"name": det.architecture_, "params": det.params_}} if det.kind == "autoencoder" else {}),
         "training": det.training_,
         "stats": det.stats_.to_dict(),
         "skipped": skipped_json(skipped),
@@ -91,11 +92,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         t, s = det.training_, det.stats_
         print(f"registered class {entry.class_name!r} version {entry.version} (active) at {entry.path}")
-        print(f"  input {det.spec_}, {det.architecture_} autoencoder {det.params_}")
-        print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} calibration;"
-              f" {t['epochs_run']} epochs, best {t['best_epoch']}; {t['data']}")
+        if det.kind == "autoencoder":
+            print(f"  input {det.spec_}, {det.architecture_} autoencoder {det.params_}")
+            print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} "
+                  f"calibration; {t['epochs_run']} epochs, best {t['best_epoch']}; {t['data']}")
+        else:
+            print(f"  input {det.spec_}, {det.kind} model")
+            print(f"  images: {t['n_train']} train, {t['n_calibration']} calibration")
         print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
-        print(f"  training-loss curves: {entry.path / 'loss.png'}")
+        if det.kind == "autoencoder":
+            print(f"  training-loss curves: {entry.path / 'loss.png'}")
     return 0
 
 
@@ -176,6 +182,12 @@ def add_training(sp: argparse.ArgumentParser) -> None:
 
     epochs, batch, patience, better, shift = (_default(k) for k in ("epochs", "batch_size", "patience",
                                                                      "min_improvement", "shift"))
+    from ..kinds import KINDS
+
+    sp.add_argument("--kind", choices=list(KINDS), default="autoencoder",
+                    help="the kind of class model: autoencoder (default), pca (principal subspace, NumPy) or "
+                         "hog-ocsvm (HOG features + one-class SVM); the options below from --epochs to --shift "
+                         "are the autoencoder's")
     sp.add_argument("--epochs", type=int, default=epochs,
                     help=f"most epochs; early stopping may end sooner (default {epochs})")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "

@@ -29,6 +29,7 @@ from ..decision import decide
 from ..errors import InputError
 from ..images import InputSpec, complexity, infer_spec, to_spec
 from ..inputs import as_images, prepare
+from ..pipeline import ImageFiles
 
 #: The file a kind's learned arrays are saved in (``np.savez``, read back with ``allow_pickle=False``).
 ARRAYS_FILE = "arrays.npz"
@@ -116,13 +117,26 @@ class ClassModel:
 
     def fit(self, X) -> ClassModel:
         """Learn the class from ``X`` (an array (N, H, W[, C]), a list of images, paths or PIL images:
-        what :func:`bank.inputs.as_images` takes) and fit the error statistics on a held-out share."""
+        what :func:`bank.inputs.as_images` takes; or :class:`~bank.pipeline.ImageFiles`) and fit the error
+        statistics on a held-out share."""
         self._check_params()
-        images = as_images(X, "training images")
-        if not len(images):
-            raise InputError("no images to train on")
-        spec = self.spec or infer_spec(images)
-        x = to_spec(images, spec)
+        late: list[tuple[str, str]] = []
+        if isinstance(X, ImageFiles):  # files found by bank.pipeline.scan: decoded now, at the spec, in threads
+            from ..data import iter_images
+
+            spec = self.spec or X.spec()
+            parts = list(iter_images(X.paths, fit=(spec.height, spec.width),
+                                     transform=lambda img: to_spec([img], spec)[0]))
+            late = [s for p in parts for s in p.skipped]
+            if not any(p.images for p in parts):
+                raise InputError("no readable images to train on")
+            x = np.stack([img for p in parts for img in p.images])
+        else:
+            images = as_images(X, "training images")
+            if not len(images):
+                raise InputError("no images to train on")
+            spec = self.spec or infer_spec(images)
+            x = to_spec(images, spec)
         train_idx, cal_idx = self._split(len(x))
         self.spec_ = spec
         self._fit_core(x[train_idx])
@@ -131,6 +145,10 @@ class ClassModel:
                           "n_images": int(len(x)), "n_train": int(len(train_idx)),
                           "n_calibration": int(len(cal_idx)),
                           "train_error_mean": float(np.mean(self._scores(x[train_idx]))), "warnings": []}
+        if late:
+            gone = sorted({n for n, _ in late})
+            self.training_["warnings"].append(f"{len(gone)} file(s) could not be read and were left out: "
+                                              f"{', '.join(gone[:10])}")
         if len(cal_idx) < MIN_CALIBRATION:
             msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
                    "z-scores and flags are rough; give the class more images")
