@@ -174,6 +174,18 @@ def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"'0' ({kind})" in err and "bank serve" in err
 
+    # answered from the registry in a fresh process: neither TensorFlow nor scikit-learn imported
+    code = textwrap.dedent(f"""
+        import sys
+        from bank import Registry, Router
+        router = Router.from_registry(Registry({reg!r}))
+        print(router.classify([{str(digit_folders / "test" / "1" / "0.png")!r}]))
+        print("HEAVY", sorted(m for m in ("tensorflow", "keras", "sklearn", "skimage") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "['1']" in out.stdout and "HEAVY []" in out.stdout, out.stdout
+
     # a changed array file is caught before it is loaded
     arrays = tmp_path / "reg" / "1" / "1" / ARRAYS_FILE
     arrays.write_bytes(arrays.read_bytes()[:-10] + b"0123456789")
