@@ -68,5 +68,7 @@ def advice(verdict: dict, epochs: int, patience: int) -> str | None:
                 f"model; try --patience {max(2 * patience, 15)} (or more images of the class)")
     if verdict["status"] == STILL_FALLING:
         return (f"the validation loss was still falling at the last epoch ({change:.0%} over the last "
-                f"{max(3, n // 4)} epochs): the model is not finished; try --epochs {2 * epochs}")
+                f"{max(3, n // 4)} epochs): the model has not finished learning its class; --epochs {2 * epochs} "
+                f"lowers its error, but may teach it other classes too: compare with bank evaluate before "
+                f"keeping it")
     return None

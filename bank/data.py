@@ -219,6 +219,7 @@ def class_source(data: str | os.PathLike | Sequence[str | os.PathLike], class_na
 
     - an IDX folder: the training images labelled ``class_name`` (a uint8 array);
     - a folder with a sub-folder named ``class_name``: that sub-folder;
+    - a folder of sub-folders only, none named ``class_name``: refused (a typo would train on every class);
     - otherwise: the files and folders themselves are the class's images.
     Returns the IDX array, or the list of paths to read.
     """
@@ -232,6 +233,14 @@ def class_source(data: str | os.PathLike | Sequence[str | os.PathLike], class_na
             return labelled.arrays[class_name]
         if (root / class_name).is_dir():
             return [root / class_name]
+        subs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if subs and not any(p.is_file() for p in root.iterdir()):  # the layout of a folder of classes
+            near = [s for s in subs if s.casefold() == class_name.casefold()]
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise InputError(f"{root} holds sub-folders ({', '.join(subs[:8])}{', ...' if len(subs) > 8 else ''}) "
+                             f"and none named {class_name!r}: {hint}name the class of one of them, point at the "
+                             f"class's own folder, or pass the sub-folders themselves ({root}/*) to train "
+                             f"{class_name!r} on all of them")
     return paths
 
 

@@ -80,7 +80,7 @@ def run_demo(
         )
         said = [w for w in det.training_.get("warnings", []) if "held-out images" not in w]
         for w in said:
-            progress(f"  warning: {w}")
+            progress(f"  warning: digit {digit}: {w.replace('--epochs', 'bank demo --epochs')}")
     progress("note: each digit's error statistics rest on its few held-out 8x8 images (fewer than 30): the "
              "demo's z-scores are rough; a real class brings hundreds")
     train_seconds = time.perf_counter() - start

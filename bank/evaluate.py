@@ -183,7 +183,7 @@ def outlier_cut(stats, quantile: float) -> tuple[float, str | None]:
         raise InputError(f"quantile: the class keeps the held-out quantiles {', '.join(stats.quantiles)}; "
                          f"got {quantile:g}")
     warning = None
-    if stats.n * (1.0 - quantile) < 1.0:
+    if stats.n * (1.0 - quantile) < 1.0 - 1e-9:  # 10 errors and q 0.9 are enough (0.1 * 10 is 0.99...)
         warning = (f"the {key} quantile rests on {stats.n} held-out errors (fewer than 1/(1-q) = "
                    f"{1 / (1 - quantile):.0f}): it is about their maximum, so expect fewer outliers than "
                    f"{1 - quantile:.1%}")

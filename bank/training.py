@@ -154,7 +154,7 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
     ``threads`` limits this process's TensorFlow (set before it is imported
     here; a process that already imported it keeps its setting).
     ``progress``: write a line per epoch to this process's stderr (a worker
-    shares its parent's terminal), with the time this class has left at most.
+    shares its parent's terminal), with the time this class has left if it runs every epoch.
     """
     if threads:
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
@@ -208,13 +208,15 @@ def _exit_with_parent(every: float = 1.0) -> None:
 
 def epoch_line(name: str, say: Callable[[str], None]) -> Callable[[dict], None]:
     """A detector's ``progress`` that says each epoch of class ``name`` in one line, with the time left
-    at most (the measured epochs' mean times the epochs left; early stopping may end sooner)."""
+    if it runs every epoch (the measured epochs' mean times the epochs left; early stopping may end it
+    sooner, a busier machine later)."""
     seconds: list[float] = []
 
     def report(e: dict) -> None:
         seconds.append(e["seconds"])
         left = (e["epochs"] - e["epoch"]) * sum(seconds) / len(seconds)
-        eta = f"; at most {_duration(left)} left for this class" if e["epoch"] < e["epochs"] else ""
+        eta = (f"; about {_duration(left)} left for this class if it runs all {e['epochs']} epochs"
+               if e["epoch"] < e["epochs"] else "")
         say(f"class {name!r}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, early-stopping loss "
             f"{e['val_loss']:.4g} ({e['seconds']:.1f} s{eta})")
 

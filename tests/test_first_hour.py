@@ -73,7 +73,7 @@ def test_train_all_says_each_epoch_with_the_time_left_and_each_class_as_it_lands
     err = capsys.readouterr().err
     assert code == 0
     for c in ("0", "1"):
-        assert f"class '{c}': epoch 1/2, loss " in err and "s left for this class)" in err
+        assert f"class '{c}': epoch 1/2, loss " in err and "s left for this class if it runs all 2 epochs)" in err
         assert f"class '{c}': epoch 2/2, loss " in err
     assert "[1/2] class '0': version 1, 30 images" in err and "1 class(es) still training or waiting" in err
     assert err.index("class '0': epoch 2/2") < err.index("[1/2] class '0'")
@@ -243,3 +243,12 @@ def test_an_unfinished_training_is_said_in_train_card_show_and_evaluate(tmp_path
     figures = json.loads((report / "report.json").read_text())
     assert list(figures["unfinished_trainings"]) == ["0"]
     assert figures["unfinished_trainings"]["0"]["status"] == "stopped early"
+
+
+def test_a_class_name_that_is_no_sub_folder_is_refused(tmp_path, two_classes, capsys):
+    # a folder of class folders: "bank train a DATA" (a typo for a class) must not train on every class
+    for name, said in (("Q", "none named 'Q': name the class of one of them"), ("O", "none named 'O'")):
+        code = main(["train", name, str(two_classes), "--registry", str(tmp_path / "r")])
+        err = capsys.readouterr().err
+        assert code == 1 and said in err and "(0, 1)" in err, err
+    assert not (tmp_path / "r").exists()
