@@ -2,8 +2,9 @@
 
     python benchmarks/quality.py --data ../shared/data/mnist [--banks pca,seed,default] [--limit N] [--json]
 
-(a) ``pca``: per class, scikit-learn PCA with 32 components; the error is
-    the per-pixel MSE of the projection's reconstruction.
+(a) ``pca``: the ``pca`` kind (:mod:`bank.kinds.pca`) with 32 components; the
+    error is the per-pixel MSE of the projection's reconstruction. ``hog-ocsvm``
+    (not in the default list): the ``hog-ocsvm`` kind.
 (b) ``seed``: the seed tutorials' conv autoencoder (filters 32, 64; latent
     16), Adam on MSE, 10 epochs, batch 32, no early stopping to speak of.
 (c) ``default``: ``AutoencoderDetector()`` as ``bank train`` runs it.
@@ -33,7 +34,6 @@ from bank import stats as st
 from bank.data import load_labelled
 from bank.evaluate import evaluate
 from bank.runtime import cores
-from bank.images import complexity
 from bank.decision import decide
 
 RULES = {
@@ -41,31 +41,6 @@ RULES = {
     "lognormal": {"method": "lognormal", "margin": 0.2, "complexity_threshold": None},
     "default": {},
 }
-
-
-class PCADetector:
-    """Per-class PCA reconstruction error, with the same split and statistics as the autoencoders."""
-
-    def __init__(self, n_components: int = 32, calibration_fraction: float = 0.1, seed: int = 0):
-        self.n_components, self.calibration_fraction, self.seed = n_components, calibration_fraction, seed
-
-    def fit(self, images: np.ndarray) -> PCADetector:
-        from sklearn.decomposition import PCA
-
-        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-        order = np.random.default_rng(self.seed).permutation(len(x))
-        n_cal = max(2, round(self.calibration_fraction * len(x)))
-        self.pca_ = PCA(self.n_components, random_state=self.seed).fit(x[order[n_cal:]])
-        self.stats_ = st.fit_error_stats(*self.measure(images[order[:n_cal]]))
-        return self
-
-    def reconstruction_error(self, images: np.ndarray) -> np.ndarray:
-        x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-        return np.mean((self.pca_.inverse_transform(self.pca_.transform(x)) - x) ** 2, axis=1)
-
-    def measure(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Errors and input complexities, as ``AutoencoderDetector.measure`` gives them."""
-        return self.reconstruction_error(images), complexity(images[..., None].astype(np.float32) / 255.0)
 
 
 def seed_detector(seed: int):
@@ -84,8 +59,14 @@ def default_detector(seed: int, epochs: int | None, **overrides):
 
 
 def make(bank: str, seed: int, epochs: int | None, overrides: dict):
-    if bank == "pca":
-        return PCADetector(seed=seed)
+    if bank == "pca":  # the pca kind, with the 32 components of the earlier rows
+        from bank.kinds.pca import PCAModel
+
+        return PCAModel(n_components=32, seed=seed)
+    if bank == "hog-ocsvm":
+        from bank.kinds.hog_ocsvm import HOGOCSVMModel
+
+        return HOGOCSVMModel(seed=seed)
     if bank == "seed":
         return seed_detector(seed)
     return default_detector(seed, epochs, **overrides)
@@ -148,7 +129,7 @@ def contamination(train, args, say) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
-    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default")
+    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default, hog-ocsvm")
     p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
     p.add_argument("--registry", help="use this trained 10-digit registry as the default bank (as examples/mnist.py "
                    "writes it) instead of training one")
