@@ -34,6 +34,7 @@ from .convergence import advice, assess
 from .errors import InputError
 from .images import InputSpec, complexity, infer_spec, to_spec
 from .inputs import as_images, prepare
+from .kinds.base import MIN_CALIBRATION, NotFittedError, few_held_out, warn_training  # noqa: F401 (public names)
 from .pipeline import ImageFiles
 from .decision import decide
 from .trainstate import STAMP_FILE, resumable
@@ -53,8 +54,6 @@ MIN_STEPS_PER_EPOCH = 50
 SMALL_CLASS = 1000
 SMALL_SHIFT = 0.1
 
-#: Below this many held-out images, the fitted statistics come with a warning.
-MIN_CALIBRATION = 30
 
 #: The mean training error in the card is taken over at most this many training images.
 TRAIN_ERROR_SAMPLE = 2000
@@ -71,10 +70,6 @@ class _Plan:
     split: tuple[np.ndarray, np.ndarray, np.ndarray]  # train, monitor, calibration indices
     arch: str
     params: dict
-
-
-class NotFittedError(RuntimeError):
-    """A detector was used before ``fit`` (or loading from a registry)."""
 
 
 class AutoencoderDetector:
@@ -331,15 +326,8 @@ class AutoencoderDetector:
             gone = sorted({n for n, _ in late})
             self.training_["warnings"].append(f"{len(gone)} file(s) could not be read during training and were "
                                               f"left out: {', '.join(gone[:10])}")
-        unfinished = advice(self.training_["convergence"], self.epochs, self.patience)
-        if unfinished:
-            self.training_["warnings"].append(unfinished)
-            warnings.warn(unfinished, stacklevel=2)
-        if len(cal_idx) < MIN_CALIBRATION:
-            msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
-                   "z-scores and flags are rough; give the class more images")
-            self.training_["warnings"].append(msg)
-            warnings.warn(msg, stacklevel=2)
+        warn_training(self.training_, advice(self.training_["convergence"], self.epochs, self.patience))
+        warn_training(self.training_, few_held_out(len(cal_idx)))
         return self
 
     def _run_id(self, plan: _Plan) -> str:

@@ -41,6 +41,21 @@ MIN_IMAGES = 4
 MIN_CALIBRATION = 30
 
 
+def few_held_out(n: int) -> str | None:
+    """The warning a training gets when its error statistics rest on ``n`` held-out images, too few."""
+    if n >= MIN_CALIBRATION:
+        return None
+    return (f"the error statistics rest on {n} held-out images (fewer than {MIN_CALIBRATION}): "
+            "z-scores and flags are rough; give the class more images")
+
+
+def warn_training(training: dict, message: str | None) -> None:
+    """Keep ``message`` (if any) in the training record's warnings and warn the caller of ``fit`` with it."""
+    if message:
+        training["warnings"].append(message)
+        warnings.warn(message, stacklevel=3)
+
+
 class NotFittedError(RuntimeError):
     """A class model was used before ``fit`` (or loading)."""
 
@@ -149,11 +164,7 @@ class ClassModel:
             gone = sorted({n for n, _ in late})
             self.training_["warnings"].append(f"{len(gone)} file(s) could not be read and were left out: "
                                               f"{', '.join(gone[:10])}")
-        if len(cal_idx) < MIN_CALIBRATION:
-            msg = (f"the error statistics rest on {len(cal_idx)} held-out images (fewer than {MIN_CALIBRATION}): "
-                   "z-scores and flags are rough; give the class more images")
-            self.training_["warnings"].append(msg)
-            warnings.warn(msg, stacklevel=2)
+        warn_training(self.training_, few_held_out(len(cal_idx)))
         return self
 
     def calibrate(self, X, at_spec: bool = False) -> ClassModel:
