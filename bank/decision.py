@@ -32,6 +32,12 @@ class BankResult:
     class reconstructs it clearly better: ``flag_margin``), or when
     ``|complexity_z| > complexity_threshold`` (the input is far simpler or
     busier than the class's images: ``flag_complexity``).
+
+    ``compare`` says what the argmin (``nearest``) and the margin compare:
+    ``raw`` errors (the margin in log error), or ``relative`` ones, each
+    class's z of its log error (``rank``; the margin in z), unit-free
+    for banks whose classes score in units of their own (see
+    :data:`bank.stats.COMPARE_MODES`).
     """
 
     classes: list[str]
@@ -52,6 +58,8 @@ class BankResult:
     flag_complexity: np.ndarray | None = None
     complexity_threshold: float | None = None
     methods: list[str] | None = None
+    compare: str = "raw"
+    rank: np.ndarray | None = None
 
     @property
     def flags(self) -> np.ndarray:
@@ -67,8 +75,9 @@ class BankResult:
 
     @property
     def nearest(self) -> list[str]:
-        """Per image, the class whose model reconstructs it best (lowest error)."""
-        return [self.classes[i] for i in np.argmin(self.errors, axis=1)]
+        """Per image, the class whose model fits it best: lowest error (``compare="raw"``) or lowest
+        z of the log error under each class's held-out errors (``"relative"``)."""
+        return [self.classes[i] for i in np.argmin(self.errors if self.rank is None else self.rank, axis=1)]
 
     @property
     def unknown(self) -> np.ndarray:
@@ -91,10 +100,12 @@ class BankResult:
             out.append(f"error too high for the class ({st.METHOD_LABELS[self.method_of(k)]} {self.test_z[i, k]:.2f} > "
                        f"{self.threshold:g})")
         if self.flag_margin[i, k]:
+            basis = self.errors if self.rank is None else self.rank
             others = [j for j in range(len(self.classes)) if j != k]
-            best = self.classes[min(others, key=lambda j: self.errors[i, j])]
-            out.append(f"another class reconstructs it better (class {best!r}: error "
-                       f"{1 - np.exp(-self.margin[i, k]):.0%} lower; margin {self.margin[i, k]:.2f} > "
+            best = self.classes[min(others, key=lambda j: basis[i, j])]
+            lower = (f"error {1 - np.exp(-self.margin[i, k]):.0%} lower" if self.rank is None
+                     else f"z of its log error {self.margin[i, k]:.2f} lower")
+            out.append(f"another class fits it better (class {best!r}: {lower}; margin {self.margin[i, k]:.2f} > "
                        f"{self.margin_threshold:g})")
         if self.flag_complexity is not None and self.flag_complexity[i, k]:
             cz = self.complexity_z[i, k]
@@ -105,7 +116,7 @@ class BankResult:
     def to_json(self, skipped: Sequence[tuple[str, str]] = (), skipped_classes: Sequence[tuple[str, str]] = ()) -> dict:
         """The document of ``bank classify --json`` and of the server: the rule, one record per image,
         the inputs that could not be read and the classes left out."""
-        return {"classes": self.classes, "method": self.method, "threshold": self.threshold,
+        return {"classes": self.classes, "method": self.method, "compare": self.compare, "threshold": self.threshold,
                 "margin": self.margin_threshold, "complexity_threshold": self.complexity_threshold,
                 "results": self.records(), "skipped": skipped_json(skipped),
                 "skipped_classes": skipped_json(skipped_classes, "class")}
@@ -128,6 +139,7 @@ class BankResult:
                         "method": self.method_of(k),
                         "p_value": float(self.p_value[i, k]),
                         "margin": _finite_or_none(self.margin[i, k]),
+                        **({} if self.rank is None else {"relative_z": float(self.rank[i, k])}),
                         "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
                         "flag": bool(self.flags[i, k]),
                         "reasons": self.reasons(i, k),
@@ -151,14 +163,18 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
            names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
            method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,
            complexity: np.ndarray | None = None,
-           complexity_threshold: float | None = st.DEFAULT_COMPLEXITY) -> BankResult:
+           complexity_threshold: float | None = st.DEFAULT_COMPLEXITY, compare: str = "raw",
+           units: Sequence[str | None] | None = None) -> BankResult:
     """The bank's answer from an (N, K) matrix of errors and each class's statistics.
 
     ``complexity``: (N, K), each input's complexity at class k's spec
     (:func:`bank.images.complexity`); without it, or for a class fitted
     without the complexity part, ``complexity`` z falls back to lognormal and
-    the complexity test is skipped. Pure NumPy: any bank (the autoencoders,
-    a PCA baseline) is judged by the same tests.
+    the complexity test is skipped. ``compare``: ``raw`` (errors in one
+    unit) or ``relative`` (each error's z under its class, the spread pooled
+    over the classes of one of ``units``: :func:`bank.stats.compared`), for
+    the argmin and the margin. Pure NumPy: any bank, of any kinds, is judged by
+    the same tests.
     """
     errors = np.asarray(errors, dtype=np.float64)
     if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
@@ -181,7 +197,9 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     test_z = np.stack([st.zscore(errors[:, k], s, method, col(k)) for k, s in enumerate(stats)], axis=1)
     methods = [st.effective_method(s, method, complexity is not None) for s in stats]
     cz = None if complexity is None else np.stack([st.complexity_z(col(k), s) for k, s in enumerate(stats)], axis=1)
-    margins = st.margins(errors)
+    compare = st.check_compare(compare)
+    relative = stats if compare == "relative" else None
+    margins = st.margins(errors, relative, units)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise InputError(f"names: expected {len(errors)}, got {len(names)}")
@@ -192,5 +210,5 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
         flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
         complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
-        methods=methods,
+        methods=methods, compare=compare, rank=None if relative is None else st.compared(errors, relative, units),
     )

@@ -127,6 +127,7 @@ class AutoencoderDetector:
     """
 
     kind = "autoencoder"
+    score_unit = st.PIXEL_MSE  #: per-pixel squared error: raw errors compare across classes
 
     def __init__(
         self,

@@ -39,11 +39,21 @@ class Router:
         standard deviations from its images' (default 4); None turns it off.
     batch_size : int
         Images per compiled call.
+    compare : "auto", "raw" or "relative"
+        What the argmin and the margin compare. "raw": the errors as they
+        are, right when every class scores in one unit (autoencoders and PCA
+        models: per-pixel squared error). "relative": each error's z under its
+        class's held-out errors (the spread pooled over the classes of one
+        unit: :func:`bank.stats.compared`), unit-free, for a bank mixing
+        units (``hog-ocsvm`` with autoencoders or PCA). "auto" (default)
+        picks "raw" when every class's kind has the same ``score_unit``, else
+        "relative".
     """
 
     def __init__(self, detectors: dict, *, threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
                  margin: float | None = st.DEFAULT_MARGIN,
-                 complexity_threshold: float | None = st.DEFAULT_COMPLEXITY, batch_size: int = 256):
+                 complexity_threshold: float | None = st.DEFAULT_COMPLEXITY, batch_size: int = 256,
+                 compare: str = "auto"):
         if not detectors:
             raise InputError("a router needs at least one class model; the registry has none (train one first)")
         st.flag(np.zeros(1), threshold)  # validates the threshold
@@ -54,10 +64,8 @@ class Router:
         self.complexity_threshold = st.check_complexity(complexity_threshold)
         self.batch_size = int(batch_size)
         self.classes = list(self.detectors)
-        kinds = {getattr(d, "kind", "autoencoder") for d in self.detectors.values()}
-        if len(kinds) > 1:  # raw scores in different units: argmin and margin need a unit-free scale first
-            raise InputError(f"a bank mixing kinds of class model is not supported yet, got {sorted(kinds)}: "
-                             "route each kind in its own Router")
+        self.compare = "auto" if compare == "auto" else st.check_compare(compare)
+        self.kinds = [getattr(d, "kind", "autoencoder") for d in self.detectors.values()]
         self.stats = [d.stats_ for d in self.detectors.values()]
         groups: dict[InputSpec, list[int]] = {}
         for k, det in enumerate(self.detectors.values()):
@@ -98,7 +106,8 @@ class Router:
             raise InputError("reload needs a router made by Router.from_registry")
         names = self.registry.classes() if self._all_classes else self.classes
         kwargs = {"threshold": self.threshold, "method": self.method, "margin": self.margin,
-                  "complexity_threshold": self.complexity_threshold, "batch_size": self.batch_size}
+                  "complexity_threshold": self.complexity_threshold, "batch_size": self.batch_size,
+                  "compare": self.compare}
         return self._loaded(self.registry, names, self._all_classes, True, self, self.runtime, kwargs)
 
     @classmethod
@@ -193,6 +202,19 @@ class Router:
         return out, cx
 
     @property
+    def comparison(self) -> str:
+        """The comparison in use ("raw" or "relative"): ``compare``, with "auto" resolved from the classes'
+        score units (one shared unit: "raw")."""
+        if self.compare != "auto":
+            return self.compare
+        return "raw" if len(set(self.units)) == 1 else "relative"
+
+    @property
+    def units(self) -> list[str]:
+        """Per class, the unit its kind scores in (:data:`bank.stats.PIXEL_MSE` for reconstruction errors)."""
+        return [getattr(d, "score_unit", st.PIXEL_MSE) for d in self.detectors.values()]
+
+    @property
     def fit(self) -> tuple[int, int]:
         """The (height, width) every class's input fits in: how large a decoded file needs to be."""
         return max(s.height for s in self.groups), max(s.width for s in self.groups)
@@ -259,9 +281,10 @@ class Router:
                names: Sequence[str] | None = None) -> BankResult:
         """The bank's answer from (N, K) matrices of this bank's errors and the inputs' complexities."""
         return decide(errors, self.classes, self.stats, names, threshold=self.threshold, method=self.method,
-                      margin=self.margin, complexity=complexity, complexity_threshold=self.complexity_threshold)
+                      margin=self.margin, complexity=complexity, complexity_threshold=self.complexity_threshold,
+                      compare=self.comparison, units=self.units)
 
     def classify(self, images: Images) -> list[str]:
-        """Per image, the class by lowest error, or "unknown" when every class flags it. ``images``: as
+        """Per image, the class by lowest error (see ``compare``), or "unknown" when every class flags it. ``images``: as
         :meth:`score` (one photo as an (H, W, 3) array is one image: one answer)."""
         return self.score(images).labels

@@ -149,8 +149,8 @@ def classes_json(router: Router) -> dict:
                          "input_spec": det.spec_.to_dict(), "stats": det.stats_.to_dict()}
                         for c, det in router.detectors.items()],
             "skipped_classes": skipped_json(router.skipped, "class"),
-            "method": router.method, "threshold": router.threshold, "margin": router.margin,
-            "complexity_threshold": router.complexity_threshold, "runtime": router.runtime}
+            "method": router.method, "compare": router.comparison, "threshold": router.threshold,
+            "margin": router.margin, "complexity_threshold": router.complexity_threshold, "runtime": router.runtime}
 
 
 def create_app(registry_root: str | Path | None, *, token: str | None = None, max_batch: int = 64,

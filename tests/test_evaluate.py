@@ -117,7 +117,7 @@ def test_the_demo_table_says_why_a_class_flags():
     assert by_class["b"][-1] == ""
     # a record from elsewhere (no flagged_by): the reasons' text, never a bare "FLAG"
     rec = r.records()[0]
-    assert example_rows([rec])[0][-1].startswith("FLAG (another class reconstructs it better (class 'b'")
+    assert example_rows([rec])[0][-1].startswith("FLAG (another class fits it better (class 'b'")
 
 
 def test_training_warnings_come_from_the_cards():

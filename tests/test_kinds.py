@@ -84,10 +84,48 @@ def test_saved_and_loaded_plain_files(kind, split, tmp_path):
         kind.load({**card, "kind": "autoencoder"}, files)
 
 
-def test_a_bank_mixing_kinds_is_refused_for_now(split):
-    x_train, y_train, *_ = split
-    with pytest.raises(InputError, match="mixing kinds"):
-        Router({"0": PCAModel().fit(x_train[y_train == 0]), "1": HOGOCSVMModel().fit(x_train[y_train == 1])})
+def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_path):
+    """An autoencoder, a PCA model and a HOG one-class SVM in one registry: routed, classified, served."""
+    from fastapi.testclient import TestClient
+
+    from bank.registry import Registry
+    from bank.server import create_app
+
+    x_train, y_train, x_test, y_test = split
+    reg = Registry(tmp_path / "mixed")
+    reg.register("0", bank_registry.load_detector("0", runtime="keras"))
+    reg.register("1", PCAModel(n_components=16).fit(x_train[y_train == 1]))
+    reg.register("7", HOGOCSVMModel().fit(x_train[y_train == 7]))
+    router = Router.from_registry(reg)
+    assert router.kinds == ["autoencoder", "pca", "hog-ocsvm"] and router.comparison == "relative"
+    keep = np.isin(y_test, [0, 1, 7])
+    res = router.score(x_test[keep])
+    truth = y_test[keep].astype(str)
+    assert res.compare == "relative"
+    assert np.mean(np.asarray(res.nearest) == truth) >= 0.9
+    # the argmin and the margin read each error's z under its class, not raw units; the spread is pooled
+    # over the classes of one unit (the autoencoder's and PCA's squared errors), the HOG class has its own
+    sd = np.array([d.stats_.log_std for d in router.detectors.values()])
+    spread = np.array([np.sqrt((sd[0] ** 2 + sd[1] ** 2) / 2)] * 2 + [sd[2]])
+    expected = (np.log(res.errors) - [d.stats_.log_mean for d in router.detectors.values()]) / spread
+    np.testing.assert_allclose(res.rank, expected)
+    assert res.nearest == [res.classes[i] for i in np.argmin(expected, axis=1)]
+    # one kind's classes keep comparing raw errors (autoencoders and PCA share the unit)
+    assert Router({"0": router.detectors["0"], "1": router.detectors["1"]}).comparison == "raw"
+    assert Router({"7": router.detectors["7"]}).comparison == "raw"
+    with pytest.raises(InputError, match="compare"):
+        Router(router.detectors, compare="units")
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray((x_test[keep][0] * 255).astype(np.uint8)).save(buf, format="PNG")
+    with TestClient(create_app(reg.root)) as client:
+        doc = client.post("/v1/classify", content=buf.getvalue(), headers={"content-type": "image/png"}).json()
+        kinds = {c["class"]: c["kind"] for c in client.get("/v1/classes").json()["classes"]}
+    assert doc["compare"] == "relative" and doc["results"][0]["nearest"] == truth[0]
+    assert set(doc["results"][0]["classes"]["7"]) >= {"error", "z", "p_value", "flag", "relative_z"}
+    assert kinds == {"0": "autoencoder", "1": "pca", "7": "hog-ocsvm"}
 
 
 def test_answering_imports_neither_tensorflow_nor_scikit_learn(split, tmp_path):

@@ -136,8 +136,11 @@ def test_ocsvm_decision_equals_sklearn(digit_images):
     probe = upscale(images[:300], 2)
     np.testing.assert_allclose(det.decision_function(probe), svm.decision_function(det.features(probe)),
                                rtol=0, atol=1e-6)
-    np.testing.assert_allclose(det.score_from_decision(svm.decision_function(det.features(probe))),
-                               det.score_samples(probe), rtol=0, atol=1e-6)
+    ks = svm.decision_function(det.features(probe)) - det.intercept_
+    near = ks > 1e-3 * det.dual_coef_.sum()  # elsewhere the kernel sum has too few digits left to take its log
+    assert near.sum() > 100
+    np.testing.assert_allclose(det.score_from_decision(svm.decision_function(det.features(probe)))[near],
+                               det.score_samples(probe)[near], rtol=1e-6)
 
 
 def test_ocsvm_score_monotone_and_bounded(digit_images):
@@ -145,9 +148,10 @@ def test_ocsvm_score_monotone_and_bounded(digit_images):
     det = HOGOneClassSVM().fit(images[labels == 5])
     decision = det.decision_function(images)
     score = det.score_samples(images)
-    order = np.argsort(decision)
-    assert np.all(np.diff(score[order]) <= 1e-12)  # higher decision, lower (or equal) score
-    assert np.all(score >= 0) and np.all(score <= 1)
+    order = np.argsort(score)
+    assert np.all(np.diff(decision[order]) <= 1e-12)  # higher score, lower (or equal) decision
+    assert np.all(score >= 0) and np.all(np.isfinite(score))
+    assert np.ptp(score[labels != 5]) > 1  # other digits spread out: no ceiling, no underflow
     clear = np.abs(decision) > 1e-9  # the SVM's own boundary sits at threshold_, up to rounding
     np.testing.assert_array_equal((score < det.threshold_)[clear], (decision > 0)[clear])
     noise = np.random.default_rng(3).random((5, 8, 8, 1)).astype(np.float32)

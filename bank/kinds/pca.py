@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .. import stats as st
 from ..errors import InputError
 from ._arrays import check_batch, get_array, get_param, get_shape
 from .base import ClassModel
@@ -203,6 +204,7 @@ class PCAModel(ClassModel):
     """
 
     kind = "pca"
+    score_unit = st.PIXEL_MSE  #: per-pixel squared error of the reconstruction, as the autoencoder
 
     def __init__(self, *, n_components: int | float = 28, **common):
         super().__init__(**common)
