@@ -45,9 +45,10 @@ class Router:
         models: per-pixel squared error). "relative": each error's z under its
         class's held-out errors (the spread pooled over the classes of one
         unit: :func:`bank.stats.compared`), unit-free, for a bank mixing
-        units (``hog-ocsvm`` with autoencoders or PCA). "auto" (default)
-        picks "raw" when every class's kind has the same ``score_unit``, else
-        "relative".
+        units (``hog-ocsvm``, whose kernel width is fitted per class, alone
+        or beside autoencoders and PCA). "auto" (default) picks "raw" when
+        every class scores in per-pixel squared error
+        (:data:`bank.stats.PIXEL_MSE`), else "relative".
     """
 
     def __init__(self, detectors: dict, *, threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
@@ -207,7 +208,7 @@ class Router:
         score units (one shared unit: "raw")."""
         if self.compare != "auto":
             return self.compare
-        return "raw" if len(set(self.units)) == 1 else "relative"
+        return "raw" if set(self.units) == {st.PIXEL_MSE} else "relative"
 
     @property
     def units(self) -> list[str]:

@@ -112,7 +112,7 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
     assert res.nearest == [res.classes[i] for i in np.argmin(expected, axis=1)]
     # one kind's classes keep comparing raw errors (autoencoders and PCA share the unit)
     assert Router({"0": router.detectors["0"], "1": router.detectors["1"]}).comparison == "raw"
-    assert Router({"7": router.detectors["7"]}).comparison == "raw"
+    assert Router({"7": router.detectors["7"]}).comparison == "relative"  # its kernel width is the class's own
     with pytest.raises(InputError, match="compare"):
         Router(router.detectors, compare="units")
 

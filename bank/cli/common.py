@@ -114,7 +114,8 @@ def add_max_pixels(sp: argparse.ArgumentParser) -> None:
                     f"at the scale it needs (default ${MAX_PIXELS_ENV}, else {MAX_PIXELS})")
 
 
-def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bool = True) -> None:
+def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bool = True,
+              compare: bool = True) -> None:
     if runtime:
         add_runtime(sp)
     sp.add_argument("--threshold", type=positive, default=DEFAULT_THRESHOLD,
@@ -130,6 +131,12 @@ def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bo
                     help=f"a class also flags an image whose input complexity z is beyond +-Z: its log complexity "
                          f"(zlib bits per value) more than Z standard deviations from the class's images' (default "
                          f"{DEFAULT_COMPLEXITY:g}): a blank page is no digit; 'none' turns this off")
+    if compare:
+        sp.add_argument("--compare", choices=("auto", "raw", "relative"), default="auto",
+                        help="what the nearest class and the margin compare: raw errors, or relative ones (each "
+                             "error's z under its class, for classes scored in different units); auto (default): "
+                             "raw when every class scores in per-pixel squared error (autoencoder, pca), else "
+                             "relative (a hog-ocsvm class is in the bank)")
     sp.add_argument("--classes", metavar="A,B,...", help="use these classes only")
     if skip_broken:
         sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say "

@@ -64,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                      max_inflight_bytes=int(args.max_inflight_mb * 2**20) if args.max_inflight_mb else None,
                      queue_seconds=args.queue_seconds, runtime=args.runtime,
                      classes=classes_option(args), threshold=args.threshold, method=args.method, margin=args.margin,
-                     complexity_threshold=args.complexity)
+                     complexity_threshold=args.complexity, compare=args.compare)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -108,4 +108,4 @@ def register(add, sub) -> None:
                     "is OUT/NAME)")
     sp.add_argument("--name", default="bank", help="the model's name in TensorFlow Serving (default bank)")
     sp.add_argument("--version", type=int, help="the version folder (default: one past the highest in OUT/NAME)")
-    add_tests(sp, skip_broken=False, runtime=False)  # the export is TensorFlow's
+    add_tests(sp, skip_broken=False, runtime=False, compare=False)  # the export is TensorFlow's, autoencoders only

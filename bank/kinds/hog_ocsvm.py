@@ -266,7 +266,8 @@ class HOGOCSVMModel(ClassModel):
     :class:`~bank.kinds.base.ClassModel`; the score is the module's non-negative one."""
 
     kind = "hog-ocsvm"
-    score_unit = "hog-ocsvm"  #: -log of a kernel share: compares with its own kind, not with squared errors
+    #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.stats.compared)
+    score_unit = "hog-ocsvm"
 
     def __init__(self, *, svm: dict | None = None, **common):
         super().__init__(**common)
