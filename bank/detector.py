@@ -9,27 +9,22 @@ stopping, and a calibration set that only the error statistics see.
 The images may be in memory (an array or a list) or files on disk
 (:class:`bank.pipeline.ImageFiles`, streamed through ``tf.data``: photos
 that do not fit in memory). Training keeps the best epoch's weights, stops
-early, and with a ``checkpoint_dir`` resumes where an interrupted run left off.
+early, and with a ``checkpoint_dir`` resumes where an interrupted run left off
+(the folder and its Keras callbacks: :mod:`bank.checkpoints`).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import math
-import shutil
 import sys
-import tempfile
-import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import checkpoints
 from . import stats as st
+from .checkpoints import _best_epoch, _epoch_report, _log_loss, _Plan, read_history  # noqa: F401 (were defined here)
 from .convergence import advice, assess
 from .errors import InputError
 from .images import InputSpec, complexity, infer_spec, to_spec
@@ -37,8 +32,8 @@ from .inputs import as_images, prepare
 from .kinds.base import MIN_CALIBRATION, NotFittedError, few_held_out, warn_training  # noqa: F401 (public names)
 from .pipeline import ImageFiles
 from .decision import decide
-from .trainstate import STAMP_FILE, resumable
-from .trainstate import stamp as _stamp
+from .trainstate import STAMP_FILE, resumable  # noqa: F401 (importable from here before bank.checkpoints)
+from .trainstate import stamp as _stamp  # noqa: F401
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -57,19 +52,6 @@ SMALL_SHIFT = 0.1
 
 #: The mean training error in the card is taken over at most this many training images.
 TRAIN_ERROR_SAMPLE = 2000
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A training resolved from its images and parameters (see :meth:`AutoencoderDetector._plan`)."""
-
-    files: ImageFiles | None  # streamed from disk, or None: in memory
-    x: np.ndarray | None  # the images at ``spec`` when in memory
-    spec: InputSpec
-    n: int
-    split: tuple[np.ndarray, np.ndarray, np.ndarray]  # train, monitor, calibration indices
-    arch: str
-    params: dict
 
 
 class AutoencoderDetector:
@@ -333,71 +315,19 @@ class AutoencoderDetector:
 
     def _run_id(self, plan: _Plan) -> str:
         """What a checkpoint must match to be resumed: the data and every training parameter."""
-        keys = ("epochs", "batch_size", "learning_rate", "patience", "min_improvement", "shift", "calibration_fraction",
-                "monitor_fraction", "seed")
-        data_id = (plan.files.fingerprint() if plan.files is not None
-                   else hashlib.sha256(np.ascontiguousarray(plan.x)).hexdigest())
-        what = {"spec": plan.spec.to_dict(), "architecture": plan.arch, "params": plan.params, "data": data_id,
-                **{k: getattr(self, k) for k in keys}}
-        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+        return checkpoints.run_key(plan, {k: getattr(self, k) for k in checkpoints.RUN_SETTINGS})
 
     def _train(self, model, train, monitor, run_id: str) -> dict[str, list[float]]:
-        """Fit with Keras callbacks: the loss log, the best epoch's weights, early stopping and a backup
-        each epoch in the checkpoint folder; resume from it when it holds the same run. Returns the
-        history of every epoch (those before a resume too), the model left at its best epoch."""
-        import keras
+        """Fit with Keras, keeping and resuming state in ``checkpoint_dir`` (:func:`bank.checkpoints.train`);
+        sets ``resumed_from_`` and ``best_since_``. Returns the history of every epoch (those before a
+        resume too), the model left at its best epoch."""
+        def resumed(from_epoch: int, best_since: int) -> None:
+            self.resumed_from_, self.best_since_ = from_epoch, best_since
 
-        temporary = self.checkpoint_dir is None
-        work = Path(tempfile.mkdtemp(prefix="bank-train-") if temporary else self.checkpoint_dir)
-        try:
-            work.mkdir(parents=True, exist_ok=True)
-            log, best, backup = work / "history.csv", work / "best.weights.h5", work / "backup"
-            stamp = work / STAMP_FILE
-            same = resumable(work, run_id)
-            if not same:  # another run's state, none, or nothing to resume from: start over
-                shutil.rmtree(backup, ignore_errors=True)
-                log.unlink(missing_ok=True)
-                best.unlink(missing_ok=True)
-                _stamp(stamp, {"run": run_id})
-            before = read_history(log)
-            self.resumed_from_ = len(before.get("val_loss", [])) if same else 0
-            self.best_since_ = 0  # the epochs the kept best weights were chosen among start here
-            if same and _stamp(stamp).get("finished") and best.exists():
-                model.load_weights(str(best))  # finished before (then stopped before registering): reuse
-                return before
-            if best.exists():
-                try:
-                    model.load_weights(str(best))  # only a check: the backup's weights are restored below
-                except Exception:  # noqa: BLE001  (killed while writing it: the best is chosen anew from here)
-                    best.unlink()
-                    self.best_since_ = self.resumed_from_
-            seen = [v for v in before.get("val_loss", [])[self.best_since_ :] if math.isfinite(v)]
-            callbacks = [
-                keras.callbacks.CSVLogger(str(log), append=True),
-                keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True,
-                                                save_weights_only=True,
-                                                initial_value_threshold=min(seen) if seen else None),
-                _log_loss(),  # early stopping on the log of the loss: progress counted relatively
-                keras.callbacks.EarlyStopping(monitor="val_log_loss", mode="min", patience=self.patience,
-                                              min_delta=-math.log1p(-self.min_improvement)),
-                # last: an epoch is backed up once logged; the one before is kept while it is written,
-                # and restored if a kill leaves the new one half-written
-                keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
-            ]
-            if self.progress is not None:
-                callbacks.append(_epoch_report(self.progress, self.epochs))
-            fit_kw = {"batch_size": self.batch_size, "shuffle": True} if isinstance(train, tuple) else {"shuffle": False}
-            with warnings.catch_warnings():  # a dataset's length is learnt in its first epoch, which Keras
-                warnings.filterwarnings("ignore", message="Your input ran out of data")  # calls running out
-                model.fit(*(train if isinstance(train, tuple) else (train,)), validation_data=monitor,
-                          epochs=self.epochs, callbacks=callbacks, verbose=self._keras_verbose(), **fit_kw)
-            if best.exists():
-                model.load_weights(str(best))
-            _stamp(stamp, {"run": run_id, "finished": True})
-            return read_history(log)
-        finally:
-            if temporary:
-                shutil.rmtree(work, ignore_errors=True)
+        return checkpoints.train(model, train, monitor, run_id, self.checkpoint_dir, epochs=self.epochs,
+                                 batch_size=self.batch_size, patience=self.patience,
+                                 min_improvement=self.min_improvement, verbose=self._keras_verbose(),
+                                 progress=self.progress, on_resume=resumed)
 
     # ------------------------------------------------------------ scoring
 
@@ -492,56 +422,6 @@ class AutoencoderDetector:
         det.stats_ = st.ErrorStats.from_dict(card["stats"])
         det.model_ = model
         return det
-
-
-def _best_epoch(val_loss: list[float], since: int = 0) -> int | None:
-    """The epoch (from 1) of the lowest monitored loss from epoch ``since`` on; None without one."""
-    tail = np.asarray(val_loss[since:], dtype=float)
-    return None if not tail.size or np.all(np.isnan(tail)) else since + int(np.nanargmin(tail)) + 1
-
-
-def read_history(path: Path) -> dict[str, list[float]]:
-    """The per-epoch losses Keras's CSVLogger wrote, an epoch logged twice (a resume) counted once."""
-    if not Path(path).is_file():
-        return {}
-    rows: dict[int, dict] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows[int(row.pop("epoch"))] = row
-    keys = [k for k in (next(iter(rows.values())) if rows else {}) if k]
-    return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
-
-
-def _epoch_report(report: Callable[[dict], None], epochs: int):
-    """A Keras callback that tells ``report`` each finished epoch's losses and time."""
-    import keras
-
-    start = [0.0]
-
-    def begin(epoch: int, logs: dict | None = None) -> None:
-        start[0] = time.perf_counter()
-
-    def end(epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        report({"epoch": epoch + 1, "epochs": epochs, "loss": float(logs.get("loss", math.nan)),
-                "val_loss": float(logs.get("val_loss", math.nan)), "seconds": time.perf_counter() - start[0]})
-
-    return keras.callbacks.LambdaCallback(on_epoch_begin=begin, on_epoch_end=end)
-
-
-
-def _log_loss():
-    """A Keras callback adding ``val_log_loss``, the log of the epoch's monitored loss, to its logs: a
-    step of ``min_delta`` in it is a relative change, the same for a class whose loss is 0.05 as for
-    one whose loss is 0.002."""
-    import keras
-
-    def end(epoch: int, logs: dict | None = None) -> None:
-        if logs is not None and "val_loss" in logs:
-            v = float(logs["val_loss"])
-            logs["val_log_loss"] = math.log(v) if v > 0 else -math.inf
-
-    return keras.callbacks.LambdaCallback(on_epoch_end=end)
 
 
 def _shifted(train, batch_size: int, shift: float, seed: int):

@@ -24,7 +24,8 @@ arbitrary code); nothing is pickled. The registry never follows a
 symbolic link out of its root.
 
 The card format is :mod:`bank.cards`; the locks and the careful file steps
-are :mod:`bank.locks`. Their names used elsewhere are importable from here too.
+are :mod:`bank.locks`; the loading path (checksums, LiteRT or Keras) is
+:mod:`bank.loading`. Their names used elsewhere are importable from here too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import unicodedata
 import uuid
@@ -49,8 +49,10 @@ from . import trainstate
 from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, Entry, RegistryError, _versions_stamp,
                     parse_card, sha256_file)
 from .errors import InputError
-from .kinds import DEFAULT_KIND, kind_class
+from .kinds import DEFAULT_KIND, kind_class  # noqa: F401 (kind_class: importable from here before bank.loading)
 from .images import InputSpec
+from .loading import RUNTIMES as RUNTIMES  # re-exported: it was defined here before
+from .loading import check_runtime, load_entry, read_checked
 from .locks import STALE_SECONDS as STALE_SECONDS  # re-exported: it was defined here before
 from .locks import _is_free, _is_stale, _locked, _no_link, _remove_path, _write_text
 
@@ -63,7 +65,6 @@ MAX_NAME = 100
 ENV_VAR = "BANK_REGISTRY"
 LOCK_FILE = ".lock"
 TMP_PREFIX = ".tmp-"
-RUNTIMES = ("auto", "litert", "keras")
 
 
 def default_root() -> Path:
@@ -232,21 +233,9 @@ class Registry:
             self._read_checked(e, file, sha256, keep=False)
 
     def _read_checked(self, e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | None:
-        """The bytes of one of the entry's files, read once and checked against ``sha256``."""
-        where = f"class {e.class_name!r} version {e.version}"
-        h, data = hashlib.sha256(), []
-        try:
-            fd = os.open(_no_link(e.path / file, where), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(fd, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-                    if keep:
-                        data.append(block)
-        except OSError as err:
-            raise RegistryError(f"{where}: cannot read {file} ({err})") from None
-        if h.hexdigest() != sha256:
-            raise RegistryError(f"{where}: {file} checksum mismatch (file changed or corrupt); not loaded")
-        return b"".join(data) if keep else None
+        """The bytes of one of the entry's files, read once and checked against ``sha256``
+        (:func:`bank.loading.read_checked`)."""
+        return read_checked(e, file, sha256, keep)
 
     def load_detector(self, name: str, version: int | None = None, runtime: str = "auto"):
         """Load a fitted :class:`~bank.detector.AutoencoderDetector`, checking every file's sha256.
@@ -254,65 +243,10 @@ class Registry:
         ``runtime``: "litert" runs the entry's LiteRT flatbuffers (no TensorFlow
         import); "keras" loads the Keras model (TensorFlow, the reference);
         "auto" (default) takes LiteRT when the entry has it and ``ai-edge-litert``
-        is installed, else Keras.
+        is installed, else Keras. See :func:`bank.loading.load_entry`.
         """
-        from .detector import AutoencoderDetector
-
-        if runtime not in RUNTIMES:
-            raise InputError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
-        e = self.entry(name, version)
-        where = f"class {e.class_name!r} version {e.version}"
-        if e.kind != DEFAULT_KIND:  # answered in NumPy whatever the runtime
-            data = {file: self._read_checked(e, file, sha256) for file, sha256 in e.model_files}
-            try:
-                return kind_class(e.kind).load(e.card, data)
-            except InputError as err:
-                raise RegistryError(f"{where}: cannot load its {e.kind} model ({err})") from None
-        files = e.litert_files
-        if runtime == "litert" and not files:
-            why = (e.card.get("litert") or {}).get("skipped", "registered before LiteRT artifacts were written")
-            raise RegistryError(f"{where}: no LiteRT model ({why}); use the keras runtime, or register the class again")
-        # each file is read once: the one used is loaded from the bytes its checksum was checked on
-        if runtime == "litert" or (runtime == "auto" and files and rt.available()):
-            self._read_checked(e, MODEL_FILE, e.card["model_sha256"], keep=False)
-            flatbuffers = {f["batch"]: self._read_checked(e, f["file"], f["sha256"]) for f in files}
-            try:
-                model = rt.LiteModel(flatbuffers, e.spec.shape)
-            except ImportError as err:
-                raise RegistryError(f"{where}: the LiteRT runtime is not installed ({err}); "
-                                    "pip install ai-edge-litert, or use the keras runtime") from None
-            except (ValueError, RuntimeError) as err:
-                raise RegistryError(f"{where}: cannot load its LiteRT model ({err})") from None
-            return AutoencoderDetector.from_card(e.card, model)
-        data = self._read_checked(e, MODEL_FILE, e.card["model_sha256"])
-        for f in files:
-            self._read_checked(e, f["file"], f["sha256"], keep=False)
-        return AutoencoderDetector.from_card(e.card, self._load_keras(e, data))
-
-    def _load_keras(self, e: Entry, data: bytes):
-        """The Keras model (safe mode) from ``data``, the bytes of ``model.keras`` already checked
-        against the card: never the file again, which may have been swapped since."""
-        from . import models  # noqa: F401  (quiet TensorFlow start-up)
-        import keras
-
-        where = f"class {e.class_name!r} version {e.version}"
-        # keras.saving.load_model takes a path, not bytes: a private copy only this process writes
-        folder = tempfile.mkdtemp(prefix="bank-load-")  # mode 0700
-        try:
-            fd, path = tempfile.mkstemp(suffix=".keras", dir=folder)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            try:
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
-            except Exception as err:  # Keras raises many kinds for a bad or unsafe file
-                raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
-        if shapes != [e.spec.shape] * 2:
-            raise RegistryError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but card.json says "
-                                f"input_spec {e.spec.shape}")
-        return model
+        check_runtime(runtime)
+        return load_entry(self.entry(name, version), runtime, read=self._read_checked)
 
     def verify(self, load: bool = True) -> list[Problem]:
         """Check every version of every class; return what is wrong (empty when healthy).

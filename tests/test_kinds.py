@@ -205,7 +205,12 @@ def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
     assert figures["accuracy"] >= 0.85
 
     assert main(["classify", str(digit_folders / "test" / "7" / "0.png"), "--registry", reg, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["results"][0]["nearest"] == "7"
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["results"][0]["nearest"] == "7"
+    assert doc["compare"] == ("raw" if kind == "pca" else "relative")  # hog-ocsvm's unit is each class's own
+    assert main(["classify", str(digit_folders / "test" / "7" / "0.png"), "--registry", reg, "--json",
+                 "--compare", "raw"]) == 0
+    assert json.loads(capsys.readouterr().out)["compare"] == "raw"
 
     # export refuses by name and says what to do instead
     assert main(["export", str(tmp_path / "out"), "--registry", reg]) == 1

@@ -30,7 +30,7 @@ def _router(args: argparse.Namespace):
 
     classes = classes_option(args)
     router = Router.from_registry(registry_of(args), classes, threshold=args.threshold, method=args.method,
-                                  margin=args.margin, complexity_threshold=args.complexity,
+                                  margin=args.margin, complexity_threshold=args.complexity, compare=args.compare,
                                   skip_broken=args.skip_broken, runtime=args.runtime)
     for name, reason in router.skipped:
         say(f"skipped a broken class: {reason}")
@@ -156,45 +156,34 @@ def _percent(v: float | None) -> str:
 
 
 def cmd_outliers(args: argparse.Namespace) -> int:
-    from ..evaluate import describe_outliers, outlier_cut, past_each_quantile, rank_outliers
+    from ..evaluate import describe_outliers
     from ..images import to_spec
-    from ..stats import effective_method, zscore
+    from ..outliers import find_outliers
 
     det = registry_of(args).load_detector(args.class_name, runtime=args.runtime)
     spec = det.spec_
     images, names, skipped = _class_data(args, fit=(spec.height, spec.width), max_pixels=args.max_pixels,
                                          transform=lambda img: to_spec([img], spec)[0])
-    cut, warning = outlier_cut(det.stats_, args.quantile)
-    if warning:
-        say(f"warning: {warning}")
-    errors, cx = det.measure(images)
-    order = rank_outliers(errors, cut)
-    z = zscore(errors, det.stats_)
-    method = effective_method(det.stats_, "complexity")
-    test_z = zscore(errors, det.stats_, method, cx)
-    label = st.METHOD_LABELS[method]
-    rows = [{"rank": r + 1, "image": names[i], "error": float(errors[i]), "times_cut": float(errors[i] / cut),
-             "z": float(z[i]), "test_z": float(test_z[i]), "method": method} for r, i in enumerate(order)]
+    found = find_outliers(det, images, names, args.quantile, args.class_name)
+    if found.warning:
+        say(f"warning: {found.warning}")
+    rows, label = found.rows, found.label
     montage = None
-    if len(order) and args.montage != "none" and hasattr(det, "reconstruct"):  # kinds that rebuild images
+    if len(found.order) and args.montage != "none" and hasattr(det, "reconstruct"):  # kinds that rebuild images
         from ..images import take
         from ..report import plot_montage
 
-        top = order[: args.top]
+        top = found.order[: args.top]
         x, rec = det.reconstruct(take(images, top))
         montage = str(plot_montage(
             Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
-            [f"#{r + 1} {Path(names[i]).name}: error {errors[i] / cut:.2f}x the cut, {label} {test_z[i]:.1f}"
-             for r, i in enumerate(top)]))
-    past = past_each_quantile(errors, det.stats_)
-    out = {"class": args.class_name, "quantile": args.quantile, "cut": cut, "n_images": len(errors),
-           "n_outliers": len(rows), "outliers": rows, "montage": montage, "past_each_quantile": past,
-           "skipped": skipped_json(skipped), "warning": warning}
+            [f"#{r['rank']} {Path(r['image']).name}: error {r['times_cut']:.2f}x the cut, {label} {r['test_z']:.1f}"
+             for r in rows[: args.top]]))
     if args.json:
-        emit_json(out)
+        emit_json(found.to_json(montage, skipped))
         return 0
-    before, after = describe_outliers(args.class_name, len(errors), len(rows), args.quantile, cut, args.top, past,
-                                      montage is not None, label)
+    before, after = describe_outliers(args.class_name, found.n_images, len(rows), args.quantile, found.cut, args.top,
+                                      found.past_each_quantile, montage is not None, label)
     print("\n".join(before))
     if rows:
         print(table([[r["rank"], r["image"], r["error"], f"{r['times_cut']:.2f}x", r["test_z"]] for r in rows],

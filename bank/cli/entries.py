@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from .. import stats as st
 from ..registry import RegistryError
-from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, error_cut
+from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, error_cut  # noqa: F401 (importable here before)
+from ..summary import SKIPPED_SHOWN, entry_summary
 from .common import emit_json, registry_of, say, table
 
 
@@ -42,70 +42,61 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    reg = registry_of(args)
-    e = reg.entry(args.class_name, args.version)
-    try:
-        reg.check_model(e)
-        broken = None
-    except RegistryError as err:
-        broken = str(err)
-        say(f"warning: {broken}")
+    m = entry_summary(registry_of(args), args.class_name, args.version)
+    if m.broken is not None:
+        say(f"warning: {m.broken}")
     if args.json:
-        emit_json({**e.card, "broken": broken})
+        emit_json(m.to_json())
         return 0
-    c, s = e.card, e.stats
+    e, s, t = m.entry, m.stats, m.training
     print(f"class {e.class_name!r} version {e.version} ({e.path})")
-    print(f"  created      {c.get('created')}")
+    print(f"  created      {m.created}")
     print(f"  input        {e.spec}")
-    if e.kind == "autoencoder":
-        print(f"  model        {c['architecture']['name']} autoencoder, {_pairs(c['architecture']['params'])}")
+    if m.is_autoencoder:
+        print(f"  model        {m.architecture} autoencoder, {_pairs(m.model_params)}")
     else:
-        shown = {k: v for k, v in (c.get("params") or {}).items() if k not in ("kind", "input_shape")}
-        print(f"  model        {e.kind}, {_pairs(shown)}")
-    t = c.get("training", {})
-    resumed = f", went on from epoch {t['resumed_from_epoch']} of an interrupted run" if t.get("resumed_from_epoch") else ""
-    status = (t.get("convergence") or {}).get("status", "settled")
-    resumed += "" if status == "settled" else f"; NOT FINISHED: {status} (see the warning below)"
-    if e.kind == "autoencoder":
+        print(f"  model        {e.kind}, {_pairs(m.model_params)}")
+    resumed = f", went on from epoch {m.resumed_from_epoch} of an interrupted run" if m.resumed_from_epoch else ""
+    resumed += "" if m.convergence == "settled" else f"; NOT FINISHED: {m.convergence} (see the warning below)"
+    if m.is_autoencoder:
         print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
               f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}),"
               f" seed {t.get('seed')}{resumed}")
     else:
         print(f"  training     {t.get('n_train')} train / {t.get('n_calibration')} calibration images, "
               f"seed {t.get('seed')}")
-    skipped = t.get("skipped_files") or {}
-    if skipped.get("count"):
-        names = ", ".join(f["image"] for f in skipped.get("files", [])[:5])
-        more = f" and {skipped['count'] - 5} more (--json lists up to 100)" if skipped["count"] > 5 else ""
-        print(f"  skipped      {skipped['count']} unreadable file(s) when training: {names}{more}")
+    if m.skipped_count:
+        more = (f" and {m.skipped_count - SKIPPED_SHOWN} more (--json lists up to 100)"
+                if m.skipped_count > SKIPPED_SHOWN else "")
+        print(f"  skipped      {m.skipped_count} unreadable file(s) when training: {', '.join(m.skipped_shown)}{more}")
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} (per-pixel MSE on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
     print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
-    t = DEFAULT_THRESHOLD
-    if s.has_complexity:
-        lo, hi = (math.exp(s.complexity_mean + sign * DEFAULT_COMPLEXITY * s.complexity_std) for sign in (-1, 1))
-        if s.n >= st.MIN_COMPLEXITY_SAMPLES:
-            line = f"log error changes by {s.complexity_slope:.3g} per log bit; residual std {s.residual_std:.6g}"
+    z, cut, cx = m.threshold, m.error_cuts, m.complexity
+    if cx is not None:
+        lo, hi = cx.accepted
+        if cx.line_fitted:
+            line = f"log error changes by {cx.slope:.3g} per log bit; residual std {cx.residual_std:.6g}"
         else:
             line = (f"no line fitted (fewer than {st.MIN_COMPLEXITY_SAMPLES} held-out images): the complexity-"
                     "corrected z is the lognormal z")
-        print(f"  complexity   {math.exp(s.complexity_mean):.4g} bits/value typical; {line}")
-        print(f"  flags        complexity-corrected z of the error > {t:g}: error > "
-              f"{error_cut(s, t, 'complexity'):.6g} at typical complexity (default); "
-              f"|{st.INPUT_COMPLEXITY_LABEL}| > {DEFAULT_COMPLEXITY:g}: input outside {lo:.3g}..{hi:.3g} bits/value")
+        print(f"  complexity   {cx.typical:.4g} bits/value typical; {line}")
+        print(f"  flags        complexity-corrected z of the error > {z:g}: error > "
+              f"{cut['complexity']:.6g} at typical complexity (default); "
+              f"|{st.INPUT_COMPLEXITY_LABEL}| > {m.complexity_threshold:g}: input outside {lo:.3g}..{hi:.3g} bits/value")
     else:
         print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
-    print(f"  {'other rules' if s.has_complexity else 'flags':<12} lognormal z > {t:g}: error > "
-          f"{error_cut(s, t, 'lognormal'):.6g}; "
-          f"gaussian z > {t:g}: error > {error_cut(s, t, 'gaussian'):.6g};"
-          f" and, in a bank, margin > {DEFAULT_MARGIN:g} (another class's error lower by more than "
-          f"{1 - math.exp(-DEFAULT_MARGIN):.0%})"
+    print(f"  {'other rules' if cx is not None else 'flags':<12} lognormal z > {z:g}: error > "
+          f"{cut['lognormal']:.6g}; "
+          f"gaussian z > {z:g}: error > {cut['gaussian']:.6g};"
+          f" and, in a bank, margin > {m.margin:g} (another class's error lower by more than "
+          f"{m.margin_share:.0%})"
           " (change with --method, --threshold, --margin, --complexity)")
-    for w in c.get("training", {}).get("warnings") or []:
+    for w in m.warnings:
         print(f"  warning      {w}")
-    print(f"  made with    {_pairs(c.get('versions') or {})}")
-    for file, sha256 in e.model_files[:1] if e.kind == "autoencoder" else e.model_files:
-        print(f"  sha256       {sha256}" + ("" if e.kind == "autoencoder" else f" ({file})"))
+    print(f"  made with    {_pairs(m.made_with)}")
+    for file, sha256 in m.checksums:
+        print(f"  sha256       {sha256}" + ("" if m.is_autoencoder else f" ({file})"))
     return 0
 
 

@@ -1,0 +1,121 @@
+"""Loading a registry entry's model: each file read once, checked, and built from the bytes checked.
+
+Every file of an entry is read once and its SHA-256 compared with the card's;
+the model is then built from those very bytes, never from the file read again
+(which may have been swapped since). An autoencoder answers through its LiteRT
+flatbuffers (no TensorFlow import) when the entry has them, else through its
+Keras model loaded in safe mode; the other kinds load their plain files.
+
+Kept apart from :mod:`bank.registry` (which finds, writes and removes entries)
+so that the trust path from bytes on disk to a model in memory is in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+
+from . import runtime as rt
+from .cards import MODEL_FILE, Entry, RegistryError
+from .errors import InputError
+from .kinds import DEFAULT_KIND, kind_class
+from .locks import _no_link
+
+#: The runtimes a detector can be loaded for (see :func:`load_entry`).
+RUNTIMES = ("auto", "litert", "keras")
+
+#: Reads one of an entry's files and checks it: ``read(entry, file, sha256, keep)`` (see :func:`read_checked`).
+Reader = Callable[..., bytes | None]
+
+
+def check_runtime(runtime: str) -> None:
+    """Raise :class:`InputError` unless ``runtime`` is one of :data:`RUNTIMES`."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime: expected one of {RUNTIMES}, got {runtime!r}")
+
+
+def read_checked(e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | None:
+    """The bytes of one of the entry's files, read once and checked against ``sha256`` (None unless
+    ``keep``: only the check). Raises :class:`RegistryError` when unreadable or changed."""
+    where = f"class {e.class_name!r} version {e.version}"
+    h, data = hashlib.sha256(), []
+    try:
+        fd = os.open(_no_link(e.path / file, where), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+                if keep:
+                    data.append(block)
+    except OSError as err:
+        raise RegistryError(f"{where}: cannot read {file} ({err})") from None
+    if h.hexdigest() != sha256:
+        raise RegistryError(f"{where}: {file} checksum mismatch (file changed or corrupt); not loaded")
+    return b"".join(data) if keep else None
+
+
+def load_entry(e: Entry, runtime: str = "auto", read: Reader = read_checked):
+    """The fitted detector of entry ``e``, every file checked by ``read`` (:func:`read_checked`).
+
+    ``runtime`` (checked by the caller, :func:`check_runtime`): "litert" runs the entry's LiteRT
+    flatbuffers; "keras" loads the Keras model; "auto" takes LiteRT when the entry has it and
+    ``ai-edge-litert`` is installed, else Keras. Kinds other than the autoencoder answer in NumPy
+    whatever the runtime.
+    """
+    from .detector import AutoencoderDetector
+
+    where = f"class {e.class_name!r} version {e.version}"
+    if e.kind != DEFAULT_KIND:  # answered in NumPy whatever the runtime
+        data = {file: read(e, file, sha256) for file, sha256 in e.model_files}
+        try:
+            return kind_class(e.kind).load(e.card, data)
+        except InputError as err:
+            raise RegistryError(f"{where}: cannot load its {e.kind} model ({err})") from None
+    files = e.litert_files
+    if runtime == "litert" and not files:
+        why = (e.card.get("litert") or {}).get("skipped", "registered before LiteRT artifacts were written")
+        raise RegistryError(f"{where}: no LiteRT model ({why}); use the keras runtime, or register the class again")
+    # each file is read once: the one used is loaded from the bytes its checksum was checked on
+    if runtime == "litert" or (runtime == "auto" and files and rt.available()):
+        read(e, MODEL_FILE, e.card["model_sha256"], keep=False)
+        flatbuffers = {f["batch"]: read(e, f["file"], f["sha256"]) for f in files}
+        try:
+            model = rt.LiteModel(flatbuffers, e.spec.shape)
+        except ImportError as err:
+            raise RegistryError(f"{where}: the LiteRT runtime is not installed ({err}); "
+                                "pip install ai-edge-litert, or use the keras runtime") from None
+        except (ValueError, RuntimeError) as err:
+            raise RegistryError(f"{where}: cannot load its LiteRT model ({err})") from None
+        return AutoencoderDetector.from_card(e.card, model)
+    data = read(e, MODEL_FILE, e.card["model_sha256"])
+    for f in files:
+        read(e, f["file"], f["sha256"], keep=False)
+    return AutoencoderDetector.from_card(e.card, load_keras(e, data))
+
+
+def load_keras(e: Entry, data: bytes):
+    """The Keras model (safe mode) from ``data``, the bytes of ``model.keras`` already checked
+    against the card: never the file again, which may have been swapped since."""
+    from . import models  # noqa: F401  (quiet TensorFlow start-up)
+    import keras
+
+    where = f"class {e.class_name!r} version {e.version}"
+    # keras.saving.load_model takes a path, not bytes: a private copy only this process writes
+    folder = tempfile.mkdtemp(prefix="bank-load-")  # mode 0700
+    try:
+        fd, path = tempfile.mkstemp(suffix=".keras", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as err:  # Keras raises many kinds for a bad or unsafe file
+            raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
+    if shapes != [e.spec.shape] * 2:
+        raise RegistryError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but card.json says "
+                            f"input_spec {e.spec.shape}")
+    return model
