@@ -159,6 +159,23 @@ def _finite_or_none(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
+def score_units(models: Sequence[object]) -> list[str]:
+    """Per class model, the unit its kind scores in (``score_unit``; per-pixel squared error by default)."""
+    return [getattr(m, "score_unit", st.PIXEL_MSE) for m in models]
+
+
+def auto_compare(units: Sequence[str]) -> str:
+    """The comparison a bank of these score units needs: "raw" when every class scores in per-pixel
+    squared error (:data:`bank.stats.PIXEL_MSE`), else "relative"."""
+    return "raw" if set(units) == {st.PIXEL_MSE} else "relative"
+
+
+def compare_kwargs(models: Sequence[object], compare: str = "auto") -> dict:
+    """``compare`` and ``units`` for :func:`decide` over these class models (``"auto"`` resolved)."""
+    units = score_units(models)
+    return {"compare": auto_compare(units) if compare == "auto" else st.check_compare(compare), "units": units}
+
+
 def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],
            names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
            method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import stats as st
-from .decision import BankResult, decide
+from .decision import BankResult, compare_kwargs, decide
 from .errors import InputError
 from .images import InputSpec, complexity, to_spec
 from .inputs import Images, as_images, image_names
@@ -205,15 +205,8 @@ class Router:
     @property
     def comparison(self) -> str:
         """The comparison in use ("raw" or "relative"): ``compare``, with "auto" resolved from the classes'
-        score units (one shared unit: "raw")."""
-        if self.compare != "auto":
-            return self.compare
-        return "raw" if set(self.units) == {st.PIXEL_MSE} else "relative"
-
-    @property
-    def units(self) -> list[str]:
-        """Per class, the unit its kind scores in (:data:`bank.stats.PIXEL_MSE` for reconstruction errors)."""
-        return [getattr(d, "score_unit", st.PIXEL_MSE) for d in self.detectors.values()]
+        score units (:func:`bank.decision.auto_compare`)."""
+        return compare_kwargs(self.detectors.values(), self.compare)["compare"]
 
     @property
     def fit(self) -> tuple[int, int]:
@@ -283,7 +276,7 @@ class Router:
         """The bank's answer from (N, K) matrices of this bank's errors and the inputs' complexities."""
         return decide(errors, self.classes, self.stats, names, threshold=self.threshold, method=self.method,
                       margin=self.margin, complexity=complexity, complexity_threshold=self.complexity_threshold,
-                      compare=self.comparison, units=self.units)
+                      **compare_kwargs(self.detectors.values(), self.compare))
 
     def classify(self, images: Images) -> list[str]:
         """Per image, the class by lowest error (see ``compare``), or "unknown" when every class flags it. ``images``: as

@@ -1,18 +1,33 @@
 """Open-set benchmark: how often does a digit bank say "unknown" to things that are not digits?
 
     python benchmarks/open_set.py --data ../shared/data/mnist [--registry PATH] [--json]
+                                  [--kind autoencoder,pca,hog-ocsvm] [--limit N]
 
 Builds foreign inputs from the MNIST test set and from nothing (blank and
 constant images, uniform and Gaussian noise, inverted digits, digits rotated
 90 degrees, mirrored digits other than the symmetric 0, 1 and 8, letters
 drawn with the font that ships with Pillow and any DejaVu fonts on the
-system, simple shapes), routes them through two digit banks, the default
+system, simple shapes), routes them through digit banks, by default the
 autoencoder bank and a per-class PCA bank, and prints per group the share
 called unknown, beside the normal test digits' unknown rate and argmin
-accuracy. Each bank is judged under several rules, side by side.
+accuracy. Each bank is judged under several rules, side by side, and a last
+table puts the banks side by side under the default rule, a row per kind.
 
-``--registry`` uses a trained 10-digit bank (as ``examples/mnist.py``
-writes); without it the default bank is trained here (``--epochs``).
+``--kind`` chooses the banks by kind of class model (comma-separated, each
+with its own defaults and ``--seed``): ``autoencoder``
+(``AutoencoderDetector``), ``pca`` (``PCAModel()``), ``hog-ocsvm``
+(``HOGOCSVMModel()``). Without it, ``--banks`` decides, as before (default
+``default,pca``: the autoencoder bank and a PCA bank). In the JSON the
+autoencoder bank stays under ``banks.default``, the others under their kind
+(``banks.pca``, ``banks.hog-ocsvm``); ``kinds`` maps each key to its kind.
+The latent-distance rule needs a latent code (the autoencoder's layer
+"latent", PCA's projection): ``hog-ocsvm`` has none and skips it.
+
+``--registry`` uses a trained 10-digit autoencoder bank (as
+``examples/mnist.py`` writes); without it the autoencoder bank is trained
+here (``--epochs``). Both are the autoencoder's: other kinds are fitted here
+and ignore them (the output says so). ``--limit`` fits each class on at
+most its first N training images (quick runs).
 """
 
 from __future__ import annotations
@@ -30,13 +45,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bank.runtime import cores  # noqa: E402
-from quality import PCADetector, default_detector, measure  # noqa: E402
+from quality import default_detector, measure  # noqa: E402
 
 from bank import AutoencoderDetector, Registry  # noqa: E402
 from bank import stats as st  # noqa: E402
 from bank.data import load_labelled  # noqa: E402
 from bank.inputs import prepare  # noqa: E402
-from bank.decision import decide  # noqa: E402
+from bank.decision import compare_kwargs, decide  # noqa: E402
+from bank.kinds import KINDS, kind_class  # noqa: E402
 
 SIDE = 28
 #: Letters a reader could take for a digit (O/0, I/1, S/5, Z/2, B/8, g/9...): reported apart.
@@ -55,6 +71,10 @@ RULES = {
     "default, bank-level cut at 1% held-out unknown": {"calibrate": 0.01},
 }
 EXTRA = ("low", "latent", "calibrate")
+#: The names ``--banks`` takes (today's) and the kind each is; ``--kind`` takes the kinds.
+BANK_KINDS = {"default": "autoencoder", "autoencoder": "autoencoder", "pca": "pca", "hog-ocsvm": "hog-ocsvm"}
+#: The options only the autoencoder bank reads.
+AUTOENCODER_ONLY = ("--registry", "--epochs")
 
 
 def _canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -130,37 +150,70 @@ def foreign_groups(x_test: np.ndarray, y_test: np.ndarray, seed: int = 0, n: int
     }
 
 
+def kinds_of(args, p: argparse.ArgumentParser) -> dict[str, str]:
+    """Bank key -> kind, in order: from ``--kind`` when given, else from ``--banks``. The autoencoder bank
+    keeps today's key, ``default``; the others are keyed by their kind."""
+    names = [n.strip() for n in (args.kind or args.banks).split(",") if n.strip()]
+    allowed = list(KINDS) if args.kind else list(BANK_KINDS)
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        p.error(f"{'--kind' if args.kind else '--banks'}: expected a comma-separated list of {', '.join(allowed)}, "
+                f"got {(args.kind or args.banks)!r}")
+    out: dict[str, str] = {}
+    for n in names:
+        kind = BANK_KINDS[n]
+        out["default" if kind == "autoencoder" else kind] = kind
+    return out
+
+
 def trained(kind: str, args, train, say) -> dict:
-    """Per class a fitted detector: the PCA baseline, a registry's models, or the default trained here."""
+    """Per class a fitted detector of ``kind``: a registry's autoencoders, the autoencoder trained here, or
+    another kind with its own defaults, fitted here."""
     classes = train.classes
-    if kind == "pca":
-        return {c: PCADetector(seed=args.seed).fit(train.arrays[c]) for c in classes}
+    if kind != "autoencoder":
+        dets = {}
+        for c in classes:
+            t0 = time.perf_counter()
+            dets[c] = kind_class(kind)(seed=args.seed).fit(train.arrays[c][: args.limit])
+            say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
+        return dets
     if args.registry:
         reg = Registry(args.registry)
+        found = {c: reg.entry(c).kind for c in classes}
+        if set(found.values()) != {"autoencoder"}:
+            raise SystemExit(f"open_set.py: --registry {args.registry} is the autoencoder bank's, but it holds "
+                             f"{', '.join(f'{c}: {k}' for c, k in found.items() if k != 'autoencoder')}")
         return {c: reg.load_detector(c) for c in classes}
     dets = {}
     for c in classes:
         t0 = time.perf_counter()
-        dets[c] = default_detector(args.seed, args.epochs).fit(train.arrays[c])
+        dets[c] = default_detector(args.seed, args.epochs).fit(train.arrays[c][: args.limit])
         say(f"  default: class {c} in {time.perf_counter() - t0:.1f} s")
     return dets
 
 
 def held_out(det, images: np.ndarray) -> np.ndarray:
     """The images of a class its statistics were fitted on (its seeded calibration split)."""
-    if isinstance(det, PCADetector):
-        order = np.random.default_rng(det.seed).permutation(len(images))
-        return images[order[: max(2, round(det.calibration_fraction * len(images)))]]
-    images = images[: det.training_.get("n_images", len(images))]  # a registry trained with --limit saw the first n
+    images = images[: det.training_.get("n_images", len(images))]  # a bank trained with a limit saw the first n
     seed = det.training_.get("seed", 0)
-    return images[AutoencoderDetector(seed=seed, calibration_fraction=det.training_.get("calibration_fraction", 0.1),
+    fraction = det.training_.get("calibration_fraction", 0.1)
+    kind = getattr(det, "kind", "autoencoder")
+    if kind != "autoencoder":  # every other kind splits as bank.kinds.base.ClassModel does
+        return images[kind_class(kind)(seed=seed, calibration_fraction=fraction)._split(len(images))[1]]
+    return images[AutoencoderDetector(seed=seed, calibration_fraction=fraction,
                                       monitor_fraction=det.training_.get("monitor_fraction", 0.1))._split(len(images))[2]]
+
+
+def has_latent(det) -> bool:
+    """Whether the class model has a latent code for the latent-distance rule (hog-ocsvm has none)."""
+    return getattr(det, "kind", "autoencoder") in ("autoencoder", "pca")
 
 
 def encoder(det):
     """Images -> latent codes: the PCA projection, or the autoencoder's layer named "latent"."""
-    if isinstance(det, PCADetector):
-        return lambda x: det.pca_.transform(x.reshape(len(x), -1).astype(np.float32) / 255.0)
+    if getattr(det, "kind", "autoencoder") == "pca":
+        core = det.core_
+        return lambda x: (prepare(x, det.spec_).reshape(len(x), -1).astype(np.float64) - core.mean_) @ core.components_.T
     import keras
 
     enc = keras.Model(det.model_.input, det.model_.get_layer("latent").output)
@@ -195,32 +248,59 @@ def unknown_share(e, cx, lat, stats, classes, kw: dict, cut: float | None) -> np
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
-    p.add_argument("--registry", help="a trained 10-digit registry for the default bank (else train one here)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs when training the default bank (default 10)")
-    p.add_argument("--banks", default="default,pca")
+    p.add_argument("--registry", help="a trained 10-digit registry for the autoencoder bank (else train one here; "
+                   "the autoencoder's only)")
+    p.add_argument("--epochs", type=int, help="epochs when training the autoencoder bank (default 10; the "
+                   "autoencoder's only)")
+    p.add_argument("--kind", metavar="KIND[,KIND...]", help="kinds of digit bank, side by side: "
+                   f"{', '.join(KINDS)} (default: autoencoder, with the pca bank of --banks beside it)")
+    p.add_argument("--banks", default="default,pca", help="the banks when --kind is not given: default (the "
+                   "autoencoder), pca, hog-ocsvm (default: default,pca)")
+    p.add_argument("--limit", type=int, help="fit each class on at most its first N training images (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    banks = kinds_of(args, p)
+    if args.limit is not None and args.limit < 4:
+        p.error(f"--limit: expected at least 4 images per class, got {args.limit}")
+    given = [o for o in AUTOENCODER_ONLY if getattr(args, o[2:]) is not None]
+    args.epochs = 10 if args.epochs is None else args.epochs
+    ignored = {b: given for b, k in banks.items() if k != "autoencoder" and given}
+    note = (f"note: {', '.join(given)}: the autoencoder's; ignored by the {', '.join(ignored)} bank"
+            f"{'s' if len(ignored) > 1 else ''} (fitted here with {'their' if len(ignored) > 1 else 'its'} own "
+            "defaults)" if ignored else None)
+    if note:
+        say(note)
 
     train, test = load_labelled(args.data, "train"), load_labelled(args.data, "test")
     x_test = np.concatenate([test.arrays[c] for c in test.classes])
     y_test = np.concatenate([np.full(len(test.arrays[c]), int(c)) for c in test.classes])
     images = {"normal test digits": x_test, **foreign_groups(x_test, y_test, args.seed)}
     out = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
-           "groups": {g: len(x) for g, x in images.items()}, "banks": {}}
-    for bank in args.banks.split(","):
-        say(f"bank {bank}")
-        dets = trained(bank, args, train, say)
+           "groups": {g: len(x) for g, x in images.items()}, "banks": {}, "kinds": dict(banks),
+           "limit_per_class": args.limit, "ignored_options": ignored, "skipped_rules": {}}
+    for bank, kind in banks.items():
+        say(f"bank {bank}" + (f" ({kind})" if bank != kind else ""))
+        dets = trained(kind, args, train, say)
         classes, stats = train.classes, [dets[c].stats_ for c in train.classes]
         cal = np.concatenate([held_out(dets[c], train.arrays[c]) for c in classes])
         groups = {"held-out": cal, **images}
         measured = {g: measure(dets, x) for g, x in groups.items()}
-        lat = {g: np.stack(z, axis=1) for g, z in
-               zip(groups, zip(*[latent_z(dets[c], held_out(dets[c], train.arrays[c]), groups).values()
-                                 for c in classes]))}
+        if all(has_latent(d) for d in dets.values()):
+            lat = {g: np.stack(z, axis=1) for g, z in
+                   zip(groups, zip(*[latent_z(dets[c], held_out(dets[c], train.arrays[c]), groups).values()
+                                     for c in classes]))}
+        else:
+            lat = dict.fromkeys(groups)
         res = {}
+        rule_of_kinds = compare_kwargs([dets[c] for c in classes])  # what a Router over these models compares
+        out.setdefault("compare", {})[bank] = rule_of_kinds["compare"]
         for rule, kw in RULES.items():
+            kw = {**kw, **rule_of_kinds}
+            if "latent" in kw and lat["held-out"] is None:
+                out["skipped_rules"].setdefault(bank, {})[rule] = f"{kind} has no latent code"
+                continue
             cut = None
             if "calibrate" in kw:
                 e, cx = measured["held-out"]
@@ -237,15 +317,28 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"share called unknown, {out['date']}, {out['machine']} (argmin accuracy on the normal test digits last)")
+    if note:
+        print(note)
+    if args.limit:
+        print(f"each class fitted on at most its first {args.limit} training images")
     for bank, res in out["banks"].items():
         rules = list(res)
-        print(f"\n{bank} bank")
+        print(f"\n{bank} bank" + (f" ({banks[bank]})" if bank != banks[bank] else ""))
         print("| group | n | " + " | ".join(rules) + " |")
         print("| --- | --- |" + " --- |" * len(rules))
         for g in list(images) + ["argmin accuracy"]:
             n = out["groups"].get(g, "")
             print(f"| {g} | {n} | " + " | ".join(f"{res[r][g]:.1%}" if g != "argmin accuracy" else
                                                    f"{res[r][g]:.4f}" for r in rules) + " |")
+        for rule, why in out["skipped_rules"].get(bank, {}).items():
+            print(f"(rule {rule!r} not measured: {why})")
+    default = next(r for r in RULES if not RULES[r])
+    print(f"\nThe banks side by side, rule {default!r} (a row per kind):\n")
+    print("| kind | " + " | ".join(f"{g} ({out['groups'][g]})" for g in images) + " | argmin accuracy |")
+    print("| --- |" + " --- |" * (len(images) + 1))
+    for bank, res in out["banks"].items():
+        r = res[default]
+        print(f"| {banks[bank]} | " + " | ".join(f"{r[g]:.1%}" for g in images) + f" | {r['argmin accuracy']:.4f} |")
     return 0
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from bank import stats as st
 from bank.data import load_labelled
 from bank.evaluate import evaluate
 from bank.runtime import cores
-from bank.decision import decide
+from bank.decision import compare_kwargs, decide
 
 RULES = {
     "seeds": {"method": "gaussian", "margin": None, "complexity_threshold": None},
@@ -100,10 +100,17 @@ def run_bank(bank: str, train, x_test, y_test, args, say) -> dict:
     errors, cx = measure(dets, x_test)
     score_s = time.perf_counter() - t0
     out = {"train_seconds": train_s, "score_seconds": round(score_s, 1)}
+    rule_of_kinds = compare_kwargs(list(dets.values()))  # what a Router over these models compares
+    out["compare"] = rule_of_kinds["compare"]
     for rule, kw in RULES.items():
-        f = evaluate(decide(errors, train.classes, [d.stats_ for d in dets.values()], complexity=cx, **kw), y_test)
+        f = evaluate(decide(errors, train.classes, [d.stats_ for d in dets.values()], complexity=cx, **kw,
+                            **rule_of_kinds), y_test)
         out[rule] = {k: f[k] for k in ("accuracy", "auroc_mean", "auroc_error_mean", "false_reject", "false_accept",
                                        "unknown_rate")}
+    for compare in ("raw", "relative"):  # the argmin each way, whichever the kinds use
+        r = decide(errors, train.classes, [d.stats_ for d in dets.values()], complexity=cx,
+                   **compare_kwargs(list(dets.values()), compare))
+        out[f"accuracy_{compare}"] = float(np.mean(np.asarray(r.nearest) == np.asarray(y_test)))
     z = np.stack([st.zscore(errors[:, k], d.stats_) for k, d in enumerate(dets.values())], axis=1)
     out["accuracy_argmin_z"] = float(np.mean(np.asarray(train.classes)[np.argmin(z, axis=1)] == y_test))
     return out
@@ -167,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{f['false_reject']:.2%} | {f['false_accept']:.2%} | {f['unknown_rate']:.2%} | "
                   f"{r['train_seconds'] or 'loaded'} |")
     for bank, r in out["banks"].items():
-        print(f"{bank}: argmin over the seeds' z instead of raw error: accuracy {r['accuracy_argmin_z']:.4f}")
+        print(f"{bank}: the rows compare {r['compare']} errors; argmin accuracy comparing raw errors "
+              f"{r['accuracy_raw']:.4f}, relative (z under each class) {r['accuracy_relative']:.4f}, over the "
+              f"seeds' z {r['accuracy_argmin_z']:.4f}")
     if "contamination" in out:
         c = out["contamination"]
         print(f"contamination: a '1' model trained on {c['n_ones']} 1s + {c['n_threes']} 3s: "

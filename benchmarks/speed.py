@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py [--quick] [--json] [--classes 1,10,50,100] [--batches 1,4,16,64,256,1024]
                                [--train-data ../shared/data/mnist [--train-images 2000] [--train-epochs 3]]
+                               [--kind autoencoder|pca|hog-ocsvm]
 
 No training: each class model is the default 28x28 conv autoencoder (filters
 32, 64; latent 16) with random weights, and its statistics are fitted to
@@ -31,6 +32,32 @@ to 1 and 10 classes, batches 1, 32 and 256, fewer repetitions: about 2
 minutes on 2 busy cores, where the full run takes about 10 (100 single-image
 calls the naive way are 2 minutes alone). ``--json`` prints one JSON object
 instead of the markdown tables; progress goes to stderr.
+
+``--kind pca`` or ``--kind hog-ocsvm`` (default ``autoencoder``: all of the
+above) times a bank of that kind instead, with real fitted models, as they
+answer in NumPy without TensorFlow: ``PCAModel()`` or ``HOGOCSVMModel()``
+with their defaults and ``--seed``, each class fitted on ``--train-images``
+images of its digit from ``--train-data`` (MNIST IDX; classes past the tenth
+repeat the digits on other random draws of the images) and timed on MNIST
+test digits, or, without ``--train-data``, on synthetic 28x28 images (a
+random stroke pattern per class, shifted and noisy; the output says which).
+Each class is registered in a temporary registry and answered through
+``bank.Router.from_registry``. Measured: (1) the kind's scoring alone, on
+images already at the spec (``pca``: the fused product,
+``bank.kinds.pca.fused_scores``; ``hog-ocsvm`` has none: HOG and kernel sums
+class by class, its ``group_scorer``); (2) ``Router.errors``; (3)
+``Router.score`` (errors, input complexities, verdicts): images/s at batches
+of 256 and single-image latency (median of at least 100 calls), with the
+users' targets for a 10-class ``pca`` MNIST bank beside them (one image in
+at most 0.3 ms, at least 20,000 images/s batched); the router's errors
+against each model's ``score_samples``; scaling with the batch size and the
+number of classes; fit and registration time per class; peak RSS; cold start
+and ``bank classify one.png`` as for the autoencoder. ``--train-epochs``
+(the autoencoder's) is ignored and the output says so; ``bank train-all`` is
+not timed for these kinds (a class fits in about a second). The versions line
+names NumPy's BLAS and its threads: the ``pca`` products use them, and on
+cores shared with other work several BLAS threads can be many times slower
+than one (compare a run under ``OPENBLAS_NUM_THREADS=1``).
 """
 
 from __future__ import annotations
@@ -49,6 +76,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bank.kinds import KINDS
 from bank.runtime import cores
 
 SHAPE = (28, 28, 1)
@@ -453,7 +481,8 @@ def print_start_up(out: dict) -> None:
     print("| what | figure |")
     print("| --- | --- |")
     big = out["largest_bank"]
-    print(f"| peak RSS of this process after the rows (a) to (c) | {mb(out['peak_rss_mb_ways'])} |")
+    rows = "(a) to (c)" if out.get("kind", "autoencoder") == "autoencoder" else "(1) to (3)"
+    print(f"| peak RSS of this process after the rows {rows} | {mb(out['peak_rss_mb_ways'])} |")
     print(f"| ... at the end, after the scaling | {mb(out['peak_rss_mb'])} |")
     print(f"| a fresh process loading {big['classes']} classes and scoring a batch of {big['batch']}: peak RSS | "
           f"{mb(big['peak_rss_mb'])} (load {big['load_s']:.2f} s, answer {big['answer_s']:.2f} s) |")
@@ -463,6 +492,293 @@ def print_start_up(out: dict) -> None:
     print(f"| peak RSS of that process at its first answer | {mb(c['peak_rss_mb'])} |")
     print(f"| `bank classify one.png`: wall time of the fresh process | {out['cli_classify_s']:.2f} s |")
     print(f"| TensorFlow imported by the fresh process | {'yes' if out['tensorflow_imported'] else 'no'} |")
+
+
+# ------------------------------------------------------------ other kinds: real models, fitted quickly
+
+#: Users' targets for a 10-class ``pca`` MNIST bank, through ``Router.score``.
+TARGETS = {"pca": {"single_ms": 0.3, "img_per_s": 20_000}}
+#: Throughput is timed over at least this many seconds (a fast kind does a batch in milliseconds).
+MIN_SECONDS = 0.3
+
+
+def synthetic_class(k: int, n: int, seed: int) -> np.ndarray:
+    """n synthetic 28x28 images of class k, uint8 (n, 28, 28): the class's random strokes (seeded by k),
+    each image shifted by up to 2 pixels with Gaussian noise."""
+    from PIL import Image, ImageDraw
+
+    trng = np.random.default_rng(10_000 + k)  # the class's pattern, whatever the seed
+    im = Image.new("L", SHAPE[:2], 0)
+    draw = ImageDraw.Draw(im)
+    for _ in range(3):
+        draw.line([tuple(int(v) for v in trng.integers(5, 23, 2)) for _ in range(3)], fill=255, width=3)
+    template = np.asarray(im, np.float32) / 255
+    rng = np.random.default_rng(seed * 100_003 + k)
+    out = np.empty((n, *SHAPE[:2]), np.uint8)
+    for i in range(n):
+        dy, dx = rng.integers(-2, 3, 2)
+        img = np.roll(template, (dy, dx), axis=(0, 1)) + rng.normal(0, 0.08, SHAPE[:2])
+        out[i] = np.round(np.clip(img, 0, 1) * 255)
+    return out
+
+
+def kind_data(cfg: dict, n_classes: int, n_test: int, seed: int, say) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """Training images of each of ``n_classes`` classes (uint8 (n, 28, 28)), test images ((N, 28, 28, 1)
+    float32 in [0, 1]) and a description of where they come from."""
+    per = cfg["train_images"]
+    if cfg.get("train_data"):
+        from bank.data import load_idx_split
+
+        say(f"reading MNIST from {cfg['train_data']}")
+        images, labels = load_idx_split(cfg["train_data"], "train")
+        test, _ = load_idx_split(cfg["train_data"], "test")
+        train = []
+        for k in range(n_classes):
+            pool = images[labels == k % 10]
+            if k < 10:  # the digit bank: the first images of each digit
+                train.append(pool[:per])
+            else:  # more classes than digits: the digits again, other random draws
+                train.append(pool[np.sort(np.random.default_rng(seed + k).choice(len(pool), min(per, len(pool)),
+                                                                                  replace=False))])
+        x = test[:n_test]
+        data = {"source": "mnist", "path": str(cfg["train_data"]),
+                "text": f"fitted on MNIST ({cfg['train_data']}): class k on up to {per} training images of digit "
+                        "k mod 10; timed on MNIST test digits"}
+    else:
+        say(f"drawing synthetic 28x28 images ({per} per class; no --train-data given)")
+        train = [synthetic_class(k, per, seed) for k in range(n_classes)]
+        pick = np.random.default_rng(seed).integers(0, min(n_classes, BANK), n_test)
+        x = np.stack([synthetic_class(int(k), 1, seed + 1 + i)[0] for i, k in enumerate(pick)])
+        data = {"source": "synthetic",
+                "text": f"fitted on SYNTHETIC 28x28 images, not MNIST (no --train-data given): a random stroke "
+                        f"pattern per class, shifted and noisy, {per} per class; timed on more of them. Give "
+                        "--train-data DIR (MNIST IDX) for the digit bank the targets are about"}
+    data["train_images_per_class"] = per
+    return train, (x.astype(np.float32) / 255.0)[..., None], data
+
+
+def fitted_kind_bank(kind: str, train: list[np.ndarray], seed: int, say) -> tuple[dict, float, list[str]]:
+    """Class "k" of ``kind`` fitted on ``train[k]``, with its defaults and ``seed``; the mean fit seconds and
+    the distinct warnings the fits gave."""
+    import warnings
+
+    from bank.kinds import kind_class
+
+    say(f"fitting {len(train)} {kind} class models")
+    bank, secs, caught_all = {}, [], []
+    for k, images in enumerate(train):
+        t = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            bank[str(k)] = kind_class(kind)(seed=seed).fit(images)
+        secs.append(time.perf_counter() - t)
+        caught_all += [str(w.message) for w in caught]
+    return bank, statistics.mean(secs), list(dict.fromkeys(caught_all))
+
+
+def throughput_for(fn, x: np.ndarray, reps: int) -> float:
+    """Images per second of fn(x), from the median call; repeated for at least ``MIN_SECONDS``."""
+    t = statistics.median(seconds(lambda: fn(x), 1))
+    return throughput(fn, x, max(reps, min(1000, math.ceil(MIN_SECONDS / max(t, 1e-6)))))
+
+
+def in_batches(fn, size: int = BATCH):
+    """fn applied to the images ``size`` at a time, as the router batches them."""
+    return lambda v: [fn(v[i : i + size]) for i in range(0, len(v), size)]
+
+
+def kind_scorer(kind: str, models: list):
+    """The kind's own scoring of many classes at once, on images already at the spec: pca's fused
+    product (``fused_scores``), or the kind's ``group_scorer`` (hog-ocsvm: class by class)."""
+    if kind == "pca":
+        from bank.kinds.pca import fused_scores
+
+        cores_ = [m.core_ for m in models]
+        return lambda v: fused_scores(cores_, v)
+    return type(models[0]).group_scorer(models)
+
+
+def kind_ways(kind: str, router, x: np.ndarray, cfg: dict, say) -> tuple[list[dict], dict]:
+    """Rows (1) to (3), and the check of the router's errors against each model's ``score_samples``."""
+    models = list(router.detectors.values())
+    scorer = kind_scorer(kind, models)
+    say(f"checking the router's errors against {len(models)} models' score_samples")
+    ref = np.stack([m.score_samples(x) for m in models], axis=1)
+    got, alone = router.errors(x), scorer(x)
+    one = router.errors(x[:1])
+    scale = np.maximum(np.abs(ref), 1e-12)
+    check = {"max_rel_diff": float(max(np.max(np.abs(got - ref) / scale), np.max(np.abs(one - ref[:1]) / scale[:1]))),
+             "scorer_max_rel_diff": float(np.max(np.abs(alone - ref) / scale)),
+             "same_argmin": bool(np.array_equal(got.argmin(1), ref.argmin(1))), "images": len(x)}
+    rows = []
+    for name, fn in (("scorer", in_batches(scorer)), ("router", router.errors), ("router_score", router.score)):
+        say(f"({len(rows) + 1}) {name}")
+        rows.append({"way": name, "img_per_s": throughput_for(fn, x, cfg["reps"]),
+                     "single_ms": latency_ms(fn, x[:1], cfg["calls"]), "calls": cfg["calls"]})
+    return rows, check
+
+
+def kind_scale_batches(kind: str, reg, classes: list[str], sizes: list[int], x: np.ndarray, cfg: dict, say) -> list:
+    """The scoring alone, Router.errors and Router.score: images/s on one batch of each size."""
+    from bank import Router
+
+    router = Router.from_registry(reg, classes, batch_size=max(sizes))
+    fns = {"scorer": kind_scorer(kind, list(router.detectors.values())), "router": router.errors,
+           "router_score": router.score}
+    xs = np.concatenate([x] * math.ceil(max(sizes) / len(x)))[: max(sizes)]
+    out = []
+    for b in sizes:
+        say(f"scaling: batch {b}")
+        reps = max(cfg["reps"], cfg["batch_images"] // b)
+        out.append({"batch": b, **{f"{n}_img_per_s": throughput_for(fn, xs[:b], reps) for n, fn in fns.items()}})
+    return out
+
+
+def kind_scale_classes(reg, counts: list[int], x: np.ndarray, cfg: dict, say) -> list[dict]:
+    """Router.score from the registry: images/s (batches of 256) and single-image latency, per bank size."""
+    from bank import Router
+
+    out = []
+    for k in counts:
+        say(f"scaling: {k} classes")
+        router = Router.from_registry(reg, [str(c) for c in range(k)], batch_size=BATCH)
+        out.append({"classes": k, "img_per_s": throughput_for(router.score, x, cfg["reps"]),
+                    "single_ms": latency_ms(router.score, x[:1], cfg["calls"]), "calls": cfg["calls"]})
+    return out
+
+
+def kind_versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        sk = version("scikit-learn")
+    except PackageNotFoundError:
+        sk = "not installed"
+    return f"Python {platform.python_version()}, NumPy {np.__version__} ({blas()}), scikit-learn {sk} (fitting only)"
+
+
+def blas() -> str:
+    """NumPy's BLAS and its threads (matrix products of the pca kind use them; on cores shared with other work,
+    several BLAS threads can be far slower than one: compare a run under OPENBLAS_NUM_THREADS=1)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS threads unknown"
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    if not pools:
+        return "BLAS threads unknown"
+    return ", ".join(f"{p.get('internal_api', 'blas')} {p.get('version') or ''} {p.get('num_threads')} thread(s)"
+                     .replace("  ", " ") for p in pools)
+
+
+def kind_params(kind: str, bank: dict) -> str:
+    """What the fitted models are, in words."""
+    models = list(bank.values())
+    if kind == "pca":
+        ks = sorted({len(m.core_.components_) for m in models})
+        return f"PCAModel() defaults: n_components={models[0].n_components} ({'-'.join(map(str, ks))} kept per class)"
+    sv = [len(m.core_.support_vectors_) for m in models]
+    return (f"HOGOCSVMModel() defaults: {models[0].core_.support_vectors_.shape[1]} HOG values, "
+            f"{min(sv)}-{max(sv)} support vectors per class")
+
+
+def measure_kind(kind: str, cfg: dict, seed: int, say) -> dict:
+    """Every figure of a bank of ``kind`` (not the autoencoder), in one dict."""
+    from bank import Registry, Router
+
+    n = max(cfg["classes"] + [BANK])
+    n_test = max(BATCH, cfg["images"] // BATCH * BATCH)
+    train, x, data = kind_data(cfg, n, n_test, seed, say)
+    everything, fit_s, warned = fitted_kind_bank(kind, train, seed, say)
+    for w in warned:
+        say(f"warning from the fits: {w}")
+    bank = first(everything, BANK)
+    out = {"kind": kind, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
+           "versions": kind_versions(), "settings": cfg, "data": data, "models": kind_params(kind, bank),
+           "fit_s_per_class": fit_s, "fit_warnings": warned, "targets": TARGETS.get(kind, {})}
+    if cfg.get("ignored"):
+        out["ignored_options"] = cfg["ignored"]
+    with tempfile.TemporaryDirectory(prefix="bank-speed-") as tmp:
+        say(f"registering {len(everything)} classes")
+        reg = Registry(Path(tmp) / "registry")
+        t = time.perf_counter()
+        for name, model in everything.items():
+            reg.register(name, model)
+        out["register_s_per_class"] = (time.perf_counter() - t) / len(everything)
+        router = Router.from_registry(reg, list(bank), batch_size=BATCH)
+        out["ways"], out["check"] = kind_ways(kind, router, x, cfg, say)
+        out.update({f"{r['way']}_{k}": r[k] for r in out["ways"] for k in ("img_per_s", "single_ms")})
+        out["peak_rss_mb_ways"] = peak_rss_mb()
+        out["scaling_batches"] = kind_scale_batches(kind, reg, list(bank), cfg["batches"], x, cfg, say)
+        out["scaling_classes"] = kind_scale_classes(reg, cfg["classes"], x, cfg, say)
+        out["peak_rss_mb"] = peak_rss_mb()
+        out.update(start_up(Path(tmp), x[0], list(everything), cfg["cold_reps"], say))
+    out["tensorflow_imported_here"] = "tensorflow" in sys.modules
+    met = {}
+    for key, target in out["targets"].items():
+        got = out[f"router_score_{key}"]
+        met[key] = bool(got <= target if key == "single_ms" else got >= target)
+    out["targets_met"] = met
+    return out
+
+
+KIND_LABELS = {"scorer": "(1) the kind's scoring alone, NumPy, images at the spec",
+               "router": "(2) bank.Router.errors, from the registry (errors)",
+               "router_score": "(3) bank.Router.score, from the registry (errors, complexity, verdicts)"}
+
+
+def target_cell(out: dict, way: str, key: str) -> str:
+    """The target beside a measured figure, and whether it is met (only Router.score has targets)."""
+    target = out["targets"].get(key) if way == "router_score" else None
+    if target is None:
+        return "-"
+    bound = f"<= {target:g} ms" if key == "single_ms" else f">= {target:,}"
+    return f"{bound}: {'met' if out['targets_met'][key] else 'NOT met'}"
+
+
+def print_kind_tables(out: dict) -> None:
+    kind = out["kind"]
+    print(f"Speed of a {BANK}-class {kind} bank, {out['date']}, {out['machine']}; {out['versions']}")
+    print(f"Data: {out['data']['text']}.")
+    print(f"Models: {out['models']}; fit {out['fit_s_per_class']:.2f} s per class (mean), registration "
+          f"{out['register_s_per_class']:.3f} s per class.")
+    if out.get("ignored_options"):
+        print(f"Ignored (the autoencoder's options): {', '.join(out['ignored_options'])}.")
+    for w in out["fit_warnings"]:
+        print(f"Warning from the fits: {w}")
+    scorer = ("the fused product, bank.kinds.pca.fused_scores" if kind == "pca" else
+              "no fused product: HOG and kernel sums class by class, the kind's group_scorer")
+    print(f"\n(1) is {scorer}.")
+    if out["targets"]:
+        print(f"Targets (users', for a {BANK}-class {kind} bank on MNIST): through Router.score, one image in at most "
+              f"{out['targets']['single_ms']} ms, at least {out['targets']['img_per_s']:,} images/s batched.")
+        if out["data"]["source"] != "mnist":
+            print("(These data are synthetic, not MNIST: the figures are indicative.)")
+    print()
+    print(f"| way, {BANK} classes | images/s (batches of 256) | target | single image, ms (median) | target |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in out["ways"]:
+        print(f"| {KIND_LABELS[r['way']]} | {r['img_per_s']:,.0f} | {target_cell(out, r['way'], 'img_per_s')} | "
+              f"{r['single_ms']:.3f} ({r['calls']} calls) | {target_cell(out, r['way'], 'single_ms')} |")
+    c = out["check"]
+    print(f"\nThe router's errors differ from each model's score_samples by at most {c['max_rel_diff']:.1e} relative "
+          f"({'within' if c['max_rel_diff'] <= TOLERANCE else 'OVER'} {TOLERANCE:g}), (1)'s by "
+          f"{c['scorer_max_rel_diff']:.1e}; the argmin is {'the same' if c['same_argmin'] else 'NOT the same'} on "
+          f"{c['images']} images.")
+    print(f"\nScaling with the batch size ({BANK} classes, images/s, one batch per call):\n")
+    print("| batch | (1) scoring alone | (2) Router.errors | (3) Router.score |")
+    print("| --- | --- | --- | --- |")
+    for r in out["scaling_batches"]:
+        print(f"| {r['batch']} | {r['scorer_img_per_s']:,.0f} | {r['router_img_per_s']:,.0f} | "
+              f"{r['router_score_img_per_s']:,.0f} |")
+    print("\nScaling with the number of classes (Router.score from the registry):\n")
+    print("| classes | images/s (batches of 256) | class-images/s | single image, ms (median) |")
+    print("| --- | --- | --- | --- |")
+    for r in out["scaling_classes"]:
+        print(f"| {r['classes']} | {r['img_per_s']:,.0f} | {r['img_per_s'] * r['classes']:,.0f} | "
+              f"{r['single_ms']:.3f} ({r['calls']} calls) |")
+    print_start_up(out)
+    print(f"| TensorFlow imported by this process | {'yes' if out['tensorflow_imported_here'] else 'no'} |")
 
 
 # ------------------------------------------------------------ main
@@ -481,7 +797,12 @@ def settings(args: argparse.Namespace) -> dict:
     cfg = dict(QUICK if args.quick else FULL)
     cfg["classes"] = args.classes or ints(cfg["classes"])
     cfg["batches"] = args.batches or ints(cfg["batches"])
-    cfg.update(train_data=args.train_data, train_images=args.train_images, train_epochs=args.train_epochs)
+    cfg.update(train_data=args.train_data, train_images=args.train_images, kind=args.kind,
+               train_epochs=3 if args.train_epochs is None else args.train_epochs)
+    if args.kind != "autoencoder":
+        for key in ("naive_calls", "scale_calls", "train_epochs"):  # the autoencoder's only
+            del cfg[key]
+        cfg["ignored"] = ["--train-epochs"] if args.train_epochs is not None else []
     return cfg
 
 
@@ -528,23 +849,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=ints, metavar="B1,B2,...", help="batch sizes to scale over "
                    "(default 1,4,16,64,256,1024)")
     p.add_argument("--train-data", metavar="DIR", help="MNIST IDX folder: also time `bank train-all` against "
-                   "sequential training of the 10 digits")
+                   "sequential training of the 10 digits; for --kind pca or hog-ocsvm, the digits the models are "
+                   "fitted on and timed with (else synthetic images)")
     p.add_argument("--train-images", type=int, default=2000, metavar="N", help="training images per digit "
                    "(default 2000)")
-    p.add_argument("--train-epochs", type=int, default=3, metavar="E", help="epochs per digit (default 3)")
+    p.add_argument("--train-epochs", type=int, metavar="E", help="epochs per digit (default 3; the autoencoder's)")
+    p.add_argument("--kind", choices=list(KINDS), default="autoencoder", help="the kind of class model timed "
+                   "(default autoencoder: random weights; the others are fitted for real)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.train_images < 4:
+        p.error(f"--train-images: expected at least 4, got {args.train_images}")
 
     t0 = time.perf_counter()
-    out = measure(settings(args), args.seed, say)
+    cfg = settings(args)
+    if args.kind == "autoencoder":
+        out = measure(cfg, args.seed, say)
+    else:
+        if cfg["ignored"]:
+            say(f"note: {', '.join(cfg['ignored'])}: the autoencoder's; ignored by {args.kind}")
+        out = measure_kind(args.kind, cfg, args.seed, say)
     out["seconds"] = time.perf_counter() - t0
     say(f"done in {out['seconds']:.0f} s")
     if args.json:
         print(json.dumps(out, indent=2))
-    else:
+    elif args.kind == "autoencoder":
         print_tables(out)
+    else:
+        print_kind_tables(out)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Train a "cat" and a "dog" detector on folders of photos and measure how well they tell the two apart.
 
     python examples/pets.py --cats photos/cats --dogs photos/dogs [--size 128] [--color gray] [--json]
+                            [--kind autoencoder,pca,hog-ocsvm]
 
 Each folder is scanned once (unreadable files are named and skipped), a
 share of each class is held out for testing (``--holdout``, seeded), and each
@@ -12,6 +13,18 @@ model that reconstructs a photo best names it), and for a few photos the
 seeds' "probability of cat": the cat model's normalized Gaussian score
 ``exp(-z**2 / 2)``. With ``--json``: one object with ``cat_auroc``,
 ``dog_auroc``, ``welch_t``, ``accuracy`` and the rest.
+
+``--kind`` chooses the kind of class model (``autoencoder``, the default;
+``pca``, ``PCAModel()``; ``hog-ocsvm``, ``HOGOCSVMModel()``; each with its
+own defaults and ``--seed``), or several, comma-separated, side by side on
+the same split and held-out photos: a table row per kind, the first kind's
+figures printed in full. The JSON keeps the first kind's figures at the top
+(``cat_auroc`` ...) and has every kind's under ``kinds`` (``kinds.pca.cat_auroc``
+...); ``kind`` names the first. ``--epochs``, ``--batch-size``, ``--filters``
+and ``--latent`` are the autoencoder's: other kinds ignore them, and say so.
+Every kind registers its two models in the same ``--registry`` (a new
+version of "cat" and of "dog" each); at the end the first kind's versions
+are the active ones.
 """
 
 from __future__ import annotations
@@ -29,9 +42,12 @@ import numpy as np
 from bank import AutoencoderDetector, Registry, Router
 from bank.evaluate import evaluate
 from bank.images import InputSpec
+from bank.kinds import KINDS, kind_class
 from bank.pipeline import ImageFiles, batches, scan
 
 CLASSES = ("cat", "dog")
+#: The options only the autoencoder reads, and their defaults.
+AUTOENCODER_ONLY = {"epochs": 30, "batch_size": 32, "filters": None, "latent": None}
 
 
 def split(files: ImageFiles, holdout: float, seed: int) -> tuple[ImageFiles, ImageFiles]:
@@ -41,6 +57,52 @@ def split(files: ImageFiles, holdout: float, seed: int) -> tuple[ImageFiles, Ima
     return files.subset(order[n_test:]), files.subset(order[:n_test])
 
 
+def kind_list(text: str) -> list[str]:
+    """The comma-separated kinds of ``--kind``, each once, in order."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(KINDS)}, comma-separated; "
+                                         f"got {text!r}")
+    return list(dict.fromkeys(kinds))
+
+
+def make(kind: str, spec: InputSpec, args, params: dict):
+    """An unfitted class model of ``kind``: the autoencoder with this run's options, another kind with its
+    own defaults."""
+    if kind == "autoencoder":
+        return AutoencoderDetector(spec=spec, params=params or None, epochs=args.epochs, batch_size=args.batch_size,
+                                   seed=args.seed, verbose=0 if args.json else 2)
+    return kind_class(kind)(spec=spec, seed=args.seed)
+
+
+def figures(router: Router, parts: list, names: list[str], truth: list[str], args) -> dict:
+    """The held-out figures of one kind's pair of models, from its (errors, complexities) per batch."""
+    from scipy.stats import ttest_ind
+
+    errors = np.concatenate([e for e, _ in parts])
+    res = router.result(errors, np.concatenate([c for _, c in parts]), names)
+    ev = evaluate(res, truth)
+    k = {c: res.classes.index(c) for c in CLASSES}
+    own = np.asarray(truth)
+    welch = ttest_ind(errors[own == "dog", k["cat"]], errors[own == "cat", k["cat"]], equal_var=False).statistic
+    out = {
+        "cat_auroc": ev["per_class"]["cat"]["auroc_error"],
+        "dog_auroc": ev["per_class"]["dog"]["auroc_error"],
+        "welch_t": float(welch),
+        "accuracy": ev["accuracy"],
+        "cat_auroc_flag_score": ev["per_class"]["cat"]["auroc"],
+        "dog_auroc_flag_score": ev["per_class"]["dog"]["auroc"],
+        "unknown_rate": ev["unknown_rate"],
+    }
+    rng = np.random.default_rng(args.seed)
+    show = rng.choice(len(names), size=min(args.show, len(names)), replace=False)
+    out["examples"] = [{"image": names[i], "truth": truth[i], "label": res.labels[i],
+                        "probability_of_cat": float(res.score[i, k["cat"]]),
+                        "probability_of_dog": float(res.score[i, k["dog"]])} for i in show]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cats", required=True, help="folder of cat photos (searched recursively)")
@@ -48,11 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--registry", default="pets-registry", help="where the two models go (default ./pets-registry)")
     p.add_argument("--size", type=int, default=128, help="square input side in pixels (default 128)")
     p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="default gray (the seed's)")
-    p.add_argument("--epochs", type=int, default=30, help="most epochs; early stopping may end sooner (default 30)")
-    p.add_argument("--batch-size", type=int, default=32, help="default 32")
+    p.add_argument("--kind", type=kind_list, default=["autoencoder"], metavar="KIND[,KIND...]",
+                   help=f"kind of class model: {', '.join(KINDS)}; several, comma-separated, run side by side "
+                   "(default autoencoder)")
+    p.add_argument("--epochs", type=int, help="most epochs; early stopping may end sooner (default 30; the "
+                   "autoencoder's)")
+    p.add_argument("--batch-size", type=int, help="default 32 (the autoencoder's)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of each class held out for testing (0.2)")
-    p.add_argument("--filters", help="conv filters per block, such as 32,64,64,128 (default: by input size)")
-    p.add_argument("--latent", type=int, help="latent code size (default: by input size)")
+    p.add_argument("--filters", help="conv filters per block, such as 32,64,64,128 (default: by input size; the "
+                   "autoencoder's)")
+    p.add_argument("--latent", type=int, help="latent code size (default: by input size; the autoencoder's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--show", type=int, default=6, help="held-out photos shown with their probability of cat")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -63,6 +130,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if not 0 < args.holdout < 1:
         p.error(f"--holdout: expected a share between 0 and 1, got {args.holdout}")
+    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if getattr(args, o) is not None]
+    for o, default in AUTOENCODER_ONLY.items():
+        if getattr(args, o) is None:
+            setattr(args, o, default)
+    kinds = args.kind
+    ignored = {k: given for k in kinds if k != "autoencoder" and given}
+    note = (f"note: {', '.join(given)}: the autoencoder's; ignored by {', '.join(ignored)}" if ignored else None)
+    if note:
+        say(note)
     spec = InputSpec(args.size, args.size, args.color)
     params = {}
     if args.filters:
@@ -70,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.latent:
         params["latent_dim"] = args.latent
     reg = Registry(args.registry)
-    held, skipped, seconds = {}, {}, {}
+    held, skipped, train = {}, {}, {}
     for name, folder in zip(CLASSES, (args.cats, args.dogs)):
         files = scan([folder])
         skipped[name] = files.skipped
@@ -78,61 +154,82 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{name}: skipped {path}: {reason}")
         if len(files) < 10:
             raise SystemExit(f"pets.py: {folder}: {len(files)} readable photo(s); need at least 10")
-        train, held[name] = split(files, args.holdout, args.seed)
-        say(f"{name}: {len(train)} photos to train on, {len(held[name])} held out ({folder})")
-        det = AutoencoderDetector(spec=spec, params=params or None, epochs=args.epochs, batch_size=args.batch_size,
-                                  seed=args.seed, verbose=0 if args.json else 2)
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)  # Keras progress and warnings on stderr: stdout is the result
-            det.fit(train)
-        for w in caught:
-            say(f"{name}: warning: {w.message}")
-        seconds[name] = round(time.perf_counter() - t0, 1)
-        version = reg.register(name, det).version
-        say(f"{name}: version {version}, {det.training_['epochs_run']} epochs (best {det.training_['best_epoch']}), "
-            f"{seconds[name]} s; held-out error mean {det.stats_.mean:.5f}")
+        train[name], held[name] = split(files, args.holdout, args.seed)
+        say(f"{name}: {len(train[name])} photos to train on, {len(held[name])} held out ({folder})")
 
-    router = Router.from_registry(reg, list(CLASSES))
+    seconds, versions, n_train = {}, {}, {}
+    for kind in kinds:
+        tag = "" if kinds == ["autoencoder"] else f" ({kind})"  # today's lines unchanged for the default
+        seconds[kind], versions[kind] = {}, {}
+        for name in CLASSES:
+            det = make(kind, spec, args, params)
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)  # Keras progress and warnings on stderr: stdout is the result
+                det.fit(train[name])
+            for w in caught:
+                say(f"{name}{tag}: warning: {w.message}")
+            seconds[kind][name] = round(time.perf_counter() - t0, 1)
+            versions[kind][name] = reg.register(name, det).version
+            how = (f"{det.training_['epochs_run']} epochs (best {det.training_['best_epoch']})" if kind == "autoencoder"
+                   else f"{det.training_['n_train']} to fit, {det.training_['n_calibration']} for the statistics")
+            say(f"{name}{tag}: version {versions[kind][name]}, {how}, {seconds[kind][name]} s; held-out error mean "
+                f"{det.stats_.mean:.5f}")
+        n_train[kind] = {c: reg.entry(c, versions[kind][c]).card["training"]["n_images"] for c in CLASSES}
+
+    # each kind's two versions, whichever is active; LiteRT for the autoencoder, as Router.from_registry loads them
+    routers = {kind: Router({c: reg.load_detector(c, versions[kind][c]) for c in CLASSES}) for kind in kinds}
+    if len(kinds) > 1:  # the registry answers with the first kind, whose figures the top level holds
+        for c in CLASSES:
+            reg.activate(c, versions[kinds[0]][c])
     paths = held["cat"].paths + held["dog"].paths
     truth_of = dict(zip(paths, ["cat"] * len(held["cat"]) + ["dog"] * len(held["dog"])))
-    parts, names = [], []
-    for x, got in batches(paths, spec, on_skip=lambda name, why: say(f"skipped {name}: {why}")):  # streamed
-        parts.append(router.measure(x))
+    parts, names = {kind: [] for kind in kinds}, []
+    for x, got in batches(paths, spec, on_skip=lambda name, why: say(f"skipped {name}: {why}")):  # streamed, once
+        for kind, router in routers.items():
+            parts[kind].append(router.measure(x))
         names += got
     truth = [truth_of[n] for n in names]
-    errors = np.concatenate([e for e, _ in parts])
-    res = router.result(errors, np.concatenate([c for _, c in parts]), names)
-    ev = evaluate(res, truth)
-    k = {c: res.classes.index(c) for c in CLASSES}
-    own = np.asarray(truth)
-    from scipy.stats import ttest_ind
-
-    welch = ttest_ind(errors[own == "dog", k["cat"]], errors[own == "cat", k["cat"]], equal_var=False).statistic
+    by_kind = {}
+    for kind in kinds:
+        f = figures(routers[kind], parts[kind], names, truth, args)
+        f.update(n_train=n_train[kind], train_seconds=seconds[kind], versions=versions[kind])
+        if kind in ignored:
+            f["ignored_options"] = ignored[kind]
+        by_kind[kind] = f
+    first = by_kind[kinds[0]]
     out = {
-        "cat_auroc": ev["per_class"]["cat"]["auroc_error"],
-        "dog_auroc": ev["per_class"]["dog"]["auroc_error"],
-        "welch_t": float(welch),
-        "accuracy": ev["accuracy"],
-        "cat_auroc_flag_score": ev["per_class"]["cat"]["auroc"],
-        "dog_auroc_flag_score": ev["per_class"]["dog"]["auroc"],
-        "unknown_rate": ev["unknown_rate"],
-        "n_train": {c: reg.entry(c).card["training"]["n_images"] for c in CLASSES},
+        **{k: first[k] for k in ("cat_auroc", "dog_auroc", "welch_t", "accuracy", "cat_auroc_flag_score",
+                                 "dog_auroc_flag_score", "unknown_rate", "n_train")},
         "n_test": {c: len(held[c]) for c in CLASSES},
         "skipped": {c: len(skipped[c]) for c in CLASSES},
         "input": str(spec),
-        "train_seconds": seconds,
+        "train_seconds": first["train_seconds"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "registry": str(reg.root),
+        "examples": first["examples"],
+        "kind": kinds[0],
+        "kinds": by_kind,
+        "active": {c: versions[kinds[0]][c] for c in CLASSES},
     }
-    rng = np.random.default_rng(args.seed)
-    show = rng.choice(len(names), size=min(args.show, len(names)), replace=False)
-    out["examples"] = [{"image": names[i], "truth": truth[i], "label": res.labels[i],
-                        "probability_of_cat": float(res.score[i, k["cat"]]),
-                        "probability_of_dog": float(res.score[i, k["dog"]])} for i in show]
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
+    if len(kinds) > 1:
+        print(f"{len(kinds)} kinds side by side on the same held-out photos, {out['n_test']['cat']} cats and "
+              f"{out['n_test']['dog']} dogs at {spec}:\n")
+        print("| kind | cat AUROC | dog AUROC | Welch's t | argmin accuracy | called unknown | training s (cat, dog) "
+              "| versions (cat, dog) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for kind, f in by_kind.items():
+            print(f"| {kind} | {f['cat_auroc']:.3f} | {f['dog_auroc']:.3f} | {f['welch_t']:.2f} | {f['accuracy']:.3f} "
+                  f"| {f['unknown_rate']:.1%} | {f['train_seconds']['cat']}, {f['train_seconds']['dog']} "
+                  f"| {f['versions']['cat']}, {f['versions']['dog']} |")
+        print(f"\nactive in {reg.root}: the {kinds[0]} versions; the first kind in full:\n")
+    if kinds != ["autoencoder"]:
+        print(f"kind: {kinds[0]}")
+    if note:
+        print(note)
     print(f"held out: {out['n_test']['cat']} cats, {out['n_test']['dog']} dogs at {spec}")
     print(f"cat detector AUROC (dogs vs cats, by its error): {out['cat_auroc']:.3f}")
     print(f"dog detector AUROC (cats vs dogs, by its error): {out['dog_auroc']:.3f}")
