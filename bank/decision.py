@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import stats as st
+from .conformal import conformal_p_value
 from .errors import InputError
 
 UNKNOWN = "unknown"
@@ -32,6 +33,10 @@ class BankResult:
     class reconstructs it clearly better: ``flag_margin``), or when
     ``|complexity_z| > complexity_threshold`` (the input is far simpler or
     busier than the class's images: ``flag_complexity``).
+
+    ``conformal_p`` is the distribution-free p-value of the raw error: the
+    share of the class's held-out errors at least as high
+    (:mod:`bank.conformal`; NaN for a class whose card keeps none).
 
     ``compare`` says what the argmin (``nearest``) and the margin compare:
     ``raw`` errors (the margin in log error), or ``relative`` ones, each
@@ -60,6 +65,7 @@ class BankResult:
     methods: list[str] | None = None
     compare: str = "raw"
     rank: np.ndarray | None = None
+    conformal_p: np.ndarray | None = None
 
     @property
     def flags(self) -> np.ndarray:
@@ -138,6 +144,8 @@ class BankResult:
                         "test_z": float(self.test_z[i, k]),
                         "method": self.method_of(k),
                         "p_value": float(self.p_value[i, k]),
+                        "conformal_p_value": None if self.conformal_p is None
+                        else _finite_or_none(self.conformal_p[i, k]),
                         "margin": _finite_or_none(self.margin[i, k]),
                         **({} if self.rank is None else {"relative_z": float(self.rank[i, k])}),
                         "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
@@ -217,6 +225,8 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     compare = st.check_compare(compare)
     relative = stats if compare == "relative" else None
     margins = st.margins(errors, relative, units)
+    conformal = np.stack([conformal_p_value(errors[:, k], s.calibration) if s.calibration
+                          else np.full(len(errors), np.nan) for k, s in enumerate(stats)], axis=1)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise InputError(f"names: expected {len(errors)}, got {len(names)}")
@@ -227,5 +237,5 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
         flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
         complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
-        methods=methods, compare=compare, rank=None if relative is None else st.compared(errors, relative, units),
+        methods=methods, compare=compare, conformal_p=conformal, rank=None if relative is None else st.compared(errors, relative, units),
     )

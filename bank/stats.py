@@ -106,6 +106,7 @@ class ErrorStats:
     complexity_std: float | None = None
     complexity_slope: float | None = None
     residual_std: float | None = None
+    calibration: tuple[float, ...] | None = None  #: the held-out errors, sorted: conformal p-values
 
     @property
     def has_complexity(self) -> bool:
@@ -127,6 +128,8 @@ class ErrorStats:
                "log_mean": self.log_mean, "log_std": self.log_std}
         if self.has_complexity:
             out.update({k: getattr(self, k) for k in COMPLEXITY_FIELDS})
+        if self.calibration is not None:
+            out["calibration_errors"] = list(self.calibration)
         return out
 
     @classmethod
@@ -161,7 +164,15 @@ class ErrorStats:
             for k in ("complexity_std", "residual_std"):
                 if extra[k] <= 0:
                     raise InputError(f"stats.{k}: expected a positive number, got {extra[k]}")
-        return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std, **extra)
+        calibration = data.get("calibration_errors")
+        if calibration is not None:
+            if not isinstance(calibration, list) or len(calibration) != n:
+                raise InputError(f"stats.calibration_errors: expected a list of the n = {n} held-out errors")
+            calibration = tuple(sorted(_finite(v, "stats.calibration_errors[]") for v in calibration))
+            if calibration[0] < 0:
+                raise InputError("stats.calibration_errors: expected errors >= 0")
+        return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std,
+                   calibration=calibration, **extra)
 
 
 def _finite(value: object, name: str) -> float:
@@ -176,7 +187,9 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
 
     ``std`` is the sample standard deviation (ddof=1), floored at
     ``1e-6 * mean`` (and 1e-12) so identical errors do not give infinite z.
-    ``complexity`` (the same images' :func:`bank.images.complexity`) adds
+    The errors themselves are kept, sorted (``calibration``), for the
+    conformal p-values of :mod:`bank.conformal`. ``complexity`` (the same
+    images' :func:`bank.images.complexity`) adds
     the complexity part: the least-squares line of log error on log
     complexity and the spread of both around it (the line from
     ``MIN_COMPLEXITY_SAMPLES`` images on; fewer cannot pin a line down).
@@ -197,7 +210,7 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
     qs = {f"{q:g}": float(np.quantile(errors, q)) for q in quantiles}
     extra = {} if complexity is None else _fit_complexity(logs, complexity, log_std)
     return ErrorStats(mean=mean, std=std, n=int(errors.size), quantiles=qs, log_mean=float(logs.mean()),
-                      log_std=log_std, **extra)
+                      log_std=log_std, calibration=tuple(float(v) for v in np.sort(errors)), **extra)
 
 
 def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray, log_std: float) -> dict:

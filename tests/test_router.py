@@ -84,8 +84,8 @@ def test_unknown_when_every_class_flags(bank_registry, digits):
     assert res.labels[3:] == ["unknown"] * 5
     rec = res.records()[3]
     assert rec["label"] is None and rec["unknown"] is True and rec["nearest"] in router.classes
-    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "method", "p_value", "margin", "complexity_z",
-                                           "flag", "reasons"}
+    assert set(rec["classes"]["0"]) == {"error", "z", "score", "test_z", "method", "p_value", "conformal_p_value",
+                                           "margin", "complexity_z", "flag", "reasons"}
     assert rec["classes"]["0"]["method"] == "complexity"
     assert any("error too high" in r for c in rec["classes"].values() for r in c["reasons"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import stats as st
 from ..decision import skipped_json
-from .common import (CommandError, add_max_pixels, add_runtime, add_tests, classes_option, emit_json, fmt,
+from .common import (CommandError, add_max_pixels, add_runtime, add_tests, classes_option, emit_json, fdr_rate, fmt,
                      registry_of, report_skipped, say, table)
 
 
@@ -158,13 +158,13 @@ def _percent(v: float | None) -> str:
 def cmd_outliers(args: argparse.Namespace) -> int:
     from ..evaluate import describe_outliers
     from ..images import to_spec
-    from ..outliers import find_outliers
+    from ..outliers import describe_fdr, find_outliers
 
     det = registry_of(args).load_detector(args.class_name, runtime=args.runtime)
     spec = det.spec_
     images, names, skipped = _class_data(args, fit=(spec.height, spec.width), max_pixels=args.max_pixels,
                                          transform=lambda img: to_spec([img], spec)[0])
-    found = find_outliers(det, images, names, args.quantile, args.class_name)
+    found = find_outliers(det, images, names, args.quantile, args.class_name, fdr=args.fdr)
     if found.warning:
         say(f"warning: {found.warning}")
     rows, label = found.rows, found.label
@@ -177,15 +177,22 @@ def cmd_outliers(args: argparse.Namespace) -> int:
         x, rec = det.reconstruct(take(images, top))
         montage = str(plot_montage(
             Path(args.montage or f"outliers-{args.class_name}.png"), x, rec,
-            [f"#{r['rank']} {Path(r['image']).name}: error {r['times_cut']:.2f}x the cut, {label} {r['test_z']:.1f}"
-             for r in rows[: args.top]]))
+            [f"#{r['rank']} {Path(r['image']).name}: " + (f"p {r['conformal_p_value']:.2g}" if args.fdr else
+                                                          f"error {r['times_cut']:.2f}x the cut")
+             + f", {label} {r['test_z']:.1f}" for r in rows[: args.top]]))
     if args.json:
         emit_json(found.to_json(montage, skipped))
         return 0
-    before, after = describe_outliers(args.class_name, found.n_images, len(rows), args.quantile, found.cut, args.top,
-                                      found.past_each_quantile, montage is not None, label)
+    if args.fdr:
+        before, after = describe_fdr(found, args.top, montage is not None)
+    else:
+        before, after = describe_outliers(args.class_name, found.n_images, len(rows), args.quantile, found.cut,
+                                          args.top, found.past_each_quantile, montage is not None, label)
     print("\n".join(before))
-    if rows:
+    if rows and args.fdr:
+        print(table([[r["rank"], r["image"], r["error"], f"{r['conformal_p_value']:.3g}", r["test_z"]] for r in rows],
+                    ["rank", "image", "error", "conformal p-value", label]))
+    elif rows:
         print(table([[r["rank"], r["image"], r["error"], f"{r['times_cut']:.2f}x", r["test_z"]] for r in rows],
                      ["rank", "image", "error", "times the cut", label]))
     if after:
@@ -222,6 +229,10 @@ def register(add) -> None:
     sp.add_argument("--quantile", type=float, default=0.999,
                     help="flag images past this quantile of the class's held-out errors (default 0.999; "
                          "one of 0.5, 0.9, 0.95, 0.99, 0.999)")
+    sp.add_argument("--fdr", type=fdr_rate, metavar="Q",
+                    help="instead of a quantile: pick the outliers with the false discovery rate held at Q (such as "
+                         "0.1: at most 10%% of those picked expected to be normal), by Benjamini-Hochberg on each "
+                         "image's conformal p-value (the share of the class's held-out errors at least as high)")
     sp.add_argument("--top", type=int, default=32, help="outliers shown in the montage (default 32)")
     add_runtime(sp)
     add_max_pixels(sp)

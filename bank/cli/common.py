@@ -61,6 +61,14 @@ def positive(text: str) -> float:
     return value
 
 
+def fdr_rate(text: str) -> float:
+    """An argparse type: a false discovery rate, strictly between 0 and 1."""
+    value = positive(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate strictly between 0 and 1, such as 0.1, got {text!r}")
+    return value
+
+
 def optional(text: str) -> float | None:
     """An argparse type: a positive number, or 'none' to turn a test off."""
     if text.lower() == "none":
