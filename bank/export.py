@@ -10,7 +10,7 @@ model and the router's tests in one TensorFlow graph:
 - ``images_only``: ``images`` alone; the answer the router gives without
   complexities (lognormal z, margin, no complexity test).
 
-Outputs, per image: ``error``, ``z``, ``score``, ``test_z``, ``p_value``,
+Outputs, per image: ``error``, ``z``, ``score``, ``test_z``, ``p_value``, ``conformal_p_value``,
 ``margin``, ``flag`` and its reasons ``flag_error``, ``flag_margin``,
 ``flag_complexity`` (N, K, classes in the order of ``bank.json``), and
 ``argmin``, ``nearest``, ``unknown``, ``label`` (N). Every statistic is a
@@ -68,7 +68,14 @@ def _constants(router: Router) -> dict[str, np.ndarray]:
         cols["c_std"].append(s.complexity_std if have else 1.0)
         cols["slope"].append(s.complexity_slope if have else 0.0)
         cols["residual_std"].append(s.residual_std if have else 1.0)
-    return {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+    # the held-out errors of each class for its conformal p-value, padded with -inf (never "at least as high")
+    held = [s.calibration or () for s in router.stats]
+    out["calibration"] = np.full((len(held), max(1, *map(len, held))), -np.inf)
+    for k, row in enumerate(held):
+        out["calibration"][k, : len(row)] = row
+    out["n_calibration"] = np.asarray([len(row) for row in held], dtype=np.float64)
+    return out
 
 
 def _graph(router: Router):
@@ -116,11 +123,15 @@ def _graph(router: Router):
         else:
             flag_cx = tf.zeros_like(flag_error)
         flag = flag_error | flag_margin | flag_cx
+        at_least = tf.reduce_sum(tf.cast(c["calibration"][None, :, :] >= e[:, :, None], tf.float64), axis=2)
+        conformal = tf.where(c["n_calibration"] > 0, (1.0 + at_least) / (c["n_calibration"] + 1.0),
+                             tf.constant(math.nan, tf.float64))
         argmin = tf.argmin(e, axis=1)
         unknown = tf.reduce_all(flag, axis=1)
         nearest = tf.gather(names, argmin)
         out = {"error": e, "z": z, "score": tf.exp(-0.5 * z * z), "test_z": test_z,
-               "p_value": 0.5 * tf.math.erfc(test_z / math.sqrt(2.0)), "margin": margin, "flag": flag,
+               "p_value": 0.5 * tf.math.erfc(test_z / math.sqrt(2.0)), "conformal_p_value": conformal,
+               "margin": margin, "flag": flag,
                "flag_error": flag_error, "flag_margin": flag_margin, "flag_complexity": flag_cx,
                "argmin": argmin, "nearest": nearest, "unknown": unknown,
                "label": tf.where(unknown, tf.constant(UNKNOWN), nearest)}

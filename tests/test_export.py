@@ -34,7 +34,7 @@ LOADER = textwrap.dedent("""
     np.savez(out, **{k: v.numpy() for k, v in full.items()}, **{"plain_" + k: v.numpy() for k, v in plain.items()})
 """)
 
-NUMBERS = ("error", "z", "score", "test_z", "p_value", "margin", "complexity_z")
+NUMBERS = ("error", "z", "score", "test_z", "p_value", "conformal_p_value", "margin", "complexity_z")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def _run_export(folder, images, cx, tmp_path) -> dict:
 
 def _same(got: dict, want, prefix: str = "") -> None:
     for k in NUMBERS:
-        ref = getattr(want, "errors" if k == "error" else k)
+        ref = getattr(want, {"error": "errors", "conformal_p_value": "conformal_p"}.get(k, k))
         if ref is None:
             assert prefix + k not in got
             continue
