@@ -29,9 +29,8 @@ from .convergence import advice, assess
 from .errors import InputError
 from .images import InputSpec, complexity, infer_spec, to_spec
 from .inputs import as_images, prepare
-from .kinds.base import MIN_CALIBRATION, NotFittedError, few_held_out, warn_training  # noqa: F401 (public names)
+from .kinds.base import MIN_CALIBRATION, ClassModel, NotFittedError, few_held_out, warn_training  # noqa: F401
 from .pipeline import ImageFiles
-from .decision import decide
 from .trainstate import STAMP_FILE, resumable  # noqa: F401 (importable from here before bank.checkpoints)
 from .trainstate import stamp as _stamp  # noqa: F401
 
@@ -54,8 +53,13 @@ SMALL_SHIFT = 0.1
 TRAIN_ERROR_SAMPLE = 2000
 
 
-class AutoencoderDetector:
-    """A one-class autoencoder with fitted statistics of its normal error.
+class AutoencoderDetector(ClassModel):
+    """A one-class autoencoder with fitted statistics of its normal error: the ``autoencoder`` kind.
+
+    It honours the contract of :class:`~bank.kinds.base.ClassModel` (``fit``, ``score_samples``,
+    ``measure``, ``zscore``, ``predict``, ``predict_proba``, the held-out statistics), with its own
+    training (monitor split, early stopping, checkpoints) and its own storage: a Keras model and its
+    LiteRT twins, written by :meth:`bank.registry.Registry.register` (``save`` / ``load`` refuse).
 
     Parameters
     ----------
@@ -366,7 +370,9 @@ class AutoencoderDetector:
         fn = self._error_fn()
         return np.concatenate([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
+    _scores = _errors  # the contract's raw score: the reconstruction error
     decision_function = reconstruction_error
+    score_samples = reconstruction_error
 
     def reconstruct(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """The images as the model sees them (at its spec) and its reconstructions, both (N, H, W, C)."""
@@ -374,28 +380,6 @@ class AutoencoderDetector:
         x = prepare(X, self.spec_)
         out = [np.asarray(self.model_.predict_on_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return x, np.concatenate(out)
-
-    def zscore(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """z of each image's error against the class's held-out errors, under ``method``."""
-        errors, cx = self.measure(X)
-        return st.zscore(errors, self.stats_, self.method, cx)
-
-    def predict(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """1 where the image is flagged as not this class, else 0: z > threshold, or its
-        complexity z beyond ``complexity_threshold`` either way. ``X``: as :meth:`reconstruction_error`
-        (one photo as an (H, W, 3) array: one answer)."""
-        errors, cx = self.measure(X)
-        res = decide(errors[:, None], ["class"], [self.stats_], threshold=self.threshold, method=self.method,
-                     margin=None, complexity=cx[:, None], complexity_threshold=self.complexity_threshold)
-        return res.flags[:, 0].astype(int)
-
-    def predict_proba(self, X: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """(N, 2): column 0 is the upper-tail p-value of z (large for normal
-        images), column 1 is 1 minus it, the normal CDF of z (near 1 for
-        images whose error is far above the class's normal errors). From the
-        error's z alone: the complexity test of ``predict`` has no probability."""
-        p = st.upper_p_value(self.zscore(X))
-        return np.stack([p, 1.0 - p], axis=1)
 
     # ------------------------------------------------------------ persistence
 
@@ -409,6 +393,17 @@ class AutoencoderDetector:
             "history": self.history_,
             "stats": self.stats_.to_dict(),
         }
+
+    def save(self, folder) -> dict:
+        """Not for this kind: a registry writes an autoencoder (a Keras model, LiteRT twins checked against
+        it): ``Registry(root).register(name, detector)``."""
+        raise InputError("an autoencoder is saved by a registry: Registry(root).register(name, detector) writes "
+                         "its Keras model and LiteRT twins (card_fields gives the card's fields)")
+
+    @classmethod
+    def load(cls, card: dict, files: dict[str, bytes]) -> AutoencoderDetector:
+        """Not for this kind: ``Registry(root).load_detector(name)`` loads an autoencoder (LiteRT or Keras)."""
+        raise InputError("an autoencoder is loaded by a registry: Registry(root).load_detector(name)")
 
     @classmethod
     def from_card(cls, card: dict, model: object) -> AutoencoderDetector:

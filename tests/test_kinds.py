@@ -234,3 +234,19 @@ def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
     arrays.write_bytes(arrays.read_bytes()[:-10] + b"0123456789")
     problems = Registry(reg).verify()
     assert len(problems) == 1 and "checksum mismatch" in str(problems[0])
+
+
+def test_the_autoencoder_honours_the_same_contract(bank_registry, digits, tmp_path):
+    from bank import AutoencoderDetector
+
+    det = bank_registry.load_detector("7")
+    images, labels = digits
+    assert isinstance(det, ClassModel) and det.kind == "autoencoder"
+    x = images[1400:1500]
+    np.testing.assert_array_equal(det.score_samples(x), det.reconstruction_error(x))
+    assert det.predict(x[labels[1400:1500] == 7]).mean() < det.predict(x[labels[1400:1500] != 7]).mean()
+    assert det.predict_proba(x[:3]).shape == (3, 2)
+    with pytest.raises(InputError, match="register"):
+        det.save(tmp_path)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        AutoencoderDetector().score_samples(x)
