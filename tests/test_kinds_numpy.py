@@ -238,3 +238,16 @@ def test_detectors_separate_two_digits(kind, digit_images):
         held, rest = model.score_samples(own[120:]), model.score_samples(other)
         assert held.mean() < rest.mean()
         assert auroc(held, rest) > 0.9
+
+
+def test_signed_hog_tells_an_image_from_its_inversion(digit_images):
+    images, _ = digit_images
+    x = images[:20]
+    np.testing.assert_allclose(hog(x, pixels_per_cell=2), hog(1.0 - x, pixels_per_cell=2), atol=1e-6)
+    signed, inverted = hog(x, pixels_per_cell=2, signed=True), hog(1.0 - x, pixels_per_cell=2, signed=True)
+    assert np.abs(signed - inverted).max() > 0.1
+    det = HOGOneClassSVM(signed=True).fit(images[:300])
+    assert HOGOneClassSVM.from_arrays(*det.to_arrays()).signed is True
+    params, arrays = det.to_arrays()
+    del params["signed"]  # a card written before the option: unsigned, as it was fitted
+    assert HOGOneClassSVM.from_arrays(params, arrays).signed is False

@@ -21,6 +21,11 @@ fitted on these features scores without scikit-image. What it copies, on purpose
   image's float precision, ordered as scikit-image ravels it.
 
 Everything is vectorised over the batch: one ``bincount`` fills every cell.
+
+``signed=True`` (not in scikit-image) keeps the gradient's direction:
+orientations over 360 degrees, ``rad2deg(arctan2(g_row, g_col)) % 360``, so
+a dark stroke on light and a light stroke on dark differ (unsigned HOG
+cannot tell an image from its inversion).
 """
 
 from __future__ import annotations
@@ -80,18 +85,19 @@ def _gradients(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cell_histograms(g_row: np.ndarray, g_col: np.ndarray, orientations: int,
-                     pixels_per_cell: tuple[int, int]) -> np.ndarray:
-    """Orientation histograms (N, n_cells_row, n_cells_col, orientations) as float64."""
+                     pixels_per_cell: tuple[int, int], span: float = 180.0) -> np.ndarray:
+    """Orientation histograms (N, n_cells_row, n_cells_col, orientations) as float64, the orientations
+    over ``span`` degrees (180: unsigned, as scikit-image; 360: signed)."""
     n, h, w = g_row.shape
     pr, pc = pixels_per_cell
     ncr, ncc = h // pr, w // pc
     g_row = g_row[:, :ncr * pr, :ncc * pc].reshape(n, ncr, pr, ncc, pc)
     g_col = g_col[:, :ncr * pr, :ncc * pc].reshape(n, ncr, pr, ncc, pc)
     magnitude = np.sqrt(g_col * g_col + g_row * g_row)  # np.hypot to an ulp, and much faster
-    angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    angle = np.rad2deg(np.arctan2(g_row, g_col)) % span
     # the bin by division, then moved by one where the division rounded across an edge
-    edges = (180.0 / orientations) * np.arange(orientations + 2)
-    bins = np.minimum((angle * (orientations / 180.0)).astype(np.intp), orientations)
+    edges = (span / orientations) * np.arange(orientations + 2)
+    bins = np.minimum((angle * (orientations / span)).astype(np.intp), orientations)
     bins -= angle < edges[bins]
     bins += angle >= edges[bins + 1]
     outside = bins >= orientations
@@ -122,8 +128,9 @@ def _normalise(blocks: np.ndarray, method: str) -> np.ndarray:
 
 def hog(images: np.ndarray, orientations: int = 9, pixels_per_cell: int | Sequence[int] = (8, 8),
         cells_per_block: int | Sequence[int] = (3, 3), block_norm: str = "L2-Hys",
-        transform_sqrt: bool = False) -> np.ndarray:
-    """HOG vectors (N, F) of images (N, H, W) or (N, H, W, C): C = 1 is gray, C > 1 colour.
+        transform_sqrt: bool = False, signed: bool = False) -> np.ndarray:
+    """HOG vectors (N, F) of images (N, H, W) or (N, H, W, C): C = 1 is gray, C > 1 colour; ``signed``:
+    orientations over 360 degrees instead of 180.
 
     float32 images give float32 vectors, float64 and integers float64, as
     scikit-image does; the histograms themselves are summed in float64.
@@ -148,7 +155,7 @@ def hog(images: np.ndarray, orientations: int = 9, pixels_per_cell: int | Sequen
     for start in range(0, len(x), step):  # chunks of images keep the float64 temporaries bounded
         part = np.sqrt(x[start:start + step]) if transform_sqrt else x[start:start + step]
         g_row, g_col = _gradients(part)
-        hist = _cell_histograms(g_row, g_col, int(orientations), ppc)
+        hist = _cell_histograms(g_row, g_col, int(orientations), ppc, 360.0 if signed else 180.0)
         # (n, nbr, nbc, O, br, bc) -> (n, nbr, nbc, br, bc, O), the order scikit-image ravels
         blocks = sliding_window_view(hist, cpb, axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
         out[start:start + step] = _normalise(blocks, block_norm).reshape(len(part), -1)
