@@ -63,10 +63,15 @@ MARGIN_LABEL = "margin"
 INPUT_COMPLEXITY_LABEL = st.INPUT_COMPLEXITY_LABEL
 
 
-def describe_rule(method: str, threshold: float, margin: float | None, complexity_threshold: float | None) -> str:
-    """The flag rule in words, as reports and the CLI print it: each part under its own name."""
+def describe_rule(method: str, threshold: float, margin: float | None, complexity_threshold: float | None,
+                  compare: str = "raw") -> str:
+    """The flag rule in words, as reports and the CLI print it: each part under its own name (``compare``:
+    what the margin compares, raw errors or each class's z)."""
     parts = [f"{st.METHOD_LABELS[method]} of the error > {threshold:g}"]
-    if margin:
+    if margin and compare == "relative":
+        parts.append(f"{MARGIN_LABEL} > {margin:g} (another class's z of its log error lower by more than "
+                     f"{margin:g}: the bank compares relative errors)")
+    elif margin:
         parts.append(f"{MARGIN_LABEL} > {margin:g} (another class's error lower by more than "
                      f"{1 - math.exp(-margin):.0%})")
     if complexity_threshold:
@@ -155,6 +160,7 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
         "threshold": result.threshold,
         "margin": result.margin_threshold,
         "complexity_threshold": result.complexity_threshold,
+        "compare": result.compare,
         "accuracy": float(np.mean(nearest[known] == truth[known])),
         "accuracy_with_unknown": float(np.mean(labels[known] == truth[known])),
         "unknown_rate": float(np.mean(result.unknown[known])),
@@ -185,8 +191,9 @@ def outlier_cut(stats, quantile: float) -> tuple[float, str | None]:
     warning = None
     if stats.n * (1.0 - quantile) < 1.0 - 1e-9:  # 10 errors and q 0.9 are enough (0.1 * 10 is 0.99...)
         warning = (f"the {key} quantile rests on {stats.n} held-out errors (fewer than 1/(1-q) = "
-                   f"{1 / (1 - quantile):.0f}): it is about their maximum, so expect fewer outliers than "
-                   f"{1 - quantile:.1%}")
+                   f"{1 / (1 - quantile):.0f}): it is about their maximum, which about 1/(n+1) = "
+                   f"{1 / (stats.n + 1):.1%} of normal images pass, not {1 - quantile:.1%}: expect more listed "
+                   "than outliers there are (--fdr controls the share of normal images listed)")
     return float(stats.quantiles[key]), warning
 
 

@@ -47,8 +47,10 @@ class Outliers:
     def to_json(self, montage: str | None = None, skipped: Sequence[tuple[str, str]] = ()) -> dict:
         """What ``bank outliers --json`` prints (``montage``: its file; ``skipped``: the (file, reason) pairs
         of the images that could not be read)."""
+        least = fewest_findable(self.n_calibration, self.n_images, self.fdr) if self.fdr and self.n_images else None
         return {"class": self.class_name, "quantile": None if self.fdr else self.quantile, "fdr": self.fdr,
-                "cut": self.cut, "n_images": self.n_images, "n_calibration": self.n_calibration,
+                "fewest_findable": least, "cut": self.cut if np.isfinite(self.cut) else None,
+                "n_images": self.n_images, "n_calibration": self.n_calibration,
                 "n_outliers": len(self.rows), "outliers": self.rows, "montage": montage,
                 "past_each_quantile": self.past_each_quantile, "skipped": skipped_json(skipped), "warning": self.warning}
 

@@ -268,7 +268,7 @@ def _html(f: dict, out: Path) -> str:
         return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else html.escape(str(v)))
 
     head = [("flags (a class says \"not this class\" when)",
-             describe_rule(f["method"], f["threshold"], f["margin"], f["complexity_threshold"])),
+             describe_rule(f["method"], f["threshold"], f["margin"], f["complexity_threshold"], f.get("compare", "raw"))),
             ("argmin accuracy", f["accuracy"]), ("accuracy counting unknown as wrong", f["accuracy_with_unknown"]),
             ("called unknown: images of the bank's classes (should be low)",
              f"{f['unknown_rate']:.2%} ({f['n_unknown']} of {f['n_known']})")]

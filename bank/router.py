@@ -65,7 +65,9 @@ class Router:
         self.complexity_threshold = st.check_complexity(complexity_threshold)
         self.batch_size = int(batch_size)
         self.classes = list(self.detectors)
-        self.compare = "auto" if compare == "auto" else st.check_compare(compare)
+        if compare != "auto" and compare not in st.COMPARE_MODES:
+            raise InputError(f"compare: expected one of auto, {', '.join(st.COMPARE_MODES)}, got {compare!r}")
+        self.compare = compare
         self.kinds = [getattr(d, "kind", "autoencoder") for d in self.detectors.values()]
         self.stats = [d.stats_ for d in self.detectors.values()]
         groups: dict[InputSpec, list[int]] = {}

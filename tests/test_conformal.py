@@ -125,5 +125,8 @@ def test_outliers_fdr_on_the_command_line(zeros_model, digits, tmp_path, capsys)
     assert main(["outliers", "0", str(folder), "--fdr", "0.001", "--registry", str(reg.root), "--montage",
                  "none"]) == 0
     assert "can only pick a group of at least" in capsys.readouterr().out
+    assert main(["outliers", "0", str(folder), "--fdr", "0.001", "--registry", str(reg.root), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)  # strict JSON: no Infinity where nothing was picked
+    assert doc["n_outliers"] == 0 and doc["cut"] is None and doc["fewest_findable"] > 1
     with pytest.raises(SystemExit):
         main(["outliers", "0", str(folder), "--fdr", "1.5", "--registry", str(reg.root)])

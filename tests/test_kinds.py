@@ -113,7 +113,7 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
     # one kind's classes keep comparing raw errors (autoencoders and PCA share the unit)
     assert Router({"0": router.detectors["0"], "1": router.detectors["1"]}).comparison == "raw"
     assert Router({"7": router.detectors["7"]}).comparison == "relative"  # its kernel width is the class's own
-    with pytest.raises(InputError, match="compare"):
+    with pytest.raises(InputError, match="expected one of auto, raw, relative"):
         Router(router.detectors, compare="units")
 
     from PIL import Image
@@ -186,8 +186,9 @@ def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
     from bank.registry import Registry
 
     reg = str(tmp_path / "reg")
-    assert main(["train-all", str(digit_folders / "train"), "--kind", kind, "--registry", reg, "--jobs", "1"]) == 0
-    capsys.readouterr()
+    assert main(["train-all", str(digit_folders / "train"), "--kind", kind, "--registry", reg, "--jobs", "1",
+                 "--epochs", "3"]) == 0
+    assert f"--epochs: the autoencoder's options; {kind} ignores them" in capsys.readouterr().err
     card = json.loads((tmp_path / "reg" / "0" / "1" / "card.json").read_text())
     assert card["kind"] == kind and list(card["files"]) == [ARRAYS_FILE]
     assert card["training"]["skipped_files"]["count"] == 1

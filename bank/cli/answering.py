@@ -59,7 +59,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     rows, doubtful = classify_rows(result)
     print(table(rows, ["image", "label", "nearest", "its error", "its test z", "note"]))
     if doubtful:
-        print(f"{doubtful} image(s) labelled by the lowest error although that class flags them (another class "
+        lowest = "lowest error" if result.compare == "raw" else "lowest z of its error (the bank compares relative errors)"
+        print(f"{doubtful} image(s) labelled by the {lowest} although that class flags them (another class "
               "accepts them): look at 'bank score' for these")
     return 0
 
@@ -100,7 +101,10 @@ def cmd_score(args: argparse.Namespace) -> int:
                          result.p_value[i, k], result.margin[i, k], cz, flag_cell(flag_tags(result, i, k))])
     print(table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "input cx z", "flag"]))
     print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS[result.method]} of the "
-          "error, the flag's first test (p its upper tail); margin: log error minus the best other class's; input cx "
+          "error, the flag's first test (p its upper tail); margin: "
+          + ("log error minus the best other class's" if result.compare == "raw" else
+             "z of the log error minus the best other class's (the bank compares relative errors)")
+          + "; input cx "
           f"z: the {st.INPUT_COMPLEXITY_LABEL}, the input's zlib bits per value against the class's images (a "
           "different quantity); flag: the tests that fired")
     return 0
@@ -129,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{f['n_images']} images: {f['n_known']} of the bank's {len(f['classes'])} classes, {foreign} foreign"
           + (f" (of classes outside the bank: {', '.join(f['foreign_classes'])})" if foreign else ""))
     print("flags: a class says \"not this class\" when "
-          f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'])}")
+          f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'], f.get('compare', 'raw'))}")
     print(f"argmin accuracy {f['accuracy']:.4f} (on the images of the bank's classes); mean AUROC "
           f"{fmt(f['auroc_mean'])}; false reject {_percent(f['false_reject'])}; false accept {_percent(f['false_accept'])}")
     print(f"called unknown: {f['unknown_rate']:.2%} of the images of the bank's classes ({f['n_unknown']} of "

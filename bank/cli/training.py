@@ -25,6 +25,9 @@ def _training_params(args: argparse.Namespace) -> dict:
         if args.latent < 1:
             raise CommandError(f"--latent: expected a code size of at least 1, got {args.latent}")
         params["latent_dim"] = args.latent
+    note = ignored_options(args, args.training_defaults)
+    if note:
+        say(note)
     return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
             "min_improvement": args.min_improvement, "shift": args.shift, "kind": args.kind, "fresh": args.fresh}
@@ -177,6 +180,19 @@ def _share_or_auto(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number such as 0.1, got {text!r}") from None
 
 
+#: The training options only the autoencoder reads (the other kinds use their own defaults).
+AUTOENCODER_ONLY = ("epochs", "architecture", "filters", "latent", "batch_size", "patience", "min_improvement",
+                    "shift")
+
+
+def ignored_options(args: argparse.Namespace, sp_defaults: dict) -> str | None:
+    """The note for autoencoder options given to another kind (they would be ignored silently)."""
+    if args.kind == "autoencoder":
+        return None
+    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if getattr(args, o) != sp_defaults.get(o)]
+    return f"note: {', '.join(given)}: the autoencoder's options; {args.kind} ignores them" if given else None
+
+
 def add_training(sp: argparse.ArgumentParser) -> None:
     from ..detector import SMALL_CLASS, SMALL_SHIFT
 
@@ -186,8 +202,9 @@ def add_training(sp: argparse.ArgumentParser) -> None:
 
     sp.add_argument("--kind", choices=list(KINDS), default="autoencoder",
                     help="the kind of class model: autoencoder (default), pca (principal subspace, NumPy) or "
-                         "hog-ocsvm (HOG features + one-class SVM); the options below from --epochs to --shift "
-                         "are the autoencoder's")
+                         "hog-ocsvm (HOG features + one-class SVM); --size, --color and --seed apply to every "
+                         f"kind, {', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the "
+                         "autoencoder only")
     sp.add_argument("--epochs", type=int, default=epochs,
                     help=f"most epochs; early stopping may end sooner (default {epochs})")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
@@ -210,6 +227,7 @@ def add_training(sp: argparse.ArgumentParser) -> None:
                          f"training images, else 0 (default {shift})")
     sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
                     "training of the class left (by default the same command resumes from it)")
+    sp.set_defaults(training_defaults={o: sp.get_default(o) for o in AUTOENCODER_ONLY})
 
 
 def register(add) -> None:
