@@ -237,17 +237,19 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
         sample += [(int(i), c) for i in rng.choice(own, size=min(per_class_examples, len(own)), replace=False)]
         worst_pairs += [(int(i), c, float(result.test_z[i, k])) for i in own]
     worst_pairs = sorted(worst_pairs, key=lambda t: -t[2])[:worst]
-    # pictures of reconstructions only where every class's kind reconstructs (a one-class SVM does not)
-    rebuilds = all(hasattr(d, "reconstruct") for d in router.detectors.values())
-    if sample and rebuilds:
+    # pictures of reconstructions for the classes whose kind reconstructs (a one-class SVM does not)
+    rebuilds = {c for c, d in router.detectors.items() if hasattr(d, "reconstruct")}
+    sample = [(i, c) for i, c in sample if c in rebuilds]
+    drawn = [(i, c, z) for i, c, z in worst_pairs if c in rebuilds]
+    if sample:
         titles = [_short(result.names[i]) for i, _ in sample]
         pictures["sample: originals and reconstructions by their own class"] = reconstruction_montage(
             out / "montage_sample.png", router, images, sample, titles).name
-    if worst_pairs and rebuilds:
+    if drawn:
         label = st.METHOD_LABELS[result.method]
-        titles = [f"{_short(result.names[i])}, class {c}: {label} {z:.1f}" for i, c, z in worst_pairs]
+        titles = [f"{_short(result.names[i])}, class {c}: {label} {z:.1f}" for i, c, z in drawn]
         pictures[f"worst: own-class images with the highest {label} (of the error)"] = reconstruction_montage(
-            out / "montage_worst.png", router, images, [(i, c) for i, c, _ in worst_pairs], titles).name
+            out / "montage_worst.png", router, images, [(i, c) for i, c, _ in drawn], titles).name
     histories = {c: d.history_ for c, d in router.detectors.items() if getattr(d, "history_", None)}
     if histories:
         pictures["training loss"] = plot_losses(out / "loss.png", histories).name

@@ -116,6 +116,15 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
     with pytest.raises(InputError, match="expected one of auto, raw, relative"):
         Router(router.detectors, compare="units")
 
+    # the report draws reconstructions for the classes that reconstruct (not the HOG class), and its rule says
+    # the margin compares z
+    from bank.report import write_report
+
+    fig = write_report(tmp_path / "report", router, x_test[keep][:30], list(truth[:30]),
+                       [f"{i}.png" for i in range(30)])
+    assert fig["compare"] == "relative" and "montage_sample.png" in fig["pictures"].values()
+    assert "z of its log error" in (tmp_path / "report" / "report.html").read_text()
+
     from PIL import Image
 
     buf = io.BytesIO()
