@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 
 from . import runtime as rt
@@ -23,6 +21,7 @@ from .cards import MODEL_FILE, Entry, RegistryError
 from .errors import InputError
 from .kinds import DEFAULT_KIND, kind_class
 from .locks import _no_link
+from .netfiles import keras_from_bytes
 
 #: The runtimes a detector can be loaded for (see :func:`load_entry`).
 RUNTIMES = ("auto", "litert", "keras")
@@ -98,24 +97,7 @@ def load_entry(e: Entry, runtime: str = "auto", read: Reader = read_checked):
 def load_keras(e: Entry, data: bytes):
     """The Keras model (safe mode) from ``data``, the bytes of ``model.keras`` already checked
     against the card: never the file again, which may have been swapped since."""
-    from . import models  # noqa: F401  (quiet TensorFlow start-up)
-    import keras
-
-    where = f"class {e.class_name!r} version {e.version}"
-    # keras.saving.load_model takes a path, not bytes: a private copy only this process writes
-    folder = tempfile.mkdtemp(prefix="bank-load-")  # mode 0700
     try:
-        fd, path = tempfile.mkstemp(suffix=".keras", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as err:  # Keras raises many kinds for a bad or unsafe file
-            raise RegistryError(f"{where}: cannot load {MODEL_FILE} ({type(err).__name__}: {err})") from None
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
-    if shapes != [e.spec.shape] * 2:
-        raise RegistryError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but card.json says "
-                            f"input_spec {e.spec.shape}")
-    return model
+        return keras_from_bytes(data, f"class {e.class_name!r} version {e.version}", MODEL_FILE, e.spec.shape)
+    except InputError as err:
+        raise RegistryError(str(err)) from None

@@ -38,7 +38,6 @@ import shutil
 import time
 import unicodedata
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from pathlib import Path
 
 from . import runtime as rt
 from . import trainstate
+from .netfiles import write_litert
 from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, Entry, RegistryError, _versions_stamp,
                     parse_card, sha256_file)
 from .errors import InputError
@@ -98,27 +98,8 @@ def validate_class_name(name: str) -> str:
 
 
 def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
-    """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files;
-    the card's "litert" field. A failure is a warning and a "skipped" reason, never a lost entry."""
-    try:
-        if not rt.available():
-            raise ImportError("ai-edge-litert is not installed")
-        flatbuffers = {b: rt.convert(model, spec.shape, b) for b in rt.BATCH_SIZES}
-        diff = rt.check(model, rt.LiteModel(flatbuffers, spec.shape))
-    except Exception as err:  # the converter and LiteRT raise many kinds; the Keras model still lands
-        reason = f"{type(err).__name__}: {err}"[:300]
-        warnings.warn(f"class {name!r}: registered without a LiteRT model ({reason}); it answers through "
-                      "TensorFlow", stacklevel=3)
-        return {"files": [], "skipped": reason}
-    files = []
-    for batch, data in flatbuffers.items():
-        file = LITERT_FILE.format(batch=batch)
-        with open(folder / file, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        files.append({"batch": batch, "file": file, "sha256": hashlib.sha256(data).hexdigest()})
-    return {"files": files, "max_rel_diff": diff}
+    """An autoencoder entry's LiteRT twins (``model-b{batch}.tflite``): :func:`bank.netfiles.write_litert`."""
+    return write_litert(name, model, spec, folder, LITERT_FILE)
 
 
 def _is_version(name: str) -> bool:

@@ -1,0 +1,69 @@
+"""A Keras network as files and back: its LiteRT twins written beside it, and the model rebuilt from bytes.
+
+Shared by the registry's autoencoder entries and by kinds that hold a Keras network among their files:
+what is written is checked (the LiteRT models against Keras, to 1e-5), and what is loaded is built from
+the very bytes whose checksum was checked, never from the file read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+from . import runtime as rt
+from .errors import InputError
+from .images import InputSpec
+
+
+def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str) -> dict:
+    """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files named by
+    ``pattern`` (``"model-b{batch}.tflite"``); a card's "litert" field. A failure is a warning and a
+    "skipped" reason, never a lost entry."""
+    try:
+        if not rt.available():
+            raise ImportError("ai-edge-litert is not installed")
+        flatbuffers = {b: rt.convert(model, spec.shape, b) for b in rt.BATCH_SIZES}
+        diff = rt.check(model, rt.LiteModel(flatbuffers, spec.shape))
+    except Exception as err:  # the converter and LiteRT raise many kinds; the Keras model still lands
+        reason = f"{type(err).__name__}: {err}"[:300]
+        warnings.warn(f"class {name!r}: registered without a LiteRT model ({reason}); it answers through "
+                      "TensorFlow", stacklevel=3)
+        return {"files": [], "skipped": reason}
+    files = []
+    for batch, data in flatbuffers.items():
+        file = pattern.format(batch=batch)
+        with open(folder / file, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        files.append({"batch": batch, "file": file, "sha256": hashlib.sha256(data).hexdigest()})
+    return {"files": files, "max_rel_diff": diff}
+
+
+def keras_from_bytes(data: bytes, where: str, file: str, shape: tuple[int, ...]):
+    """The Keras model (safe mode: no Lambda layers, no code) from ``data``, the bytes of ``file``; InputError
+    naming ``where`` when it cannot be loaded or does not map ``shape`` to ``shape``."""
+    from . import models  # noqa: F401  (quiet TensorFlow start-up)
+    import keras
+
+    # keras.saving.load_model takes a path, not bytes: a private copy only this process writes
+    folder = tempfile.mkdtemp(prefix="bank-load-")  # mode 0700
+    try:
+        fd, path = tempfile.mkstemp(suffix=".keras", dir=folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as err:  # Keras raises many kinds for a bad or unsafe file
+            raise InputError(f"{where}: cannot load {file} ({type(err).__name__}: {err})") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
+    if shapes != [tuple(shape)] * 2:
+        raise InputError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but its card says input_spec "
+                         f"{tuple(shape)}")
+    return model
