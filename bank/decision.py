@@ -173,9 +173,11 @@ def score_units(models: Sequence[object]) -> list[str]:
 
 
 def auto_compare(units: Sequence[str]) -> str:
-    """The comparison a bank of these score units needs: "raw" when every class scores in per-pixel
-    squared error (:data:`bank.stats.PIXEL_MSE`), else "relative"."""
-    return "raw" if set(units) == {st.PIXEL_MSE} else "relative"
+    """The comparison a bank of these score units needs: "raw" when every class scores in one unit that
+    compares across classes (per-pixel squared error, :data:`bank.stats.PIXEL_MSE`, or ``ae-hog``'s),
+    else "relative" (units that differ, or one fitted per class: :data:`bank.stats.PER_CLASS_UNITS`)."""
+    kinds = set(units)
+    return "raw" if len(kinds) == 1 and not kinds & set(st.PER_CLASS_UNITS) else "relative"
 
 
 def compare_kwargs(models: Sequence[object], compare: str = "auto") -> dict:

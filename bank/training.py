@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import InputError
 from .images import InputSpec, infer_spec, parse_size
 from .inputs import as_images
-from .kinds import DEFAULT_KIND, check_kind, kind_class
+from .kinds import DEFAULT_KIND, WITH_AUTOENCODER, check_kind, kind_class
 from .registry import validate_class_name
 from .decision import skipped_json
 from .trainstate import resumable
@@ -45,9 +45,12 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
         guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
-    if kind != DEFAULT_KIND:
-        return kind_class(kind)(spec=spec, **{k: v for k, v in params.items() if k in COMMON})
-    return kind_class(kind)(spec=spec, **params)
+    if kind == DEFAULT_KIND:
+        return kind_class(kind)(spec=spec, **params)
+    common = {k: v for k, v in params.items() if k in COMMON}
+    if kind in WITH_AUTOENCODER:  # the autoencoder inside takes the training settings
+        return kind_class(kind)(spec=spec, ae={k: v for k, v in params.items() if k not in COMMON}, **common)
+    return kind_class(kind)(spec=spec, **common)
 
 
 def check_params(params: dict) -> None:
@@ -65,6 +68,8 @@ def check_params(params: dict) -> None:
         AutoencoderDetector(**p)._check_params()
     else:
         kind_class(kind)(**{k: v for k, v in p.items() if k in COMMON})._check_params()
+        if kind in WITH_AUTOENCODER:
+            AutoencoderDetector(**p)._check_params()
 
 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:

@@ -187,7 +187,9 @@ AUTOENCODER_ONLY = ("epochs", "architecture", "filters", "latent", "batch_size",
 
 def ignored_options(args: argparse.Namespace, sp_defaults: dict) -> str | None:
     """The note for autoencoder options given to another kind (they would be ignored silently)."""
-    if args.kind == "autoencoder":
+    from ..kinds import WITH_AUTOENCODER
+
+    if args.kind in WITH_AUTOENCODER:
         return None
     given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if getattr(args, o) != sp_defaults.get(o)]
     return f"note: {', '.join(given)}: the autoencoder's options; {args.kind} ignores them" if given else None
@@ -201,10 +203,11 @@ def add_training(sp: argparse.ArgumentParser) -> None:
     from ..kinds import KINDS
 
     sp.add_argument("--kind", choices=list(KINDS), default="autoencoder",
-                    help="the kind of class model: autoencoder (default), pca (principal subspace, NumPy) or "
-                         "hog-ocsvm (HOG features + one-class SVM); --size, --color and --seed apply to every "
-                         f"kind, {', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the "
-                         "autoencoder only")
+                    help="the kind of class model: autoencoder (default), pca (principal subspace, NumPy), "
+                         "hog-ocsvm (HOG features + one-class SVM) or ae-hog (an autoencoder and a HOG one-class "
+                         "SVM scored as one); --size, --color and --seed apply to every kind, "
+                         f"{', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the autoencoder "
+                         "(also inside ae-hog)")
     sp.add_argument("--epochs", type=int, default=epochs,
                     help=f"most epochs; early stopping may end sooner (default {epochs})")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "

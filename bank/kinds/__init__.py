@@ -16,7 +16,11 @@ KINDS = {
     "autoencoder": ("bank.detector", "AutoencoderDetector"),
     "pca": ("bank.kinds.pca", "PCAModel"),
     "hog-ocsvm": ("bank.kinds.hog_ocsvm", "HOGOCSVMModel"),
+    "ae-hog": ("bank.kinds.ae_hog", "AEHOGModel"),
 }
+
+#: The kinds that train an autoencoder, and so take its training settings (epochs, patience, ...).
+WITH_AUTOENCODER = ("autoencoder", "ae-hog")
 
 #: The kind a card without a ``kind`` field is (every card written before kinds).
 DEFAULT_KIND = "autoencoder"

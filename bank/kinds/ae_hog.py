@@ -1,0 +1,197 @@
+"""A class model of two experts: the autoencoder's error, weighed by how the class's HOG one-class SVM finds the image.
+
+Each expert learns from the class's own images only. The autoencoder knows the class's pixels (and so
+its contrast: an inverted digit), the HOG SVM its shapes (a rotated digit, a letter); alone, each misses
+what the other sees. Their product of experts scores an image by
+
+    score = error_ae * (score_hog / typical_hog) ** weight
+
+so ``log score = log error_ae + weight * (log score_hog - log typical_hog)``: the autoencoder's
+per-pixel squared error, raised or lowered by how far the HOG score is from the class's typical one.
+``typical_hog`` (the geometric mean of the HOG scores of held-out images) puts every class's HOG term
+on one footing, so classes of this kind compare raw scores as autoencoders do. ``weight="auto"``
+evens the two terms' spreads on held-out images: the standard deviation of the log AE error over
+that of the log HOG score (about 7 on MNIST). Both are set on a tenth of the training images that
+neither expert learnt from (seeded), apart from the held-out images the error statistics are fitted
+on.
+
+Measured on MNIST (1,000 training images a digit, the same models scored both ways): the
+autoencoder alone 0.9802 argmin accuracy and 0.914 mean one-class AUROC; with the HOG term at
+weight 6 (about "auto"), 0.9847 and 0.984; weight 1, 0.9867 and 0.941. It answers at the speed of
+the two together (the autoencoder through LiteRT, the HOG SVM in NumPy).
+
+Files: the autoencoder's Keras model ``ae.keras`` and its LiteRT twins ``ae-b1.tflite``,
+``ae-b4.tflite`` (checked against Keras at saving), and the SVM's arrays in ``arrays.npz``; every one
+listed in the card with its SHA-256. Loading runs the LiteRT twins when they are there and
+``ai-edge-litert`` is installed (no TensorFlow), else the Keras model in safe mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .. import stats as st
+from ..errors import InputError
+from ..images import InputSpec
+from .base import ARRAYS_FILE, ClassModel
+from .hog_ocsvm import HOGOneClassSVM
+
+#: The autoencoder's files in the entry's folder.
+AE_FILE = "ae.keras"
+AE_LITERT = "ae-b{batch}.tflite"
+
+#: Share of the training images kept apart to set the HOG term's footing and weight.
+CONSTANTS_FRACTION = 0.1
+
+
+class AEHOGModel(ClassModel):
+    """The ``ae-hog`` kind: an autoencoder and a HOG one-class SVM of the class, scored as one.
+
+    Parameters
+    ----------
+    ae : dict or None
+        Keyword arguments of :class:`bank.detector.AutoencoderDetector` (``epochs``, ``architecture``,
+        ``params``, ...); its ``spec`` and ``seed`` are this model's.
+    svm : dict or None
+        Keyword arguments of :class:`bank.kinds.hog_ocsvm.HOGOneClassSVM`.
+    weight : "auto" or float
+        The HOG term's exponent (see the module); "auto" evens the two terms' spreads.
+    **common
+        :class:`~bank.kinds.base.ClassModel`'s (``spec``, ``calibration_fraction``, ``seed``, the rule).
+    """
+
+    kind = "ae-hog"
+    score_unit = "ae-hog"  #: the AE's squared error times a class-relative HOG factor: compares within the kind
+
+    def __init__(self, *, ae: dict | None = None, svm: dict | None = None, weight: str | float = "auto", **common):
+        super().__init__(**common)
+        self.ae = ae
+        self.svm = svm
+        self.weight = weight
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        w = self.weight
+        if not (w == "auto" or (isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf)):
+            raise InputError(f"ae-hog weight: expected 'auto' or a number >= 0, got {w!r}")
+        for name in ("ae", "svm"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
+                raise InputError(f"ae-hog {name}: expected a dict of keyword arguments, got {getattr(self, name)!r}")
+
+    # ------------------------------------------------------------ learning
+    def _fit_core(self, x: np.ndarray) -> None:
+        from ..detector import AutoencoderDetector
+
+        order = np.random.default_rng(self.seed + 1).permutation(len(x))
+        n_const = min(max(2, round(CONSTANTS_FRACTION * len(x))), len(x) - 4)
+        if n_const < 2:
+            raise InputError(f"ae-hog: a class needs at least {6 + 2} images, got {len(x)}")
+        const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
+        ae = {"verbose": 0, **(self.ae or {}), "spec": self.spec_, "seed": self.seed}
+        self.ae_ = AutoencoderDetector(**ae).fit(learn)
+        self.hog_ = HOGOneClassSVM(**{"seed": self.seed, **(self.svm or {})}).fit(learn)
+        log_ae = np.log(np.maximum(self.ae_._errors(const), st.LOG_FLOOR))
+        log_hog = np.log(np.maximum(self.hog_.score_samples(const), st.LOG_FLOOR))
+        self.hog_log_mean_ = float(log_hog.mean())
+        if self.weight == "auto":
+            spread = float(log_hog.std(ddof=1))
+            self.weight_ = float(log_ae.std(ddof=1) / spread) if spread > 0 else 1.0
+        else:
+            self.weight_ = float(self.weight)
+
+    def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two experts' raw scores of images at the spec: the AE's error and the HOG score."""
+        return self.ae_._errors(x), self.hog_.score_samples(x)
+
+    def _combine(self, e: np.ndarray, h: np.ndarray) -> np.ndarray:
+        log_h = np.log(np.maximum(h, st.LOG_FLOOR))
+        return np.maximum(np.asarray(e, np.float64), st.LOG_FLOOR) * np.exp(self.weight_ * (log_h - self.hog_log_mean_))
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self._combine(*self._parts(x))
+
+    @classmethod
+    def group_scorer(cls, models):
+        """Scores by every one of ``models`` (one spec): their autoencoders fused into one call (LiteRT threads
+        or one Keras graph, as an autoencoder bank's), then each class's HOG term."""
+        from ..runtime import error_fn
+
+        fused = error_fn([m.ae_.model_ for m in models], models[0].spec_.shape)
+
+        def score(x: np.ndarray) -> np.ndarray:
+            e = fused(x)
+            return np.stack([m._combine(e[:, k], m.hog_.score_samples(x)) for k, m in enumerate(models)], axis=1)
+
+        return score
+
+    def reconstruct(self, X, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """The images at the model's spec and the autoencoder's reconstructions (for the report's pictures)."""
+        self._check_fitted()
+        return self.ae_.reconstruct(X, batch_size)
+
+    # ------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> dict:
+        """Write the autoencoder (Keras and LiteRT) and the SVM's arrays into ``folder``; the card's fields."""
+        from ..netfiles import write_litert
+
+        self._check_fitted()
+        folder = Path(folder)
+        if not hasattr(self.ae_.model_, "save"):
+            raise InputError("ae-hog: saving needs the autoencoder's Keras model; this one was loaded for LiteRT")
+        self.ae_.model_.save(folder / AE_FILE)
+        litert = write_litert(self.kind, self.ae_.model_, self.spec_, folder, AE_LITERT)
+        hog_params, arrays = self.hog_.to_arrays()
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        (folder / ARRAYS_FILE).write_bytes(buf.getvalue())
+        files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                 for name in [AE_FILE, *(f["file"] for f in litert["files"]), ARRAYS_FILE]}
+        ae_fields = self.ae_.card_fields()
+        params = {"kind": self.kind, "weight": self.weight, "weight_used": self.weight_,
+                  "hog_log_mean": self.hog_log_mean_, "hog": hog_params,
+                  "ae": {k: ae_fields[k] for k in ("architecture", "training", "history", "stats")},
+                  "litert": {k: v for k, v in litert.items() if k != "files"}}
+        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params, "files": files,
+                "training": self.training_, "stats": self.stats_.to_dict()}
+
+    @classmethod
+    def load(cls, card: dict, files: dict[str, bytes]) -> AEHOGModel:
+        """The model from its card and the checked bytes of its files (LiteRT when it can, else Keras)."""
+        from .. import runtime as rt
+        from ..detector import AutoencoderDetector
+        from ..netfiles import keras_from_bytes
+
+        if card.get("kind") != cls.kind:
+            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
+        params = dict(card.get("params") or {})
+        for name in ("ae", "hog", "hog_log_mean", "weight_used"):
+            if name not in params:
+                raise InputError(f"{cls.kind} params: missing {name!r}")
+        for name in (AE_FILE, ARRAYS_FILE):
+            if name not in files:
+                raise InputError(f"{cls.kind} model: missing file {name}")
+        spec = InputSpec.from_dict(card["input_spec"])
+        lite = {b: files[AE_LITERT.format(batch=b)] for b in rt.BATCH_SIZES if AE_LITERT.format(batch=b) in files}
+        if len(lite) == len(rt.BATCH_SIZES) and rt.available():
+            net = rt.LiteModel(lite, spec.shape)
+        else:
+            net = keras_from_bytes(files[AE_FILE], f"{cls.kind} model", AE_FILE, spec.shape)
+        try:
+            with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError) as e:
+            raise InputError(f"{cls.kind} model: {ARRAYS_FILE} is not plain arrays ({e})") from None
+        model = cls(weight=params.get("weight", "auto"))
+        model.spec_ = spec
+        model.ae_ = AutoencoderDetector.from_card({"input_spec": card["input_spec"], **params["ae"]}, net)
+        model.hog_ = HOGOneClassSVM.from_arrays(params["hog"], arrays)
+        model.hog_log_mean_ = float(params["hog_log_mean"])
+        model.weight_ = float(params["weight_used"])
+        model.stats_ = st.ErrorStats.from_dict(card["stats"])
+        model.training_ = dict(card.get("training") or {})
+        return model

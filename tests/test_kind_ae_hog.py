@@ -1,0 +1,99 @@
+"""The ae-hog kind: an autoencoder and a HOG one-class SVM of one class, scored as one, through every layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from bank.errors import InputError
+from bank.inputs import prepare
+from bank.kinds.ae_hog import AE_FILE, AEHOGModel
+from bank.kinds.base import ARRAYS_FILE, ClassModel
+from bank.registry import Registry
+from bank.router import Router
+
+TINY = {"epochs": 8, "batch_size": 32}
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    images, labels = digits
+    reg = Registry(tmp_path_factory.mktemp("ae-hog"))
+    models = {}
+    for d in (0, 1, 7):
+        with pytest.warns(UserWarning):  # the tiny autoencoder says it has not finished learning
+            models[str(d)] = AEHOGModel(ae=TINY).fit(images[:1400][labels[:1400] == d])
+        reg.register(str(d), models[str(d)])
+    return models, reg
+
+
+def test_two_experts_scored_as_one(trained, digits):
+    models, _ = trained
+    images, labels = digits
+    m = models["7"]
+    assert isinstance(m, ClassModel) and m.weight_ > 0
+    x = images[1400:1500]
+    e, h = m._parts(prepare(x, m.spec_))
+    np.testing.assert_allclose(np.log(m.score_samples(x)), np.log(e) + m.weight_ * (np.log(h) - m.hog_log_mean_),
+                               rtol=1e-9)
+    own, other = labels[1400:1500] == 7, labels[1400:1500] != 7
+    assert np.median(m.score_samples(x[own])) < np.median(m.score_samples(x[other]))
+    bank = Router(models)
+    assert bank.comparison == "raw"  # the HOG term is put on each class's footing: scores compare as errors
+    keep = np.isin(labels[1400:], [0, 1, 7])
+    res = bank.score(images[1400:][keep])
+    assert np.mean(np.asarray(res.nearest) == labels[1400:][keep].astype(str)) >= 0.9
+    np.testing.assert_allclose(res.errors[:, 2], models["7"].score_samples(images[1400:][keep]), rtol=1e-5)
+    with pytest.raises(InputError, match="weight"):
+        AEHOGModel(weight=-1).fit(images[:40])
+
+
+def test_registered_loaded_and_answered_without_tensorflow(trained, digits, tmp_path):
+    models, reg = trained
+    images, _ = digits
+    card = reg.entry("7").card
+    assert card["kind"] == "ae-hog" and {AE_FILE, ARRAYS_FILE, "ae-b1.tflite"} <= set(card["files"])
+    back = reg.load_detector("7")
+    np.testing.assert_allclose(back.score_samples(images[1400:1450]), models["7"].score_samples(images[1400:1450]),
+                               rtol=1e-4)  # LiteRT against Keras: float32 to 1e-5 of the error
+    assert back.stats_ == models["7"].stats_
+    np.save(tmp_path / "x.npy", images[1400:1410])
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from bank import Registry, Router
+        router = Router.from_registry(Registry({str(reg.root)!r}))
+        print(router.classify(np.load({str(tmp_path / "x.npy")!r}))[:3])
+        print("HEAVY", sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout
+    # a changed file is refused before it is loaded
+    arrays = reg.entry("1").path / ARRAYS_FILE
+    arrays.write_bytes(arrays.read_bytes()[:-4] + b"oops")
+    assert any("checksum mismatch" in str(p) for p in reg.verify(load=False))
+
+
+def test_trained_from_the_command_line(digits, tmp_path, capsys):
+    from PIL import Image
+
+    from bank.cli import main
+
+    images, labels = digits
+    folder = tmp_path / "sevens"
+    folder.mkdir()
+    for i, x in enumerate(images[labels == 7][:80]):
+        Image.fromarray((x * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    reg = str(tmp_path / "reg")
+    assert main(["train", "7", str(folder), "--kind", "ae-hog", "--epochs", "3", "--registry", reg, "--json"]) == 0
+    capsys.readouterr()
+    card = json.loads((tmp_path / "reg" / "7" / "1" / "card.json").read_text())
+    assert card["kind"] == "ae-hog" and card["params"]["ae"]["training"]["epochs"] == 3
+    assert main(["classify", str(folder / "0.png"), "--registry", reg, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["nearest"] == "7"
