@@ -174,7 +174,8 @@ def trained(kind: str, args, train, say) -> dict:
         dets = {}
         for c in classes:
             t0 = time.perf_counter()
-            dets[c] = kind_class(kind)(seed=args.seed).fit(train.arrays[c][: args.limit])
+            extra = {"ae": {"verbose": 0, **({"epochs": args.epochs} if args.epochs else {})}} if kind == "ae-hog" else {}
+            dets[c] = kind_class(kind)(seed=args.seed, **extra).fit(train.arrays[c][: args.limit])
             say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
         return dets
     if args.registry:
@@ -266,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--limit: expected at least 4 images per class, got {args.limit}")
     given = [o for o in AUTOENCODER_ONLY if getattr(args, o[2:]) is not None]
     args.epochs = 10 if args.epochs is None else args.epochs
-    ignored = {b: given for b, k in banks.items() if k != "autoencoder" and given}
+    ignored = {b: [o for o in given if not (k == "ae-hog" and o == "--epochs")]  # ae-hog trains an autoencoder
+               for b, k in banks.items() if k != "autoencoder"}
+    ignored = {b: opts for b, opts in ignored.items() if opts}
     note = (f"note: {', '.join(given)}: the autoencoder's; ignored by the {', '.join(ignored)} bank"
             f"{'s' if len(ignored) > 1 else ''} (fitted here with {'their' if len(ignored) > 1 else 'its'} own "
             "defaults)" if ignored else None)
