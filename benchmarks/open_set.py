@@ -161,7 +161,7 @@ def kinds_of(args, p: argparse.ArgumentParser) -> dict[str, str]:
                 f"got {(args.kind or args.banks)!r}")
     out: dict[str, str] = {}
     for n in names:
-        kind = BANK_KINDS[n]
+        kind = BANK_KINDS.get(n, n)  # a kind of the table names itself
         out["default" if kind == "autoencoder" else kind] = kind
     return out
 
