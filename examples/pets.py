@@ -42,7 +42,7 @@ import numpy as np
 from bank import AutoencoderDetector, Registry, Router
 from bank.evaluate import evaluate
 from bank.images import InputSpec
-from bank.kinds import KINDS, kind_class
+from bank.kinds import KINDS, WITH_AUTOENCODER, kind_class
 from bank.pipeline import ImageFiles, batches, scan
 
 CLASSES = ("cat", "dog")
@@ -68,11 +68,14 @@ def kind_list(text: str) -> list[str]:
 
 
 def make(kind: str, spec: InputSpec, args, params: dict):
-    """An unfitted class model of ``kind``: the autoencoder with this run's options, another kind with its
-    own defaults."""
+    """An unfitted class model of ``kind``: the autoencoder with this run's options (also inside ae-hog),
+    another kind with its own defaults."""
+    ae = {"params": params or None, "epochs": args.epochs, "batch_size": args.batch_size,
+          "verbose": 0 if args.json else 2}
     if kind == "autoencoder":
-        return AutoencoderDetector(spec=spec, params=params or None, epochs=args.epochs, batch_size=args.batch_size,
-                                   seed=args.seed, verbose=0 if args.json else 2)
+        return AutoencoderDetector(spec=spec, seed=args.seed, **ae)
+    if kind in WITH_AUTOENCODER:
+        return kind_class(kind)(spec=spec, seed=args.seed, ae=ae)
     return kind_class(kind)(spec=spec, seed=args.seed)
 
 
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, o) is None:
             setattr(args, o, default)
     kinds = args.kind
-    ignored = {k: given for k in kinds if k != "autoencoder" and given}
+    ignored = {k: given for k in kinds if k not in WITH_AUTOENCODER and given}
     note = (f"note: {', '.join(given)}: the autoencoder's; ignored by {', '.join(ignored)}" if ignored else None)
     if note:
         say(note)
