@@ -26,10 +26,13 @@ import numpy as np
 from .errors import InputError
 
 
-def conformal_p_value(scores: np.ndarray, calibration: Sequence[float]) -> np.ndarray:
+def conformal_p_value(scores: np.ndarray, calibration: Sequence[float], assume_sorted: bool = False) -> np.ndarray:
     """Per score, ``(1 + #{calibration >= score}) / (n + 1)``: in ``[1/(n+1), 1]``, small when the score is
-    higher than the class's held-out scores. NaN scores give NaN."""
-    cal = np.sort(np.asarray(calibration, dtype=np.float64).ravel())
+    higher than the class's held-out scores. NaN scores give NaN. ``assume_sorted``: ``calibration`` is a
+    sorted float64 array already (``ErrorStats.calibration_array``), searched as it is."""
+    cal = np.asarray(calibration, dtype=np.float64).ravel()
+    if not assume_sorted:
+        cal = np.sort(cal)
     if cal.size == 0:
         raise InputError("conformal p-value: the class keeps no held-out scores")
     s = np.asarray(scores, dtype=np.float64)

@@ -227,7 +227,7 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     compare = st.check_compare(compare)
     relative = stats if compare == "relative" else None
     margins = st.margins(errors, relative, units)
-    conformal = np.stack([conformal_p_value(errors[:, k], s.calibration) if s.calibration
+    conformal = np.stack([conformal_p_value(errors[:, k], s.calibration_array, assume_sorted=True) if s.calibration
                           else np.full(len(errors), np.nan) for k, s in enumerate(stats)], axis=1)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):

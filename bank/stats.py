@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -110,6 +111,11 @@ class ErrorStats:
     complexity_slope: float | None = None
     residual_std: float | None = None
     calibration: tuple[float, ...] | None = None  #: the held-out errors, sorted: conformal p-values
+
+    @cached_property
+    def calibration_array(self) -> np.ndarray | None:
+        """``calibration`` as a sorted float64 array, made once: what conformal p-values search."""
+        return None if self.calibration is None else np.asarray(self.calibration, dtype=np.float64)
 
     @property
     def has_complexity(self) -> bool:

@@ -52,7 +52,7 @@ from bank import stats as st  # noqa: E402
 from bank.data import load_labelled  # noqa: E402
 from bank.inputs import prepare  # noqa: E402
 from bank.decision import compare_kwargs, decide  # noqa: E402
-from bank.kinds import KINDS, kind_class  # noqa: E402
+from bank.kinds import KINDS, WITH_AUTOENCODER, kind_class  # noqa: E402
 
 SIDE = 28
 #: Letters a reader could take for a digit (O/0, I/1, S/5, Z/2, B/8, g/9...): reported apart.
@@ -174,7 +174,8 @@ def trained(kind: str, args, train, say) -> dict:
         dets = {}
         for c in classes:
             t0 = time.perf_counter()
-            extra = {"ae": {"verbose": 0, **({"epochs": args.epochs} if args.epochs else {})}} if kind == "ae-hog" else {}
+            extra = ({"ae": {"verbose": 0, **({"epochs": args.epochs} if args.epochs else {})}}
+                     if kind in WITH_AUTOENCODER else {})
             dets[c] = kind_class(kind)(seed=args.seed, **extra).fit(train.arrays[c][: args.limit])
             say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
         return dets
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--limit: expected at least 4 images per class, got {args.limit}")
     given = [o for o in AUTOENCODER_ONLY if getattr(args, o[2:]) is not None]
     args.epochs = 10 if args.epochs is None else args.epochs
-    ignored = {b: [o for o in given if not (k == "ae-hog" and o == "--epochs")]  # ae-hog trains an autoencoder
+    ignored = {b: [o for o in given if not (k in WITH_AUTOENCODER and o == "--epochs")]  # it trains an autoencoder
                for b, k in banks.items() if k != "autoencoder"}
     ignored = {b: opts for b, opts in ignored.items() if opts}
     note = (f"note: {', '.join(given)}: the autoencoder's; ignored by the {', '.join(ignored)} bank"

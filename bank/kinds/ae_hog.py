@@ -90,7 +90,8 @@ class AEHOGModel(ClassModel):
         order = np.random.default_rng(self.seed + 1).permutation(len(x))
         n_const = min(max(2, round(CONSTANTS_FRACTION * len(x))), len(x) - 4)
         if n_const < 2:
-            raise InputError(f"ae-hog: a class needs at least {6 + 2} images, got {len(x)}")
+            raise InputError(f"ae-hog: a class needs at least 6 images to learn from (besides its held-out share), "
+                             f"got {len(x)}")
         const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
         ae = {"verbose": 0, **(self.ae or {}), "spec": self.spec_, "seed": self.seed}
         self.ae_ = AutoencoderDetector(**ae).fit(learn)
