@@ -130,3 +130,5 @@ def test_outliers_fdr_on_the_command_line(zeros_model, digits, tmp_path, capsys)
     assert doc["n_outliers"] == 0 and doc["cut"] is None and doc["fewest_findable"] > 1
     with pytest.raises(SystemExit):
         main(["outliers", "0", str(folder), "--fdr", "1.5", "--registry", str(reg.root)])
+    assert main(["outliers", "0", str(folder), "--fdr", "0.1", "--quantile", "0.99", "--registry", str(reg.root)]) == 1
+    assert "give one" in capsys.readouterr().err

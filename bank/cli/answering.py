@@ -164,6 +164,9 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     from ..images import to_spec
     from ..outliers import describe_fdr, find_outliers
 
+    if args.fdr and args.quantile is not None:
+        raise CommandError("--quantile and --fdr are two ways to pick outliers: give one")
+    args.quantile = 0.999 if args.quantile is None else args.quantile
     det = registry_of(args).load_detector(args.class_name, runtime=args.runtime)
     spec = det.spec_
     images, names, skipped = _class_data(args, fit=(spec.height, spec.width), max_pixels=args.max_pixels,
@@ -230,7 +233,7 @@ def register(add) -> None:
     sp = add("outliers", cmd_outliers, "rank a class's images by its model's error; list those past a quantile")
     sp.add_argument("class_name", metavar="CLASS")
     sp.add_argument("data", metavar="DATA", nargs="+", help="images or folders, as for 'bank train'")
-    sp.add_argument("--quantile", type=float, default=0.999,
+    sp.add_argument("--quantile", type=float,
                     help="flag images past this quantile of the class's held-out errors (default 0.999; "
                          "one of 0.5, 0.9, 0.95, 0.99, 0.999)")
     sp.add_argument("--fdr", type=fdr_rate, metavar="Q",
