@@ -113,7 +113,7 @@ def train(model, train, monitor, run_id: str, checkpoint_dir: str | Path | None,
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         ]
         if progress is not None:
-            callbacks.append(_epoch_report(progress, epochs))
+            callbacks.append(epoch_report(progress, epochs))
         fit_kw = {"batch_size": batch_size, "shuffle": True} if isinstance(train, tuple) else {"shuffle": False}
         with warnings.catch_warnings():  # a dataset's length is learnt in its first epoch, which Keras
             warnings.filterwarnings("ignore", message="Your input ran out of data")  # calls running out
@@ -146,7 +146,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {k: [float(rows[e][k]) for e in sorted(rows)] for k in keys}
 
 
-def _epoch_report(report: Callable[[dict], None], epochs: int):
+def epoch_report(report: Callable[[dict], None], epochs: int):
     """A Keras callback that tells ``report`` each finished epoch's losses and time."""
     import keras
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import checkpoints
 from . import stats as st
-from .checkpoints import _best_epoch, _epoch_report, _log_loss, _Plan, read_history  # noqa: F401 (were defined here)
+from .checkpoints import _best_epoch, _log_loss, _Plan, read_history  # noqa: F401 (were defined here)
 from .convergence import advice, assess
 from .errors import InputError
 from .images import InputSpec, complexity, infer_spec, to_spec

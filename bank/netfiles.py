@@ -19,15 +19,17 @@ from .errors import InputError
 from .images import InputSpec
 
 
-def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str) -> dict:
+def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str,
+                 out_shape: tuple[int, ...] | None = None) -> dict:
     """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files named by
-    ``pattern`` (``"model-b{batch}.tflite"``); a card's "litert" field. A failure is a warning and a
-    "skipped" reason, never a lost entry."""
+    ``pattern`` (``"model-b{batch}.tflite"``); a card's "litert" field. ``out_shape``: each image's
+    output when it is not an image of the spec. A failure is a warning and a "skipped" reason, never a
+    lost entry."""
     try:
         if not rt.available():
             raise ImportError("ai-edge-litert is not installed")
         flatbuffers = {b: rt.convert(model, spec.shape, b) for b in rt.BATCH_SIZES}
-        diff = rt.check(model, rt.LiteModel(flatbuffers, spec.shape))
+        diff = rt.check(model, rt.LiteModel(flatbuffers, spec.shape, out_shape=out_shape))
     except Exception as err:  # the converter and LiteRT raise many kinds; the Keras model still lands
         reason = f"{type(err).__name__}: {err}"[:300]
         warnings.warn(f"class {name!r}: registered without a LiteRT model ({reason}); it answers through "
@@ -44,9 +46,11 @@ def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str) 
     return {"files": files, "max_rel_diff": diff}
 
 
-def keras_from_bytes(data: bytes, where: str, file: str, shape: tuple[int, ...]):
+def keras_from_bytes(data: bytes, where: str, file: str, shape: tuple[int, ...],
+                     out_shape: tuple[int, ...] | None = None):
     """The Keras model (safe mode: no Lambda layers, no code) from ``data``, the bytes of ``file``; InputError
-    naming ``where`` when it cannot be loaded or does not map ``shape`` to ``shape``."""
+    naming ``where`` when it cannot be loaded or does not map ``shape`` to ``out_shape`` (``shape`` when None:
+    an autoencoder)."""
     from . import models  # noqa: F401  (quiet TensorFlow start-up)
     import keras
 
@@ -63,7 +67,8 @@ def keras_from_bytes(data: bytes, where: str, file: str, shape: tuple[int, ...])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
-    if shapes != [tuple(shape)] * 2:
-        raise InputError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but its card says input_spec "
-                         f"{tuple(shape)}")
+    want = [tuple(shape), tuple(shape if out_shape is None else out_shape)]
+    if shapes != want:
+        raise InputError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but its card says {want[0]} to "
+                         f"{want[1]}")
     return model

@@ -73,21 +73,24 @@ def mse(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
 
 
 class LiteModel:
-    """An autoencoder run by LiteRT from flatbuffers of fixed batch sizes.
+    """A network (an autoencoder by default) run by LiteRT from flatbuffers of fixed batch sizes.
 
     It answers ``predict_on_batch`` for any number of images, like a Keras
     model, so detectors and the router take either. Each batch size's
     interpreter gets its working memory on first use; calls from several
-    threads take turns.
+    threads take turns. ``out_shape``: each image's output, when it is not
+    an image of ``shape`` (a classifier's logits).
     """
 
-    def __init__(self, flatbuffers: dict[int, bytes], shape: tuple[int, ...], threads: int = THREADS):
+    def __init__(self, flatbuffers: dict[int, bytes], shape: tuple[int, ...], threads: int = THREADS,
+                 out_shape: tuple[int, ...] | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         if 1 not in flatbuffers:
             raise InputError("a LiteModel needs a flatbuffer for batch size 1")
         self.shape = tuple(int(s) for s in shape)
-        self.input_shape = self.output_shape = (None, *self.shape)
+        self.out_shape = self.shape if out_shape is None else tuple(int(s) for s in out_shape)
+        self.input_shape, self.output_shape = (None, *self.shape), (None, *self.out_shape)
         self._interpreters: dict[int, list] = {}  # batch -> [interpreter, input index, output index, allocated]
         self._lock = threading.Lock()  # an interpreter runs one call at a time
         self._flatbuffers = dict(flatbuffers)
@@ -102,21 +105,21 @@ class LiteModel:
 
     def with_threads(self, threads: int) -> LiteModel:
         """The same model with its own interpreters on ``threads`` threads."""
-        return LiteModel(self._flatbuffers, self.shape, threads)
+        return LiteModel(self._flatbuffers, self.shape, threads, self.out_shape)
 
     def _interpreter(self, batch: int, allocate: bool = True) -> list:
         if batch not in self._interpreters:
             it = self._make(model_content=self._flatbuffers[batch], num_threads=self._threads)
             ins, outs = it.get_input_details(), it.get_output_details()
-            want = [batch, *self.shape]
+            want, want_out = [batch, *self.shape], [batch, *self.out_shape]
             got = [[int(v) for v in d["shape"]] for d in (*ins, *outs)]
             if len(ins) != 1 or len(outs) != 1 or any(d["dtype"] != np.float32 for d in (*ins, *outs)):
                 raise InputError(f"the batch-{batch} flatbuffer must map one float32 tensor to one; it has "
                                  f"{len(ins)} input(s) and {len(outs)} output(s) of "
                                  f"{sorted({np.dtype(d['dtype']).name for d in (*ins, *outs)})}")
-            if got != [want, want]:
+            if got != [want, want_out]:
                 raise InputError(f"the batch-{batch} flatbuffer maps {' and '.join(map(str, got[:len(ins)]))} to "
-                                 f"{' and '.join(map(str, got[len(ins):]))}, expected {want} to {want}")
+                                 f"{' and '.join(map(str, got[len(ins):]))}, expected {want} to {want_out}")
             self._interpreters[batch] = [it, ins[0]["index"], outs[0]["index"], False]
         entry = self._interpreters[batch]
         if allocate and not entry[3]:  # the working memory, only for the batch sizes used
@@ -137,7 +140,7 @@ class LiteModel:
             return it.get_tensor(o).copy()
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        """Reconstructions of (N, *shape) images: full batches at the largest size, the rest one by one
+        """Outputs (reconstructions) of (N, *shape) images: full batches at the largest size, the rest one by one
         (or padded to a batch when that is cheaper)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         big = max(self._flatbuffers)
@@ -152,7 +155,7 @@ class LiteModel:
             out.append(self._run(pad)[:rest])
         else:
             out.extend(self._run(x[j : j + 1]) for j in range(start, len(x)))
-        return np.concatenate(out) if out else np.empty((0, *self.shape), dtype=np.float32)
+        return np.concatenate(out) if out else np.empty((0, *self.out_shape), dtype=np.float32)
 
 
 def error_fn(models: Sequence[object], shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
@@ -201,14 +204,21 @@ def cores() -> int:
 
 def check(model, lite: LiteModel, seed: int = 0) -> float:
     """Largest relative difference between the Keras model's errors and LiteRT's on random images,
-    at every batch size (and a remainder); raises ValueError past :data:`TOLERANCE`."""
+    at every batch size (and a remainder); raises InputError past :data:`TOLERANCE`. A network whose
+    output is not an image (``lite.out_shape``) is checked on its outputs, relative to their scale."""
     rng = np.random.default_rng(seed)
     x = rng.random((max(lite.batch_sizes) + 3, *lite.shape), dtype=np.float32)
-    ref = np.asarray(error_fn([model], lite.shape)(x))[:, 0]
-    got = mse(x, lite.predict_on_batch(x))
+    if lite.out_shape != lite.shape:
+        ref = np.asarray(model.predict_on_batch(x), dtype=np.float64)
+        got = np.asarray(lite.predict_on_batch(x), dtype=np.float64)
+        what, scale = "outputs", np.maximum(np.max(np.abs(ref)), 1e-12)
+    else:
+        ref = np.asarray(error_fn([model], lite.shape)(x))[:, 0]
+        got = mse(x, lite.predict_on_batch(x))
+        what, scale = "errors", np.maximum(np.abs(ref), 1e-12)
     if not np.all(np.isfinite(got)):
-        raise InputError("LiteRT gives non-finite errors")
-    diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
+        raise InputError(f"LiteRT gives non-finite {what}")
+    diff = float(np.max(np.abs(got - ref) / scale))
     if diff > TOLERANCE:
-        raise InputError(f"LiteRT errors differ from Keras by {diff:.2g} (relative), more than {TOLERANCE:g}")
+        raise InputError(f"LiteRT {what} differ from Keras by {diff:.2g} (relative), more than {TOLERANCE:g}")
     return diff

@@ -9,6 +9,7 @@ many writers. A class whose training fails is reported and the rest land.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -36,21 +37,26 @@ COMMON = ("seed",)
 def make_detector(images, *, size: str | None = None, color: str | None = None, kind: str = DEFAULT_KIND,
                   **params):
     """An unfitted class model of ``kind`` (an AutoencoderDetector by default); ``size`` ("HxW") or
-    ``color`` fix its input spec, the images' own size and colour filling in what is not given. Another
-    kind takes the ``seed`` of ``params`` (the rest are the autoencoder's training settings)."""
+    ``color`` fix its input spec, the images' own size (as the kind chooses from it) and colour filling in
+    what is not given. Another kind takes the ``seed`` of ``params`` and those of the autoencoder's
+    training settings it names in ``training_options`` (the rest are the autoencoder's)."""
     from .pipeline import ImageFiles
 
+    cls = kind_class(kind)
     spec = None
     if size or color:
         guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
+        if not size and hasattr(cls, "choose_spec"):
+            guess = cls.choose_spec(guess)
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
     if kind == DEFAULT_KIND:
-        return kind_class(kind)(spec=spec, **params)
+        return cls(spec=spec, **params)
     common = {k: v for k, v in params.items() if k in COMMON}
     if kind in WITH_AUTOENCODER:  # the autoencoder inside takes the training settings
-        return kind_class(kind)(spec=spec, ae={k: v for k, v in params.items() if k not in COMMON}, **common)
-    return kind_class(kind)(spec=spec, **common)
+        return cls(spec=spec, ae={k: v for k, v in params.items() if k not in COMMON}, **common)
+    own = {k: v for k, v in params.items() if k in getattr(cls, "training_options", ())}
+    return cls(spec=spec, **own, **common)
 
 
 def check_params(params: dict) -> None:
@@ -60,14 +66,15 @@ def check_params(params: dict) -> None:
 
     p = {k: v for k, v in params.items() if k != "fresh"}
     size, color, kind = p.pop("size", None), p.pop("color", None), check_kind(p.pop("kind", DEFAULT_KIND))
-    if size:
-        parse_size(size)
+    spec = InputSpec(*parse_size(size), color or "gray") if size else None
     if color is not None:
         InputSpec(1, 1, color)  # says which colours there are
     if kind == DEFAULT_KIND:
         AutoencoderDetector(**p)._check_params()
     else:
-        kind_class(kind)(**{k: v for k, v in p.items() if k in COMMON})._check_params()
+        cls = kind_class(kind)
+        own = {k: v for k, v in p.items() if k in COMMON or k in getattr(cls, "training_options", ())}
+        cls(spec=spec, **own)._check_params()  # a kind may refuse a size (geotrans: not square)
         if kind in WITH_AUTOENCODER:
             AutoencoderDetector(**p)._check_params()
 
@@ -222,8 +229,9 @@ def epoch_line(name: str, say: Callable[[str], None]) -> Callable[[dict], None]:
         left = (e["epochs"] - e["epoch"]) * sum(seconds) / len(seconds)
         eta = (f"; about {_duration(left)} left for this class if it runs all {e['epochs']} epochs"
                if e["epoch"] < e["epochs"] else "")
-        say(f"class {name!r}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, early-stopping loss "
-            f"{e['val_loss']:.4g} ({e['seconds']:.1f} s{eta})")
+        watched = "" if math.isnan(e["val_loss"]) else f", early-stopping loss {e['val_loss']:.4g}"
+        say(f"class {name!r}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}{watched} "
+            f"({e['seconds']:.1f} s{eta})")
 
     return report
 

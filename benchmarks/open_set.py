@@ -174,8 +174,10 @@ def trained(kind: str, args, train, say) -> dict:
         dets = {}
         for c in classes:
             t0 = time.perf_counter()
-            extra = ({"ae": {"verbose": 0, **({"epochs": args.epochs} if args.epochs else {})}}
-                     if kind in WITH_AUTOENCODER else {})
+            epochs = {"epochs": args.epochs} if args.epochs else {}
+            takes = getattr(kind_class(kind), "training_options", ())
+            extra = ({"ae": {"verbose": 0, **epochs}} if kind in WITH_AUTOENCODER
+                     else epochs if "epochs" in takes else {})
             dets[c] = kind_class(kind)(seed=args.seed, **extra).fit(train.arrays[c][: args.limit])
             say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
         return dets

@@ -71,6 +71,10 @@ def make(bank: str, seed: int, epochs: int | None, overrides: dict):
         from bank.kinds.ae_hog import AEHOGModel
 
         return AEHOGModel(seed=seed, ae={"verbose": 0, **({"epochs": epochs} if epochs else {}), **overrides})
+    if bank == "geotrans":  # a network recognising turns and flips of the class (its own 20 epochs unless given)
+        from bank.kinds.geotrans import GeoTransModel
+
+        return GeoTransModel(seed=seed, **({"epochs": epochs} if epochs else {}))
     if bank == "seed":
         return seed_detector(seed)
     return default_detector(seed, epochs, **overrides)
@@ -140,7 +144,8 @@ def contamination(train, args, say) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
-    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default, hog-ocsvm, ae-hog")
+    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default, hog-ocsvm, ae-hog, "
+                   "geotrans")
     p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
     p.add_argument("--registry", help="use this trained 10-digit registry as the default bank (as examples/mnist.py "
                    "writes it) instead of training one")

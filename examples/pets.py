@@ -69,14 +69,26 @@ def kind_list(text: str) -> list[str]:
 
 def make(kind: str, spec: InputSpec, args, params: dict):
     """An unfitted class model of ``kind``: the autoencoder with this run's options (also inside ae-hog),
-    another kind with its own defaults."""
+    another kind with its own defaults but for the options it takes and was given (geotrans: --epochs)."""
     ae = {"params": params or None, "epochs": args.epochs, "batch_size": args.batch_size,
           "verbose": 0 if args.json else 2}
     if kind == "autoencoder":
         return AutoencoderDetector(spec=spec, seed=args.seed, **ae)
     if kind in WITH_AUTOENCODER:
         return kind_class(kind)(spec=spec, seed=args.seed, ae=ae)
-    return kind_class(kind)(spec=spec, seed=args.seed)
+    cls = kind_class(kind)
+    own = {o: getattr(args, o) for o in AUTOENCODER_ONLY if o in args.given and o in takes(kind)}
+    if "verbose" in takes(kind):
+        own["verbose"] = ae["verbose"]
+    return cls(spec=spec, seed=args.seed, **own)
+
+
+def takes(kind: str) -> tuple[str, ...]:
+    """The autoencoder's options a kind also takes (geotrans: epochs, batch size)."""
+    return WITH_AUTOENCODER_OPTIONS if kind in WITH_AUTOENCODER else getattr(kind_class(kind), "training_options", ())
+
+
+WITH_AUTOENCODER_OPTIONS = tuple(AUTOENCODER_ONLY)
 
 
 def figures(router: Router, parts: list, names: list[str], truth: list[str], args) -> dict:
@@ -117,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"kind of class model: {', '.join(KINDS)}; several, comma-separated, run side by side "
                    "(default autoencoder)")
     p.add_argument("--epochs", type=int, help="most epochs; early stopping may end sooner (default 30; the "
-                   "autoencoder's)")
-    p.add_argument("--batch-size", type=int, help="default 32 (the autoencoder's)")
+                   "autoencoder's; geotrans takes it too, its default 20)")
+    p.add_argument("--batch-size", type=int, help="default 32 (the autoencoder's; geotrans takes it too, its "
+                   "default 128)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of each class held out for testing (0.2)")
     p.add_argument("--filters", help="conv filters per block, such as 32,64,64,128 (default: by input size; the "
                    "autoencoder's)")
@@ -133,13 +146,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if not 0 < args.holdout < 1:
         p.error(f"--holdout: expected a share between 0 and 1, got {args.holdout}")
-    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if getattr(args, o) is not None]
+    args.given = {o for o in AUTOENCODER_ONLY if getattr(args, o) is not None}
     for o, default in AUTOENCODER_ONLY.items():
         if getattr(args, o) is None:
             setattr(args, o, default)
     kinds = args.kind
-    ignored = {k: given for k in kinds if k not in WITH_AUTOENCODER and given}
-    note = (f"note: {', '.join(given)}: the autoencoder's; ignored by {', '.join(ignored)}" if ignored else None)
+    ignored = {k: ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if o in args.given and o not in takes(k)]
+               for k in kinds}
+    ignored = {k: v for k, v in ignored.items() if v}
+    groups: dict[tuple, list[str]] = {}
+    for k, v in ignored.items():
+        groups.setdefault(tuple(v), []).append(k)
+    note = ("note: " + "; ".join(f"{', '.join(v)}: the autoencoder's; ignored by {', '.join(ks)}"
+                                 for v, ks in groups.items()) if ignored else None)
     if note:
         say(note)
     spec = InputSpec(args.size, args.size, args.color)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..decision import skipped_json
+from ..kinds import WITH_AUTOENCODER, kind_class
 from .common import CommandError, emit_json, registry_of, report_skipped, say, table
 
 
@@ -28,9 +29,12 @@ def _training_params(args: argparse.Namespace) -> dict:
     note = ignored_options(args, args.training_defaults)
     if note:
         say(note)
-    return {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
-            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
-            "min_improvement": args.min_improvement, "shift": args.shift, "kind": args.kind, "fresh": args.fresh}
+    out = {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
+           "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
+           "min_improvement": args.min_improvement, "shift": args.shift, "kind": args.kind, "fresh": args.fresh}
+    if args.kind not in WITH_AUTOENCODER:  # another kind keeps its own defaults for the options not given
+        out = {k: v for k, v in out.items() if k not in args.training_defaults or v != args.training_defaults[k]}
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -187,11 +191,11 @@ AUTOENCODER_ONLY = ("epochs", "architecture", "filters", "latent", "batch_size",
 
 def ignored_options(args: argparse.Namespace, sp_defaults: dict) -> str | None:
     """The note for autoencoder options given to another kind (they would be ignored silently)."""
-    from ..kinds import WITH_AUTOENCODER
-
     if args.kind in WITH_AUTOENCODER:
         return None
-    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if getattr(args, o) != sp_defaults.get(o)]
+    takes = getattr(kind_class(args.kind), "training_options", ())
+    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY
+             if getattr(args, o) != sp_defaults.get(o) and o not in takes]
     return f"note: {', '.join(given)}: the autoencoder's options; {args.kind} ignores them" if given else None
 
 
@@ -204,12 +208,14 @@ def add_training(sp: argparse.ArgumentParser) -> None:
 
     sp.add_argument("--kind", choices=list(KINDS), default="autoencoder",
                     help="the kind of class model: autoencoder (default), pca (principal subspace, NumPy), "
-                         "hog-ocsvm (HOG features + one-class SVM) or ae-hog (an autoencoder and a HOG one-class "
-                         "SVM scored as one); --size, --color and --seed apply to every kind, "
+                         "hog-ocsvm (HOG features + one-class SVM), ae-hog (an autoencoder and a HOG one-class "
+                         "SVM scored as one) or geotrans (a network that recognises turns and flips of the class: "
+                         "for photos); --size, --color and --seed apply to every kind, "
                          f"{', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the autoencoder "
-                         "(also inside ae-hog)")
+                         "(also inside ae-hog), --epochs, --batch-size and --shift also to geotrans (its defaults: "
+                         "20 epochs, batch 128, shift 1/16)")
     sp.add_argument("--epochs", type=int, default=epochs,
-                    help=f"most epochs; early stopping may end sooner (default {epochs})")
+                    help=f"most epochs; early stopping may end sooner (default {epochs}; geotrans 20)")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
                     "at most 128, else 64x64)")
     sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")

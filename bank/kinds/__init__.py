@@ -17,6 +17,7 @@ KINDS = {
     "pca": ("bank.kinds.pca", "PCAModel"),
     "hog-ocsvm": ("bank.kinds.hog_ocsvm", "HOGOCSVMModel"),
     "ae-hog": ("bank.kinds.ae_hog", "AEHOGModel"),
+    "geotrans": ("bank.kinds.geotrans", "GeoTransModel"),
 }
 
 #: The kinds that train an autoencoder, and so take its training settings (epochs, patience, ...).

@@ -107,6 +107,11 @@ class ClassModel:
         raise NotImplementedError
 
     @classmethod
+    def choose_spec(cls, inferred: InputSpec) -> InputSpec:
+        """The input spec when none is given, from the one inferred from the images (kept by default)."""
+        return inferred
+
+    @classmethod
     def group_scorer(cls, models: Sequence[ClassModel]) -> Callable[[np.ndarray], np.ndarray]:
         """A function scoring images (at the models' shared spec) by every one of ``models``: (N, K). By
         default one call per model; a kind that can fuse its classes overrides it."""
@@ -139,7 +144,7 @@ class ClassModel:
         if isinstance(X, ImageFiles):  # files found by bank.pipeline.scan: decoded now, at the spec, in threads
             from ..data import iter_images
 
-            spec = self.spec or X.spec()
+            spec = self.spec or self.choose_spec(X.spec())
             parts = list(iter_images(X.paths, fit=(spec.height, spec.width),
                                      transform=lambda img: to_spec([img], spec)[0]))
             late = [s for p in parts for s in p.skipped]
@@ -150,7 +155,7 @@ class ClassModel:
             images = as_images(X, "training images")
             if not len(images):
                 raise InputError("no images to train on")
-            spec = self.spec or infer_spec(images)
+            spec = self.spec or self.choose_spec(infer_spec(images))
             x = to_spec(images, spec)
         train_idx, cal_idx = self._split(len(x))
         self.spec_ = spec

@@ -1,0 +1,284 @@
+"""A class model that knows its class by how surely it tells which way an image of it was turned.
+
+After Golan and El-Yaniv, "Deep Anomaly Detection Using Geometric Transformations" (NeurIPS 2018):
+a small convolutional network learns, from the class's own images only, to recognise which of ``T``
+transformations (the four quarter turns, times a mirror flip when ``transforms=8``) was applied to an
+image. Telling a cat upright from a cat upside down needs to know what a cat looks like: on an image
+of another class the network is less sure, and the image's score is
+
+    score = mean over t of -log p(t | T_t(image))
+
+the network's surprise at the transformations it was shown, in nats (0 when it is certain of every
+one). The score is in the same unit for every class of the kind, so they compare raw scores.
+
+Where it helps: photos. Measured on ../shared/data/pets at 64x64 RGB (README "Kinds of class model"),
+where every reconstruction kind sits near chance. On MNIST digits it is weaker than the autoencoder
+(0, 1 and 8 look alike turned over). Images are squared: the quarter turns need a square input.
+
+Files: the Keras network ``net.keras`` and its LiteRT twins ``net-b1.tflite``, ``net-b4.tflite``
+(checked against Keras at saving), each listed in the card with its SHA-256; loading runs the LiteRT
+twins without TensorFlow when ``ai-edge-litert`` is installed, else the Keras model in safe mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import stats as st
+from ..errors import InputError
+from ..images import InputSpec
+from .base import ClassModel
+
+NET_FILE = "net.keras"
+NET_LITERT = "net-b{batch}.tflite"
+
+#: Numbers of transformations: the four quarter turns, or those times a mirror flip.
+TRANSFORMS = (4, 8)
+
+#: The input side a class gets when none is given: photos are brought down to it, small images kept.
+DEFAULT_SIDE = 64
+
+
+def transform(x: np.ndarray, t: int) -> np.ndarray:
+    """Images ``x`` (N, H, W, C), H == W, under transformation ``t``: mirrored left-right when t >= 4,
+    then turned by (t mod 4) quarter turns counter-clockwise."""
+    out = x[:, :, ::-1] if t >= 4 else x
+    return np.ascontiguousarray(np.rot90(out, t % 4, axes=(1, 2)))
+
+
+def jitter(x: np.ndarray, pixels: int, rng: np.random.Generator) -> np.ndarray:
+    """Each image moved by its own random shift of up to ``pixels`` in each direction (edges reflected)."""
+    if pixels < 1:
+        return x
+    h, w = x.shape[1:3]
+    pixels = min(pixels, h - 1, w - 1)
+    padded = np.pad(x, [(0, 0), (pixels, pixels), (pixels, pixels), (0, 0)], mode="reflect")
+    d = rng.integers(0, 2 * pixels + 1, size=(len(x), 2))
+    return np.stack([padded[i, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(d)])
+
+
+def surprise(logits: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """-log softmax(logits)[t] per row, float64: the network's surprise at the true transformation."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), t]
+
+
+def build_network(shape: tuple[int, ...], n_out: int, filters: Sequence[int], dense: int, dropout: float,
+                  learning_rate: float):
+    """The transformation classifier: conv blocks (3x3, ReLU, 2x2 max-pool), a dense layer, ``n_out`` logits."""
+    from .. import models  # noqa: F401  (quiet TensorFlow start-up)
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=shape)
+    h = layers.Rescaling(2.0, offset=-1.0)(inp)
+    for f in filters:
+        h = layers.Conv2D(int(f), 3, padding="same", activation="relu")(h)
+        h = layers.MaxPooling2D(2, padding="same")(h)
+    h = layers.Flatten()(h)
+    if dropout:
+        h = layers.Dropout(dropout)(h)
+    h = layers.Dense(int(dense), activation="relu")(h)
+    model = keras.Model(inp, layers.Dense(n_out)(h))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    return model
+
+
+def _pairs(x: np.ndarray, n_transforms: int, batch_size: int, pixels: int, seed: int):
+    """A Keras dataset of every (image, transformation) pair once an epoch, shuffled anew each epoch, each
+    image moved by a fresh random shift before it is transformed."""
+    import keras
+
+    class Pairs(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x) * n_transforms)
+
+        def __len__(self) -> int:
+            return math.ceil(len(self.order) / batch_size)
+
+        def __getitem__(self, i: int):
+            pick = self.order[i * batch_size:(i + 1) * batch_size]
+            img, t = pick // n_transforms, pick % n_transforms
+            out = np.empty((len(pick), *x.shape[1:]), np.float32)
+            for tt in np.unique(t):
+                m = t == tt
+                out[m] = transform(jitter(x[img[m]], pixels, self.rng), int(tt))
+            return out, t.astype(np.int32)
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x) * n_transforms)
+
+    return Pairs()
+
+
+class GeoTransModel(ClassModel):
+    """The ``geotrans`` kind: a network that recognises turns and flips of its class's images.
+
+    Parameters
+    ----------
+    transforms : 4 or 8
+        The quarter turns, or those times a mirror flip.
+    epochs : int
+        Passes over every (image, transformation) pair.
+    batch_size : int
+    shift : float or "auto"
+        Each training image moved by a random shift of up to this share of its side, anew each epoch
+        (0: none; "auto": 1/16, 4 pixels at 64x64).
+    filters, dense, dropout, learning_rate
+        The network: conv filters per block, the dense layer's width, dropout before it, Adam's step.
+    verbose : int
+        Keras's progress output while training (0: none).
+    progress : callable or None
+        Told after each epoch: ``progress({"epoch", "epochs", "loss", "val_loss", "seconds"})``.
+    **common
+        :class:`~bank.kinds.base.ClassModel`'s (``spec``, ``calibration_fraction``, ``seed``, the rule).
+    """
+
+    kind = "geotrans"
+    score_unit = "geotrans"  #: nats of surprise, the same unit for every class: compares raw
+    #: The autoencoder's training settings this kind also takes (``bank train --epochs`` ...).
+    training_options = ("epochs", "batch_size", "shift", "verbose", "progress")
+
+    def __init__(self, *, transforms: int = 8, epochs: int = 20, batch_size: int = 128,
+                 shift: float | str = "auto", filters: Sequence[int] = (16, 32, 64), dense: int = 128,
+                 dropout: float = 0.5, learning_rate: float = 1e-3, verbose: int = 0,
+                 progress: Callable[[dict], None] | None = None, **common):
+        super().__init__(**common)
+        self.transforms = transforms
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.shift = shift
+        self.filters = filters
+        self.dense = dense
+        self.dropout = dropout
+        self.learning_rate = learning_rate
+        self.verbose = verbose
+        self.progress = progress
+
+    def _check_params(self) -> None:
+        super()._check_params()
+
+        def whole(name: str, v: object) -> None:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise InputError(f"geotrans {name}: expected a whole number of at least 1, got {v!r}")
+
+        if self.transforms not in TRANSFORMS:
+            raise InputError(f"geotrans transforms: expected one of {TRANSFORMS}, got {self.transforms!r}")
+        whole("epochs", self.epochs)
+        whole("batch_size", self.batch_size)
+        whole("dense", self.dense)
+        if isinstance(self.filters, (str, bytes)) or not isinstance(self.filters, Sequence) or not self.filters:
+            raise InputError(f"geotrans filters: expected a list of whole numbers, got {self.filters!r}")
+        for f in self.filters:
+            whole("filters", f)
+        s = self.shift
+        if not (s == "auto" or (isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s < 0.5)):
+            raise InputError(f"geotrans shift: expected 'auto' or a share of the side in [0, 0.5), got {s!r}")
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise InputError(f"geotrans dropout: expected a number in [0, 1), got {d!r}")
+        r = self.learning_rate
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < math.inf:
+            raise InputError(f"geotrans learning_rate: expected a positive number, got {r!r}")
+        if self.spec is not None and self.spec.height != self.spec.width:
+            raise InputError(f"geotrans: the quarter turns need a square input size, got {self.spec} "
+                             f"(such as --size {max(self.spec.height, self.spec.width)}x"
+                             f"{max(self.spec.height, self.spec.width)})")
+
+    @classmethod
+    def choose_spec(cls, inferred: InputSpec) -> InputSpec:
+        """A square input no larger than :data:`DEFAULT_SIDE`, in the images' colour."""
+        side = min(max(inferred.height, inferred.width), DEFAULT_SIDE)
+        return InputSpec(side, side, inferred.color)
+
+    # ------------------------------------------------------------ learning
+    def _fit_core(self, x: np.ndarray) -> None:
+        import keras
+
+        from ..checkpoints import epoch_report
+
+        keras.utils.set_random_seed(self.seed)
+        side = self.spec_.height
+        share = 1 / 16 if self.shift == "auto" else float(self.shift)
+        self.shift_pixels_ = int(round(share * side))
+        self.net_ = build_network(self.spec_.shape, self.transforms, self.filters, self.dense, self.dropout,
+                                  self.learning_rate)
+        callbacks = [] if self.progress is None else [epoch_report(self.progress, self.epochs)]
+        fit = self.net_.fit(_pairs(x.astype(np.float32), self.transforms, self.batch_size, self.shift_pixels_,
+                                   self.seed), epochs=self.epochs, verbose=self.verbose, callbacks=callbacks)
+        self.history_ = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+
+    def logits(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """(N, T, T): the network's logits for each image (at the spec) under each transformation."""
+        n, T = len(x), self.transforms
+        out = np.empty((n, T, T), np.float32)
+        x = np.asarray(x, np.float32)
+        for start in range(0, n, max(1, chunk // T)):
+            part = x[start:start + max(1, chunk // T)]
+            batch = np.concatenate([transform(part, t) for t in range(T)])  # transform-major
+            out[start:start + len(part)] = np.asarray(self.net_.predict_on_batch(batch)).reshape(
+                T, len(part), T).transpose(1, 0, 2)
+        return out
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        z = self.logits(x)
+        n, T = z.shape[:2]
+        return surprise(z.reshape(n * T, T), np.tile(np.arange(T), n)).reshape(n, T).mean(axis=1)
+
+    # ------------------------------------------------------------ files
+    def save(self, folder: str | Path) -> dict:
+        """Write the network (Keras and LiteRT) into ``folder``; the card's fields."""
+        from ..netfiles import write_litert
+
+        self._check_fitted()
+        folder = Path(folder)
+        if not hasattr(self.net_, "save"):
+            raise InputError("geotrans: saving needs the Keras network; this one was loaded for LiteRT")
+        self.net_.save(folder / NET_FILE)
+        litert = write_litert(self.kind, self.net_, self.spec_, folder, NET_LITERT, out_shape=(self.transforms,))
+        files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                 for name in [NET_FILE, *(f["file"] for f in litert["files"])]}
+        params = {"transforms": self.transforms, "epochs": self.epochs, "batch_size": self.batch_size,
+                  "shift": self.shift, "shift_pixels": self.shift_pixels_, "filters": [int(f) for f in self.filters],
+                  "dense": int(self.dense), "dropout": self.dropout, "learning_rate": self.learning_rate,
+                  "history": self.history_, "litert": {k: v for k, v in litert.items() if k != "files"}}
+        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params, "files": files,
+                "training": self.training_, "stats": self.stats_.to_dict()}
+
+    @classmethod
+    def load(cls, card: dict, files: dict[str, bytes]) -> GeoTransModel:
+        """The model from its card and the checked bytes of its files (LiteRT when it can, else Keras)."""
+        from .. import runtime as rt
+        from ..netfiles import keras_from_bytes
+
+        if card.get("kind") != cls.kind:
+            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
+        params = dict(card.get("params") or {})
+        if params.get("transforms") not in TRANSFORMS:
+            raise InputError(f"{cls.kind} params: transforms: expected one of {TRANSFORMS}, "
+                             f"got {params.get('transforms')!r}")
+        if NET_FILE not in files:
+            raise InputError(f"{cls.kind} model: missing file {NET_FILE}")
+        spec = InputSpec.from_dict(card["input_spec"])
+        T = int(params["transforms"])
+        lite = {b: files[NET_LITERT.format(batch=b)] for b in rt.BATCH_SIZES if NET_LITERT.format(batch=b) in files}
+        model = cls(transforms=T)
+        if len(lite) == len(rt.BATCH_SIZES) and rt.available():
+            model.net_ = rt.LiteModel(lite, spec.shape, out_shape=(T,))
+        else:
+            model.net_ = keras_from_bytes(files[NET_FILE], f"{cls.kind} model", NET_FILE, spec.shape, (T,))
+        model.spec_ = spec
+        model.history_ = dict(params.get("history") or {})
+        model.shift_pixels_ = int(params.get("shift_pixels", 0))
+        model.stats_ = st.ErrorStats.from_dict(card["stats"])
+        model.training_ = dict(card.get("training") or {})
+        return model

@@ -1,0 +1,169 @@
+"""The geotrans kind: a network that recognises turns and flips of its class, through every layer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bank.errors import InputError
+from bank.images import InputSpec
+from bank.inputs import prepare
+from bank.kinds.base import ClassModel
+from bank.kinds.geotrans import NET_FILE, GeoTransModel, jitter, surprise, transform
+from bank.registry import Registry
+from bank.router import Router
+
+TINY = {"epochs": 6, "batch_size": 64}
+
+
+def test_the_transformations_are_the_turns_and_the_mirror():
+    x = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3, 1)
+    np.testing.assert_array_equal(transform(x, 0), x)
+    np.testing.assert_array_equal(transform(x, 1)[0, :, :, 0], np.rot90(x[0, :, :, 0]))
+    np.testing.assert_array_equal(transform(x, 2)[1, :, :, 0], x[1, ::-1, ::-1, 0])
+    np.testing.assert_array_equal(transform(x, 4)[0, :, :, 0], x[0, :, ::-1, 0])
+    np.testing.assert_array_equal(transform(x, 5)[0, :, :, 0], np.rot90(x[0, :, ::-1, 0]))
+    # eight different images of an image with no symmetry
+    assert len({transform(x, t)[0].tobytes() for t in range(8)}) == 8
+    # the jitter moves content, keeps the size, and does nothing at 0 pixels
+    rng = np.random.default_rng(0)
+    big = np.random.default_rng(1).random((5, 8, 8, 3)).astype(np.float32)
+    assert jitter(big, 2, rng).shape == big.shape and jitter(big, 0, rng) is big
+    # surprise: -log softmax at the true transformation
+    logits = np.array([[0.0, 0.0], [10.0, -10.0]])
+    np.testing.assert_allclose(surprise(logits, np.array([0, 1])), [np.log(2), 20 + np.log1p(np.exp(-20))])
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    images, labels = digits
+    reg = Registry(tmp_path_factory.mktemp("geotrans"))
+    models = {}
+    for d in (2, 4, 7):
+        models[str(d)] = GeoTransModel(**TINY).fit(images[:1400][labels[:1400] == d])
+        reg.register(str(d), models[str(d)])
+    return models, reg
+
+
+def test_its_score_is_the_surprise_at_the_transformations(trained, digits):
+    models, _ = trained
+    images, labels = digits
+    m = models["7"]
+    assert isinstance(m, ClassModel) and m.spec_ == InputSpec(8, 8, "gray")
+    x = images[1400:1500]
+    z = m.logits(prepare(x, m.spec_))
+    assert z.shape == (100, 8, 8)
+    want = np.mean([surprise(z[:, t], np.full(100, t)) for t in range(8)], axis=0)
+    np.testing.assert_allclose(m.score_samples(x), want, rtol=1e-6)
+    own, other = labels[1400:1500] == 7, labels[1400:1500] != 7
+    assert np.median(m.score_samples(x[own])) < np.median(m.score_samples(x[other]))
+    bank = Router(models)
+    assert bank.comparison == "raw"  # nats of surprise: one unit for every class of the kind
+    keep = np.isin(labels[1400:], [2, 4, 7])
+    res = bank.score(images[1400:][keep])
+    assert np.mean(np.asarray(res.nearest) == labels[1400:][keep].astype(str)) >= 0.8
+    assert res.conformal_p is not None and np.all((res.conformal_p > 0) & (res.conformal_p <= 1))
+
+
+def test_bad_settings_are_named_before_training(digits):
+    images, _ = digits
+    for kw, field in [({"transforms": 6}, "transforms"), ({"epochs": 0}, "epochs"), ({"shift": 0.7}, "shift"),
+                      ({"dropout": 1.0}, "dropout"), ({"filters": "16,32"}, "filters"),
+                      ({"spec": InputSpec(8, 12, "gray")}, "square")]:
+        with pytest.raises(InputError, match=field):
+            GeoTransModel(**kw).fit(images[:40])
+
+
+def test_photos_are_brought_to_a_small_square():
+    assert GeoTransModel.choose_spec(InputSpec(200, 300, "rgb")) == InputSpec(64, 64, "rgb")
+    assert GeoTransModel.choose_spec(InputSpec(28, 28, "gray")) == InputSpec(28, 28, "gray")
+    assert GeoTransModel.choose_spec(InputSpec(20, 30, "gray")) == InputSpec(30, 30, "gray")
+
+
+def test_registered_loaded_and_answered_without_tensorflow(trained, digits, tmp_path):
+    models, reg = trained
+    images, _ = digits
+    card = reg.entry("7").card
+    assert card["kind"] == "geotrans" and {NET_FILE, "net-b1.tflite", "net-b4.tflite"} <= set(card["files"])
+    assert len(card["params"]["history"]["loss"]) == TINY["epochs"]
+    back = reg.load_detector("7")
+    # LiteRT against Keras, batches of 1, 4 and a remainder
+    for n in (1, 4, 7):
+        np.testing.assert_allclose(back.score_samples(images[1400:1400 + n]),
+                                   models["7"].score_samples(images[1400:1400 + n]), rtol=1e-4, atol=1e-5)
+    assert back.stats_ == models["7"].stats_
+    np.save(tmp_path / "x.npy", images[1400:1410])
+    code = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from bank import Registry, Router
+        router = Router.from_registry(Registry({str(reg.root)!r}))
+        print(router.classify(np.load({str(tmp_path / "x.npy")!r}))[:3])
+        print("HEAVY", sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout, out.stdout
+    # a changed file is refused before it is loaded
+    net = reg.entry("2").path / "net-b1.tflite"
+    net.write_bytes(net.read_bytes()[:-4] + b"oops")
+    assert any("checksum mismatch" in str(p) for p in reg.verify(load=False))
+
+
+def test_a_network_of_the_wrong_shape_is_refused(trained):
+    from bank.netfiles import keras_from_bytes
+
+    models, reg = trained
+    data = (reg.entry("4").path / NET_FILE).read_bytes()
+    with pytest.raises(InputError, match="card says"):
+        keras_from_bytes(data, "geotrans model", NET_FILE, (8, 8, 1), (4,))
+
+
+def test_trained_from_the_command_line(digits, tmp_path, capsys):
+    from PIL import Image
+
+    from bank.cli import main
+
+    images, labels = digits
+    folder = tmp_path / "sevens"
+    folder.mkdir()
+    for i, x in enumerate(images[labels == 7][:80]):
+        Image.fromarray((x * 255).astype(np.uint8)).resize((12, 12)).save(folder / f"{i}.png")
+    reg = str(tmp_path / "reg")
+    assert main(["train", "7", str(folder), "--kind", "geotrans", "--epochs", "2", "--shift", "0",
+                 "--patience", "3", "--registry", reg, "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "--patience" in err and "ignores" in err and "--epochs" not in err  # geotrans takes --epochs
+    card = json.loads((tmp_path / "reg" / "7" / "1" / "card.json").read_text())
+    assert card["kind"] == "geotrans" and card["params"]["epochs"] == 2 and card["params"]["shift_pixels"] == 0
+    assert card["input_spec"]["height"] == card["input_spec"]["width"] == 12
+    assert main(["classify", str(folder / "0.png"), "--registry", reg, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["nearest"] == "7"
+    # a size that cannot be turned is refused before any image is read
+    assert main(["train", "8", str(folder), "--kind", "geotrans", "--size", "12x16", "--registry", reg]) != 0
+    assert "square" in capsys.readouterr().err
+
+
+def test_pets_example_runs_it_with_its_own_epochs(tmp_path):
+    from photos import make_family
+
+    root = Path(__file__).resolve().parent.parent
+    cats = make_family(tmp_path / "cats", "stripes", 30, seed=1)
+    dogs = make_family(tmp_path / "dogs", "blobs", 30, seed=1)
+    proc = subprocess.run([sys.executable, str(root / "examples/pets.py"), "--cats", str(cats[0].parent),
+                           "--dogs", str(dogs[0].parent), "--size", "16", "--color", "rgb", "--kind", "geotrans,pca",
+                           "--epochs", "2", "--latent", "4", "--registry", str(tmp_path / "reg"), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["kind"] == "geotrans" and 0 <= out["cat_auroc"] <= 1 and 0 <= out["accuracy"] <= 1
+    assert out["kinds"]["geotrans"]["ignored_options"] == ["--latent"]  # it takes --epochs
+    assert out["kinds"]["pca"]["ignored_options"] == ["--epochs", "--latent"]
+    card = Registry(tmp_path / "reg").entry("cat", out["versions"]["cat"] if "versions" in out else 1).card
+    assert card["kind"] == "geotrans" and card["params"]["epochs"] == 2
