@@ -1,7 +1,8 @@
 """Export the active bank as one TensorFlow SavedModel, in TensorFlow Serving's layout.
 
 ``OUT/<name>/<version>/`` holds a SavedModel whose signatures run every class
-model and the router's tests in one TensorFlow graph:
+model (autoencoders, or geotrans networks with their turns and flips) and the
+router's tests in one TensorFlow graph:
 
 - ``serving_default``: inputs ``images`` (float32, (N, H, W, C) at the bank's
   input spec, values in [0, 1]) and ``complexity`` (float64, (N,): each
@@ -37,6 +38,9 @@ from .errors import InputError
 from .images import InputSpec
 from .decision import UNKNOWN
 from .router import Router
+
+#: The kinds of class model the export writes as TensorFlow graphs.
+EXPORTABLE = ("autoencoder", "geotrans")
 
 #: The file, inside the version folder, that describes the export.
 METADATA = "assets.extra/bank.json"
@@ -82,7 +86,8 @@ def _graph(router: Router):
     """The two signature functions over the router's Keras models (needs TensorFlow)."""
     import tensorflow as tf
 
-    models = [router.detectors[c].model_ for c in router.classes]
+    dets = [router.detectors[c] for c in router.classes]
+    models = [d.net_ if d.kind == "geotrans" else d.model_ for d in dets]
     c = {k: tf.constant(v) for k, v in _constants(router).items()}
     names = tf.constant(router.classes)
     k_classes = len(router.classes)
@@ -90,10 +95,17 @@ def _graph(router: Router):
     margin_cut, cx_cut = router.margin, router.complexity_threshold
     floor = tf.constant(st.LOG_FLOOR, tf.float64)
 
-    def errors_of(images):
+    def score_of(det, m, images):
+        if det.kind == "geotrans":  # bank.kinds.geotrans: mean surprise at the turns and flips, float32
+            mirrored = tf.reverse(images, axis=[2])
+            return tf.add_n([-tf.nn.log_softmax(m(tf.image.rot90(mirrored if t >= 4 else images, k=t % 4),
+                                                   training=False))[:, t]
+                             for t in range(det.transforms)]) / det.transforms
         # The error as bank.models.error_model defines it: per-pixel MSE, in float32, per class.
-        return tf.stack([tf.reduce_mean(tf.square(m(images, training=False) - images), axis=[1, 2, 3])
-                         for m in models], axis=1)
+        return tf.reduce_mean(tf.square(m(images, training=False) - images), axis=[1, 2, 3])
+
+    def errors_of(images):
+        return tf.stack([score_of(d, m, images) for d, m in zip(dets, models)], axis=1)
 
     def decide(errors32, complexity):
         e = tf.cast(errors32, tf.float64)
@@ -178,11 +190,17 @@ def export_bank(registry, out: str | os.PathLike, *, name: str = "bank", version
 
     validate_class_name(name)  # a folder name TensorFlow Serving takes as the model's name
     router = Router.from_registry(registry, classes, runtime="keras", **rule)
-    other = {c: d.kind for c, d in router.detectors.items() if d.kind != "autoencoder"}
+    other = {c: d.kind for c, d in router.detectors.items() if d.kind not in EXPORTABLE}
     if other:  # a TensorFlow graph of a NumPy model is not written yet: said, not a crash
         named = ", ".join(f"{c!r} ({k})" for c, k in other.items())
-        raise InputError(f"bank export writes autoencoders as TensorFlow graphs; these classes are another kind: "
-                         f"{named}. Serve them with 'bank serve', or export the autoencoder classes with --classes")
+        raise InputError(f"bank export writes {' and '.join(EXPORTABLE)} classes as TensorFlow graphs; these "
+                         f"classes are another kind: {named}. Serve them with 'bank serve', or export the others "
+                         "with --classes")
+    if router.comparison != "raw":  # the graph compares raw scores, as a bank of one unit does
+        kinds = sorted({d.kind for d in router.detectors.values()})
+        raise InputError(f"these classes score in different units ({', '.join(kinds)}) and are compared relative "
+                         "to each class's held-out scores, which the exported graph does not do: export each kind "
+                         "apart with --classes and --name")
     if len(router.groups) > 1:
         specs = "; ".join(f"{s.height}x{s.width}x{s.channels}: {', '.join(router.classes[k] for k in ks)}"
                           for s, ks in router.groups.items())

@@ -60,16 +60,16 @@ def load_entry(e: Entry, runtime: str = "auto", read: Reader = read_checked):
 
     ``runtime`` (checked by the caller, :func:`check_runtime`): "litert" runs the entry's LiteRT
     flatbuffers; "keras" loads the Keras model; "auto" takes LiteRT when the entry has it and
-    ``ai-edge-litert`` is installed, else Keras. Kinds other than the autoencoder answer in NumPy
-    whatever the runtime.
+    ``ai-edge-litert`` is installed, else Keras. Kinds that hold a network (ae-hog, geotrans) take
+    the runtime for it; the others answer in NumPy whatever the runtime.
     """
     from .detector import AutoencoderDetector
 
     where = f"class {e.class_name!r} version {e.version}"
-    if e.kind != DEFAULT_KIND:  # answered in NumPy whatever the runtime
+    if e.kind != DEFAULT_KIND:
         data = {file: read(e, file, sha256) for file, sha256 in e.model_files}
         try:
-            return kind_class(e.kind).load(e.card, data)
+            return kind_class(e.kind).load(e.card, data, runtime=runtime)
         except InputError as err:
             raise RegistryError(f"{where}: cannot load its {e.kind} model ({err})") from None
     files = e.litert_files

@@ -72,3 +72,25 @@ def keras_from_bytes(data: bytes, where: str, file: str, shape: tuple[int, ...],
         raise InputError(f"{where}: the model maps {shapes[0]} to {shapes[1]}, but its card says {want[0]} to "
                          f"{want[1]}")
     return model
+
+
+def load_network(files: dict[str, bytes], keras_file: str, pattern: str, shape: tuple[int, ...],
+                 out_shape: tuple[int, ...] | None, runtime: str, where: str):
+    """A kind's network from the checked bytes of its ``files``: the LiteRT twins (named by ``pattern``)
+    for ``runtime`` "litert", or "auto" when they are all there and LiteRT is installed; else the Keras
+    model ``keras_file`` in safe mode. InputError naming ``where`` for what is missing."""
+    lite = {b: files[pattern.format(batch=b)] for b in rt.BATCH_SIZES if pattern.format(batch=b) in files}
+    whole = len(lite) == len(rt.BATCH_SIZES)
+    if runtime == "litert" and not whole:
+        raise InputError(f"{where}: no LiteRT model (registered without one); use the keras runtime")
+    if runtime == "litert" or (runtime == "auto" and whole and rt.available()):
+        try:
+            return rt.LiteModel(lite, shape, out_shape=out_shape)
+        except ImportError as err:
+            raise InputError(f"{where}: the LiteRT runtime is not installed ({err}); pip install ai-edge-litert, "
+                             "or use the keras runtime") from None
+        except (ValueError, RuntimeError) as err:
+            raise InputError(f"{where}: cannot load its LiteRT model ({err})") from None
+    if keras_file not in files:
+        raise InputError(f"{where}: missing file {keras_file}")
+    return keras_from_bytes(files[keras_file], where, keras_file, shape, out_shape)

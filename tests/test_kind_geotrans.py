@@ -167,3 +167,21 @@ def test_pets_example_runs_it_with_its_own_epochs(tmp_path):
     assert out["kinds"]["pca"]["ignored_options"] == ["--epochs", "--latent"]
     card = Registry(tmp_path / "reg").entry("cat", out["versions"]["cat"] if "versions" in out else 1).card
     assert card["kind"] == "geotrans" and card["params"]["epochs"] == 2
+
+
+def test_exported_for_tensorflow_serving_as_the_router_answers(trained, digits, tmp_path):
+    from test_export import _run_export
+
+    from bank.export import export_bank
+    from bank.images import complexity, to_spec
+
+    _, reg = trained
+    images, _ = digits
+    folder = export_bank(reg, tmp_path / "models", classes=["4", "7"])  # "2" was damaged above
+    router = Router.from_registry(reg, ["4", "7"], runtime="keras")
+    x = to_spec(images[1400:1430, ..., None], next(iter(router.groups)))
+    got = _run_export(folder, x, complexity(x), tmp_path)
+    want = router.score(images[1400:1430])
+    np.testing.assert_allclose(got["error"], want.errors, rtol=1e-4, atol=1e-6)  # float32 graph, float64 router
+    assert [s.decode() for s in got["nearest"]] == want.nearest
+    np.testing.assert_array_equal(got["flag"], want.flags)

@@ -161,11 +161,11 @@ class AEHOGModel(ClassModel):
                 "training": self.training_, "stats": self.stats_.to_dict()}
 
     @classmethod
-    def load(cls, card: dict, files: dict[str, bytes]) -> AEHOGModel:
-        """The model from its card and the checked bytes of its files (LiteRT when it can, else Keras)."""
-        from .. import runtime as rt
+    def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AEHOGModel:
+        """The model from its card and the checked bytes of its files (``runtime`` as
+        :func:`bank.netfiles.load_network`: LiteRT when it can, else Keras)."""
         from ..detector import AutoencoderDetector
-        from ..netfiles import keras_from_bytes
+        from ..netfiles import load_network
 
         if card.get("kind") != cls.kind:
             raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
@@ -177,11 +177,7 @@ class AEHOGModel(ClassModel):
             if name not in files:
                 raise InputError(f"{cls.kind} model: missing file {name}")
         spec = InputSpec.from_dict(card["input_spec"])
-        lite = {b: files[AE_LITERT.format(batch=b)] for b in rt.BATCH_SIZES if AE_LITERT.format(batch=b) in files}
-        if len(lite) == len(rt.BATCH_SIZES) and rt.available():
-            net = rt.LiteModel(lite, spec.shape)
-        else:
-            net = keras_from_bytes(files[AE_FILE], f"{cls.kind} model", AE_FILE, spec.shape)
+        net = load_network(files, AE_FILE, AE_LITERT, spec.shape, None, runtime, f"{cls.kind} model")
         try:
             with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

@@ -235,9 +235,10 @@ class ClassModel:
                 "training": self.training_, "stats": self.stats_.to_dict()}
 
     @classmethod
-    def load(cls, card: dict, files: dict[str, bytes]) -> ClassModel:
+    def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> ClassModel:
         """A fitted model from its card's fields and the bytes of its files (checked by the caller against
-        the card's SHA-256 before this is called: what is checked is what is loaded)."""
+        the card's SHA-256 before this is called: what is checked is what is loaded). ``runtime`` is for
+        kinds that hold a network (NumPy kinds answer the same whatever it is)."""
         if card.get("kind") != cls.kind:
             raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
         if ARRAYS_FILE not in files:

@@ -255,10 +255,10 @@ class GeoTransModel(ClassModel):
                 "training": self.training_, "stats": self.stats_.to_dict()}
 
     @classmethod
-    def load(cls, card: dict, files: dict[str, bytes]) -> GeoTransModel:
-        """The model from its card and the checked bytes of its files (LiteRT when it can, else Keras)."""
-        from .. import runtime as rt
-        from ..netfiles import keras_from_bytes
+    def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> GeoTransModel:
+        """The model from its card and the checked bytes of its files (``runtime`` as
+        :func:`bank.netfiles.load_network`: LiteRT when it can, else Keras)."""
+        from ..netfiles import load_network
 
         if card.get("kind") != cls.kind:
             raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
@@ -266,16 +266,10 @@ class GeoTransModel(ClassModel):
         if params.get("transforms") not in TRANSFORMS:
             raise InputError(f"{cls.kind} params: transforms: expected one of {TRANSFORMS}, "
                              f"got {params.get('transforms')!r}")
-        if NET_FILE not in files:
-            raise InputError(f"{cls.kind} model: missing file {NET_FILE}")
         spec = InputSpec.from_dict(card["input_spec"])
         T = int(params["transforms"])
-        lite = {b: files[NET_LITERT.format(batch=b)] for b in rt.BATCH_SIZES if NET_LITERT.format(batch=b) in files}
         model = cls(transforms=T)
-        if len(lite) == len(rt.BATCH_SIZES) and rt.available():
-            model.net_ = rt.LiteModel(lite, spec.shape, out_shape=(T,))
-        else:
-            model.net_ = keras_from_bytes(files[NET_FILE], f"{cls.kind} model", NET_FILE, spec.shape, (T,))
+        model.net_ = load_network(files, NET_FILE, NET_LITERT, spec.shape, (T,), runtime, f"{cls.kind} model")
         model.spec_ = spec
         model.history_ = dict(params.get("history") or {})
         model.shift_pixels_ = int(params.get("shift_pixels", 0))
