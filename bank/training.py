@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import InputError
 from .images import InputSpec, infer_spec, parse_size
 from .inputs import as_images
-from .kinds import DEFAULT_KIND, WITH_AUTOENCODER, check_kind, kind_class
+from .kinds import AUTO, DEFAULT_KIND, WITH_AUTOENCODER, check_kind, choose_kind, kind_class
 from .registry import validate_class_name
 from .decision import skipped_json
 from .trainstate import resumable
@@ -36,16 +36,23 @@ COMMON = ("seed",)
 
 def make_detector(images, *, size: str | None = None, color: str | None = None, kind: str = DEFAULT_KIND,
                   **params):
-    """An unfitted class model of ``kind`` (an AutoencoderDetector by default); ``size`` ("HxW") or
-    ``color`` fix its input spec, the images' own size (as the kind chooses from it) and colour filling in
-    what is not given. Another kind takes the ``seed`` of ``params`` and those of the autoencoder's
-    training settings it names in ``training_options`` (the rest are the autoencoder's)."""
+    """An unfitted class model of ``kind`` (an AutoencoderDetector by default; ``"auto"``: the kind
+    :func:`bank.kinds.choose_kind` picks for these images); ``size`` ("HxW") or ``color`` fix its input
+    spec, the images' own size (as the kind chooses from it) and colour filling in what is not given.
+    Another kind takes the ``seed`` of ``params`` and those of the autoencoder's training settings it
+    names in ``training_options`` (the rest are the autoencoder's)."""
     from .pipeline import ImageFiles
 
+    check_kind(kind, auto=True)
+    guess = None
+    if size or color or kind == AUTO:
+        guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
+    if kind == AUTO:
+        h, w = parse_size(size) if size else (guess.height, guess.width)
+        kind = choose_kind(h, w, color or guess.color, size_given=bool(size))
     cls = kind_class(kind)
     spec = None
     if size or color:
-        guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
         if not size and hasattr(cls, "choose_spec"):
             guess = cls.choose_spec(guess)
         h, w = parse_size(size) if size else (guess.height, guess.width)
@@ -65,17 +72,20 @@ def check_params(params: dict) -> None:
     from .detector import AutoencoderDetector
 
     p = {k: v for k, v in params.items() if k != "fresh"}
-    size, color, kind = p.pop("size", None), p.pop("color", None), check_kind(p.pop("kind", DEFAULT_KIND))
+    size, color = p.pop("size", None), p.pop("color", None)
+    kind = check_kind(p.pop("kind", DEFAULT_KIND), auto=True)
     spec = InputSpec(*parse_size(size), color or "gray") if size else None
     if color is not None:
         InputSpec(1, 1, color)  # says which colours there are
-    if kind == DEFAULT_KIND:
-        AutoencoderDetector(**p)._check_params()
-    else:
-        cls = kind_class(kind)
-        own = {k: v for k, v in p.items() if k in COMMON or k in getattr(cls, "training_options", ())}
-        cls(spec=spec, **own)._check_params()  # a kind may refuse a size (geotrans: not square)
-        if kind in WITH_AUTOENCODER:
+    for k in ((DEFAULT_KIND, "geotrans") if kind == AUTO else (kind,)):
+        if k == DEFAULT_KIND:
+            AutoencoderDetector(**p)._check_params()
+            continue
+        cls = kind_class(k)
+        own = {key: v for key, v in p.items() if key in COMMON or key in getattr(cls, "training_options", ())}
+        square = spec is None or spec.height == spec.width  # auto picks the autoencoder for a size not square
+        cls(spec=spec if kind != AUTO or square else None, **own)._check_params()  # geotrans refuses it
+        if k in WITH_AUTOENCODER:
             AutoencoderDetector(**p)._check_params()
 
 

@@ -1,30 +1,34 @@
 """Train a "cat" and a "dog" detector on folders of photos and measure how well they tell the two apart.
 
-    python examples/pets.py --cats photos/cats --dogs photos/dogs [--size 128] [--color gray] [--json]
-                            [--kind autoencoder,pca,hog-ocsvm]
+    python examples/pets.py --cats photos/cats --dogs photos/dogs [--size 64] [--color rgb] [--json]
+                            [--kind auto,autoencoder,pca,hog-ocsvm,ae-hog,geotrans]
 
 Each folder is scanned once (unreadable files are named and skipped), a
 share of each class is held out for testing (``--holdout``, seeded), and each
-detector trains on the rest, streamed from disk through tf.data (photos need
-not fit in memory), then registers in ``--registry``. On the held-out photos
-it prints each detector's AUROC (its error on the other class's photos
-against its own), Welch's t between those errors, the argmin accuracy (the
-model that reconstructs a photo best names it), and for a few photos the
-seeds' "probability of cat": the cat model's normalized Gaussian score
-``exp(-z**2 / 2)``. With ``--json``: one object with ``cat_auroc``,
+detector trains on the rest, then registers in ``--registry``. On the
+held-out photos it prints each detector's AUROC (its score on the other
+class's photos against its own), Welch's t between those scores, the argmin
+accuracy (the model least surprised by a photo names it), and for a few
+photos the seeds' "probability of cat": the cat model's normalized Gaussian
+score ``exp(-z**2 / 2)``. With ``--json``: one object with ``cat_auroc``,
 ``dog_auroc``, ``welch_t``, ``accuracy`` and the rest.
 
-``--kind`` chooses the kind of class model (``autoencoder``, the default;
-``pca``, ``PCAModel()``; ``hog-ocsvm``, ``HOGOCSVMModel()``; each with its
-own defaults and ``--seed``), or several, comma-separated, side by side on
-the same split and held-out photos: a table row per kind, the first kind's
-figures printed in full. The JSON keeps the first kind's figures at the top
-(``cat_auroc`` ...) and has every kind's under ``kinds`` (``kinds.pca.cat_auroc``
-...); ``kind`` names the first. ``--epochs``, ``--batch-size``, ``--filters``
-and ``--latent`` are the autoencoder's: other kinds ignore them, and say so.
-Every kind registers its two models in the same ``--registry`` (a new
-version of "cat" and of "dog" each); at the end the first kind's versions
-are the active ones.
+``--kind`` chooses the kind of class model: ``auto`` (the default) is the
+kind ``bank train`` chooses for photos, ``geotrans`` (a network per class
+that recognises the turns and flips of its own photos), at 64x64 in the
+photos' colour unless ``--size`` and ``--color`` say otherwise;
+``autoencoder`` (streamed from disk through tf.data; 128x128 gray by
+default), ``pca``, ``hog-ocsvm``, ``ae-hog``, each with its own defaults and
+``--seed``. Several, comma-separated, run side by side on the same split and
+held-out photos at the first kind's input: a table row per kind, the first
+kind's figures printed in full. The JSON keeps the first kind's figures at
+the top (``cat_auroc`` ...) and has every kind's under ``kinds``
+(``kinds.pca.cat_auroc`` ...); ``kind`` names the first. ``--epochs``,
+``--batch-size``, ``--filters`` and ``--latent`` are the autoencoder's:
+geotrans takes ``--epochs`` and ``--batch-size`` too, other kinds ignore
+them, and say so. Every kind registers its two models in the same
+``--registry`` (a new version of "cat" and of "dog" each); at the end the
+first kind's versions are the active ones.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import numpy as np
 from bank import AutoencoderDetector, Registry, Router
 from bank.evaluate import evaluate
 from bank.images import InputSpec
-from bank.kinds import KINDS, WITH_AUTOENCODER, kind_class
+from bank.kinds import AUTO, KINDS, WITH_AUTOENCODER, choose_kind, kind_class
 from bank.pipeline import ImageFiles, batches, scan
 
 CLASSES = ("cat", "dog")
@@ -60,11 +64,28 @@ def split(files: ImageFiles, holdout: float, seed: int) -> tuple[ImageFiles, Ima
 def kind_list(text: str) -> list[str]:
     """The comma-separated kinds of ``--kind``, each once, in order."""
     kinds = [k.strip() for k in text.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in KINDS]
+    bad = [k for k in kinds if k not in KINDS and k != AUTO]
     if bad or not kinds:
-        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(KINDS)}, comma-separated; "
+        raise argparse.ArgumentTypeError(f"expected one or more of {AUTO}, {', '.join(KINDS)}, comma-separated; "
                                          f"got {text!r}")
     return list(dict.fromkeys(kinds))
+
+
+def resolve(kind: str, found: InputSpec, args) -> str:
+    """``kind``, or for ``auto`` the kind bank chooses for photos like these at the size and colour asked."""
+    if kind != AUTO:
+        return kind
+    side = args.size or max(found.height, found.width)
+    return choose_kind(side, side, args.color or found.color)
+
+
+def default_spec(kind: str, found: InputSpec, args) -> InputSpec:
+    """The input of this run: ``--size`` and ``--color``, else the first kind's defaults (geotrans: its own
+    square of the photos, 64 px in their colour; the others: 128 px gray, the seed's)."""
+    if kind == "geotrans":
+        chosen = kind_class(kind).choose_spec(found)
+        return InputSpec(args.size or chosen.height, args.size or chosen.width, args.color or chosen.color)
+    return InputSpec(args.size or 128, args.size or 128, args.color or "gray")
 
 
 def make(kind: str, spec: InputSpec, args, params: dict):
@@ -123,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cats", required=True, help="folder of cat photos (searched recursively)")
     p.add_argument("--dogs", required=True, help="folder of dog photos")
     p.add_argument("--registry", default="pets-registry", help="where the two models go (default ./pets-registry)")
-    p.add_argument("--size", type=int, default=128, help="square input side in pixels (default 128)")
-    p.add_argument("--color", choices=["gray", "rgb"], default="gray", help="default gray (the seed's)")
-    p.add_argument("--kind", type=kind_list, default=["autoencoder"], metavar="KIND[,KIND...]",
-                   help=f"kind of class model: {', '.join(KINDS)}; several, comma-separated, run side by side "
-                   "(default autoencoder)")
+    p.add_argument("--size", type=int, help="square input side in pixels (default: the first kind's; geotrans "
+                   "64, the others 128)")
+    p.add_argument("--color", choices=["gray", "rgb"], help="default: the first kind's (geotrans: the photos' "
+                   "colour; the others gray, the seed's)")
+    p.add_argument("--kind", type=kind_list, default=[AUTO], metavar="KIND[,KIND...]",
+                   help=f"kind of class model: {AUTO}, {', '.join(KINDS)}; several, comma-separated, run side by "
+                   "side (default auto: the kind bank train chooses for photos, geotrans)")
     p.add_argument("--epochs", type=int, help="most epochs; early stopping may end sooner (default 30; the "
                    "autoencoder's; geotrans takes it too, its default 20)")
     p.add_argument("--batch-size", type=int, help="default 32 (the autoencoder's; geotrans takes it too, its "
@@ -150,7 +173,28 @@ def main(argv: list[str] | None = None) -> int:
     for o, default in AUTOENCODER_ONLY.items():
         if getattr(args, o) is None:
             setattr(args, o, default)
-    kinds = args.kind
+    params = {}
+    if args.filters:
+        params["filters"] = [int(f) for f in args.filters.split(",")]
+    if args.latent:
+        params["latent_dim"] = args.latent
+    reg = Registry(args.registry)
+    held, skipped, train, found = {}, {}, {}, {}
+    for name, folder in zip(CLASSES, (args.cats, args.dogs)):
+        files = scan([folder])
+        skipped[name] = files.skipped
+        for path, reason in files.skipped:
+            say(f"{name}: skipped {path}: {reason}")
+        if len(files) < 10:
+            raise SystemExit(f"pets.py: {folder}: {len(files)} readable photo(s); need at least 10")
+        found[name] = files.spec()
+        train[name], held[name] = split(files, args.holdout, args.seed)
+        say(f"{name}: {len(train[name])} photos to train on, {len(held[name])} held out ({folder})")
+
+    kinds = list(dict.fromkeys(resolve(k, found["cat"], args) for k in args.kind))
+    if "auto" in args.kind:
+        say(f"kind auto: {resolve('auto', found['cat'], args)} for these photos")
+    spec = default_spec(kinds[0], found["cat"], args)
     ignored = {k: ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if o in args.given and o not in takes(k)]
                for k in kinds}
     ignored = {k: v for k, v in ignored.items() if v}
@@ -161,23 +205,6 @@ def main(argv: list[str] | None = None) -> int:
                                  for v, ks in groups.items()) if ignored else None)
     if note:
         say(note)
-    spec = InputSpec(args.size, args.size, args.color)
-    params = {}
-    if args.filters:
-        params["filters"] = [int(f) for f in args.filters.split(",")]
-    if args.latent:
-        params["latent_dim"] = args.latent
-    reg = Registry(args.registry)
-    held, skipped, train = {}, {}, {}
-    for name, folder in zip(CLASSES, (args.cats, args.dogs)):
-        files = scan([folder])
-        skipped[name] = files.skipped
-        for path, reason in files.skipped:
-            say(f"{name}: skipped {path}: {reason}")
-        if len(files) < 10:
-            raise SystemExit(f"pets.py: {folder}: {len(files)} readable photo(s); need at least 10")
-        train[name], held[name] = split(files, args.holdout, args.seed)
-        say(f"{name}: {len(train[name])} photos to train on, {len(held[name])} held out ({folder})")
 
     seconds, versions, n_train = {}, {}, {}
     for kind in kinds:

@@ -185,3 +185,26 @@ def test_exported_for_tensorflow_serving_as_the_router_answers(trained, digits, 
     np.testing.assert_allclose(got["error"], want.errors, rtol=1e-4, atol=1e-6)  # float32 graph, float64 router
     assert [s.decode() for s in got["nearest"]] == want.nearest
     np.testing.assert_array_equal(got["flag"], want.flags)
+
+
+def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_images(digits, tmp_path, capsys):
+    from photos import make_family
+
+    from bank.cli import main
+    from bank.kinds import choose_kind
+    from bank.training import make_detector
+
+    images, labels = digits
+    assert choose_kind(28, 28, "gray") == "autoencoder" and choose_kind(8, 8, "gray") == "autoencoder"
+    assert choose_kind(28, 28, "rgb") == "geotrans" and choose_kind(200, 200, "gray") == "geotrans"
+    assert choose_kind(64, 96, "rgb") == "geotrans"  # squared by geotrans
+    assert choose_kind(64, 96, "rgb", size_given=True) == "autoencoder"  # a size asked for that cannot be turned
+    assert make_detector(images[:20], kind="auto").kind == "autoencoder"
+    photos = make_family(tmp_path / "stripes", "stripes", 40, seed=1)
+    reg = str(tmp_path / "reg")
+    assert main(["train", "stripes", str(photos[0].parent), "--epochs", "2", "--registry", reg, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["kind"] == "geotrans" and out["input_spec"]["height"] == out["input_spec"]["width"] == 64
+    assert main(["train", "blobs", str(photos[0].parent), "--size", "24x32", "--epochs", "1", "--registry", reg,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "autoencoder"

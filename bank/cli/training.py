@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..decision import skipped_json
-from ..kinds import WITH_AUTOENCODER, kind_class
+from ..kinds import AUTO, PHOTO_SIDE, WITH_AUTOENCODER, kind_class
 from .common import CommandError, emit_json, registry_of, report_skipped, say, table
 
 
@@ -32,7 +32,7 @@ def _training_params(args: argparse.Namespace) -> dict:
     out = {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
            "min_improvement": args.min_improvement, "shift": args.shift, "kind": args.kind, "fresh": args.fresh}
-    if args.kind not in WITH_AUTOENCODER:  # another kind keeps its own defaults for the options not given
+    if args.kind not in WITH_AUTOENCODER:  # another kind (or auto's pick) keeps its defaults for options not given
         out = {k: v for k, v in out.items() if k not in args.training_defaults or v != args.training_defaults[k]}
     return out
 
@@ -191,7 +191,7 @@ AUTOENCODER_ONLY = ("epochs", "architecture", "filters", "latent", "batch_size",
 
 def ignored_options(args: argparse.Namespace, sp_defaults: dict) -> str | None:
     """The note for autoencoder options given to another kind (they would be ignored silently)."""
-    if args.kind in WITH_AUTOENCODER:
+    if args.kind in WITH_AUTOENCODER or args.kind == AUTO:  # auto: the kind is known from the images only
         return None
     takes = getattr(kind_class(args.kind), "training_options", ())
     given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY
@@ -206,8 +206,10 @@ def add_training(sp: argparse.ArgumentParser) -> None:
                                                                      "min_improvement", "shift"))
     from ..kinds import KINDS
 
-    sp.add_argument("--kind", choices=list(KINDS), default="autoencoder",
-                    help="the kind of class model: autoencoder (default), pca (principal subspace, NumPy), "
+    sp.add_argument("--kind", choices=[AUTO, *KINDS], default=AUTO,
+                    help=f"the kind of class model: auto (default: geotrans for photos, in colour or larger than "
+                         f"{PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits), "
+                         "autoencoder, pca (principal subspace, NumPy), "
                          "hog-ocsvm (HOG features + one-class SVM), ae-hog (an autoencoder and a HOG one-class "
                          "SVM scored as one) or geotrans (a network that recognises turns and flips of the class: "
                          "for photos); --size, --color and --seed apply to every kind, "

@@ -26,11 +26,27 @@ WITH_AUTOENCODER = ("autoencoder", "ae-hog")
 #: The kind a card without a ``kind`` field is (every card written before kinds).
 DEFAULT_KIND = "autoencoder"
 
+#: The kind that is chosen by the images: :func:`choose_kind`. ``bank train``'s default.
+AUTO = "auto"
 
-def check_kind(name: object) -> str:
-    """``name`` if it is a kind of class model, else an InputError listing them."""
-    if name not in KINDS:
-        raise InputError(f"kind: expected one of {', '.join(KINDS)}, got {name!r}")
+#: Images in colour, or larger than this on a side, are photos (see :func:`choose_kind`).
+PHOTO_SIDE = 32
+
+
+def choose_kind(height: int, width: int, color: str, size_given: bool = False) -> str:
+    """The kind measured best for images of this size and colour (README "Kinds of class model"):
+    ``geotrans`` for photos (colour, or larger than :data:`PHOTO_SIDE` pixels on a side: on cats and
+    dogs it tells the two apart where every reconstruction kind is near chance), the autoencoder for
+    small gray images such as digits (as accurate as any kind there, and the fastest to answer). A size
+    asked for (``size_given``) that is not square keeps the autoencoder: geotrans turns its images."""
+    photo = color != "gray" or max(height, width) > PHOTO_SIDE
+    return "geotrans" if photo and (height == width or not size_given) else DEFAULT_KIND
+
+
+def check_kind(name: object, auto: bool = False) -> str:
+    """``name`` if it is a kind of class model (or ``auto``, when allowed), else an InputError listing them."""
+    if name not in KINDS and not (auto and name == AUTO):
+        raise InputError(f"kind: expected one of {', '.join([*KINDS, *([AUTO] if auto else [])])}, got {name!r}")
     return name  # type: ignore[return-value]
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from .. import stats as st
 from ..errors import InputError
 from ..images import InputSpec
-from .base import ClassModel
+from .base import ClassModel, warn_training
 
 NET_FILE = "net.keras"
 NET_LITERT = "net-b{batch}.tflite"
@@ -216,6 +216,17 @@ class GeoTransModel(ClassModel):
         fit = self.net_.fit(_pairs(x.astype(np.float32), self.transforms, self.batch_size, self.shift_pixels_,
                                    self.seed), epochs=self.epochs, verbose=self.verbose, callbacks=callbacks)
         self.history_ = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+
+    def fit(self, X) -> GeoTransModel:
+        super().fit(X)
+        acc = (self.history_.get("accuracy") or [math.nan])[-1]
+        self.training_["transform_accuracy"] = acc
+        if acc < 2 / self.transforms:  # at most twice chance: the class's images look alike turned
+            warn_training(self.training_, (
+                f"geotrans told the turns of this class's images apart only {acc:.0%} of the time in its last "
+                f"epoch (chance {1 / self.transforms:.0%}): they look alike turned, so its scores say little; "
+                "try --kind autoencoder, or more epochs"))
+        return self
 
     def logits(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
         """(N, T, T): the network's logits for each image (at the spec) under each transformation."""
