@@ -93,7 +93,8 @@ def summarize(e: Entry, broken: str | None = None) -> EntrySummary:
         architecture, params = c["architecture"]["name"], c["architecture"]["params"]
     else:
         architecture = None
-        params = {k: v for k, v in (c.get("params") or {}).items() if k not in ("kind", "input_shape")}
+        params = {k: v for k, v in (c.get("params") or {}).items()  # settings, not curves or conversion checks
+                  if k not in ("kind", "input_shape", "history", "litert")}
     t = c.get("training", {})
     skipped = t.get("skipped_files") or {}
     count = skipped.get("count") or 0
