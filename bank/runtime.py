@@ -174,27 +174,35 @@ def error_fn(models: Sequence[object], shape: tuple[int, ...]) -> Callable[[np.n
 
         fused = error_model(models, tuple(shape))
         return lambda x: np.asarray(fused.predict_on_batch(x), dtype=np.float64)
-    workers = min(cores(), len(models))
-    if workers < 2 or not all(isinstance(m, LiteModel) for m in models):
+    if cores() < 2 or len(models) < 2 or not all(isinstance(m, LiteModel) for m in models):
         return lambda x: np.stack([mse(x, m.predict_on_batch(x)) for m in models], axis=1)
+    singles = [m.with_threads(1) for m in models]
+    return across_cores([lambda x, m=m: mse(x, m.predict_on_batch(x)) for m in singles])
+
+
+def across_cores(fns: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from images to the (N, K) float64 columns of the K per-class functions ``fns``, the classes
+    shared among one thread per core (each should run one-thread LiteRT interpreters, which release the
+    GIL: whole models side by side beat splitting each small layer across cores)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    singles = [m.with_threads(1) for m in models]
-    shares = [range(w, len(models), workers) for w in range(workers)]
+    fns = list(fns)
+    workers = max(1, min(cores(), len(fns)))
+    shares = [range(w, len(fns), workers) for w in range(workers)]
     pool = ThreadPoolExecutor(workers, thread_name_prefix="bank-litert")
 
-    def errors(x: np.ndarray) -> np.ndarray:
-        out = np.empty((len(x), len(models)), dtype=np.float64)
+    def columns(x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(x), len(fns)), dtype=np.float64)
 
         def share(ks: range) -> None:
             for k in ks:
-                out[:, k] = mse(x, singles[k].predict_on_batch(x))
+                out[:, k] = fns[k](x)
 
         for done in [pool.submit(share, ks) for ks in shares]:
             done.result()  # re-raises a worker's error here
         return out
 
-    return errors
+    return columns
 
 
 def cores() -> int:

@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py [--quick] [--json] [--classes 1,10,50,100] [--batches 1,4,16,64,256,1024]
                                [--train-data ../shared/data/mnist [--train-images 2000] [--train-epochs 3]]
-                               [--kind autoencoder|pca|hog-ocsvm]
+                               [--kind autoencoder|pca|hog-ocsvm|ae-hog|geotrans]
 
 No training: each class model is the default 28x28 conv autoencoder (filters
 32, 64; latent 16) with random weights, and its statistics are fitted to
@@ -33,10 +33,14 @@ minutes on 2 busy cores, where the full run takes about 10 (100 single-image
 calls the naive way are 2 minutes alone). ``--json`` prints one JSON object
 instead of the markdown tables; progress goes to stderr.
 
-``--kind pca`` or ``--kind hog-ocsvm`` (default ``autoencoder``: all of the
-above) times a bank of that kind instead, with real fitted models, as they
-answer in NumPy without TensorFlow: ``PCAModel()`` or ``HOGOCSVMModel()``
-with their defaults and ``--seed``, each class fitted on ``--train-images``
+``--kind pca``, ``hog-ocsvm``, ``ae-hog`` or ``geotrans`` (default
+``autoencoder``: all of the above) times a bank of that kind instead, with
+real fitted models, as they answer without TensorFlow (NumPy, and LiteRT
+for the networks of ``ae-hog`` and ``geotrans``): ``PCAModel()``,
+``HOGOCSVMModel()``, ``AEHOGModel()`` or ``GeoTransModel()`` with their
+defaults and ``--seed`` (the two that train a network for
+``--train-epochs``, default 3: their speed does not depend on it), each
+class fitted on ``--train-images``
 images of its digit from ``--train-data`` (MNIST IDX; classes past the tenth
 repeat the digits on other random draws of the images) and timed on MNIST
 test digits, or, without ``--train-data``, on synthetic 28x28 images (a
@@ -52,9 +56,9 @@ users' targets for a 10-class ``pca`` MNIST bank beside them (one image in
 at most 0.3 ms, at least 20,000 images/s batched); the router's errors
 against each model's ``score_samples``; scaling with the batch size and the
 number of classes; fit and registration time per class; peak RSS; cold start
-and ``bank classify one.png`` as for the autoencoder. ``--train-epochs``
-(the autoencoder's) is ignored and the output says so; ``bank train-all`` is
-not timed for these kinds (a class fits in about a second). The versions line
+and ``bank classify one.png`` as for the autoencoder. ``--train-epochs`` is
+ignored by ``pca`` and ``hog-ocsvm``, and the output says so; ``bank
+train-all`` is not timed for these kinds. The versions line
 names NumPy's BLAS and its threads: the ``pca`` products use them, and on
 cores shared with other work several BLAS threads can be many times slower
 than one (compare a run under ``OPENBLAS_NUM_THREADS=1``).
@@ -557,20 +561,24 @@ def kind_data(cfg: dict, n_classes: int, n_test: int, seed: int, say) -> tuple[l
     return train, (x.astype(np.float32) / 255.0)[..., None], data
 
 
-def fitted_kind_bank(kind: str, train: list[np.ndarray], seed: int, say) -> tuple[dict, float, list[str]]:
-    """Class "k" of ``kind`` fitted on ``train[k]``, with its defaults and ``seed``; the mean fit seconds and
-    the distinct warnings the fits gave."""
+def fitted_kind_bank(kind: str, train: list[np.ndarray], seed: int, say,
+                     epochs: int | None = None) -> tuple[dict, float, list[str]]:
+    """Class "k" of ``kind`` fitted on ``train[k]``, with its defaults and ``seed`` (and ``epochs`` for a kind
+    that trains a network: its speed does not depend on them); the mean fit seconds and the distinct warnings
+    the fits gave."""
     import warnings
 
-    from bank.kinds import kind_class
+    from bank.kinds import WITH_AUTOENCODER, kind_class
 
     say(f"fitting {len(train)} {kind} class models")
+    extra = {} if epochs is None else (
+        {"ae": {"epochs": epochs, "verbose": 0}} if kind in WITH_AUTOENCODER else {"epochs": epochs})
     bank, secs, caught_all = {}, [], []
     for k, images in enumerate(train):
         t = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            bank[str(k)] = kind_class(kind)(seed=seed).fit(images)
+            bank[str(k)] = kind_class(kind)(seed=seed, **extra).fit(images)
         secs.append(time.perf_counter() - t)
         caught_all += [str(w.message) for w in caught]
     return bank, statistics.mean(secs), list(dict.fromkeys(caught_all))
@@ -677,6 +685,13 @@ def kind_params(kind: str, bank: dict) -> str:
     if kind == "pca":
         ks = sorted({len(m.core_.components_) for m in models})
         return f"PCAModel() defaults: n_components={models[0].n_components} ({'-'.join(map(str, ks))} kept per class)"
+    if kind == "geotrans":
+        m = models[0]
+        return (f"GeoTransModel() defaults: {m.transforms} transformations, filters {list(m.filters)}, "
+                f"dense {m.dense}, {m.epochs} epochs")
+    if kind == "ae-hog":
+        sv = [len(m.hog_.support_vectors_) for m in models]
+        return f"AEHOGModel() defaults: the default autoencoder and {min(sv)}-{max(sv)} HOG support vectors per class"
     sv = [len(m.core_.support_vectors_) for m in models]
     return (f"HOGOCSVMModel() defaults: {models[0].core_.support_vectors_.shape[1]} HOG values, "
             f"{min(sv)}-{max(sv)} support vectors per class")
@@ -689,7 +704,7 @@ def measure_kind(kind: str, cfg: dict, seed: int, say) -> dict:
     n = max(cfg["classes"] + [BANK])
     n_test = max(BATCH, cfg["images"] // BATCH * BATCH)
     train, x, data = kind_data(cfg, n, n_test, seed, say)
-    everything, fit_s, warned = fitted_kind_bank(kind, train, seed, say)
+    everything, fit_s, warned = fitted_kind_bank(kind, train, seed, say, cfg.get("train_epochs"))
     for w in warned:
         say(f"warning from the fits: {w}")
     bank = first(everything, BANK)
@@ -746,8 +761,10 @@ def print_kind_tables(out: dict) -> None:
         print(f"Ignored (the autoencoder's options): {', '.join(out['ignored_options'])}.")
     for w in out["fit_warnings"]:
         print(f"Warning from the fits: {w}")
-    scorer = ("the fused product, bank.kinds.pca.fused_scores" if kind == "pca" else
-              "no fused product: HOG and kernel sums class by class, the kind's group_scorer")
+    scorer = {"pca": "the fused product, bank.kinds.pca.fused_scores",
+              "ae-hog": "the kind's group_scorer: the autoencoders fused (LiteRT threads), then each class's HOG term",
+              "geotrans": "the kind's group_scorer: each class's network on the eight turned and flipped copies"
+              }.get(kind, "no fused product: HOG and kernel sums class by class, the kind's group_scorer")
     print(f"\n(1) is {scorer}.")
     if out["targets"]:
         print(f"Targets (users', for a {BANK}-class {kind} bank on MNIST): through Router.score, one image in at most "
@@ -800,10 +817,19 @@ def settings(args: argparse.Namespace) -> dict:
     cfg.update(train_data=args.train_data, train_images=args.train_images, kind=args.kind,
                train_epochs=3 if args.train_epochs is None else args.train_epochs)
     if args.kind != "autoencoder":
-        for key in ("naive_calls", "scale_calls", "train_epochs"):  # the autoencoder's only
+        for key in ("naive_calls", "scale_calls"):  # the autoencoder's only
             del cfg[key]
-        cfg["ignored"] = ["--train-epochs"] if args.train_epochs is not None else []
+        if not trains_network(args.kind):  # a kind that trains a network is fitted with --train-epochs
+            del cfg["train_epochs"]
+        cfg["ignored"] = ["--train-epochs"] if args.train_epochs is not None and "train_epochs" not in cfg else []
     return cfg
+
+
+def trains_network(kind: str) -> bool:
+    """Whether ``kind`` trains a network for some epochs (ae-hog's autoencoder, geotrans)."""
+    from bank.kinds import WITH_AUTOENCODER, kind_class
+
+    return kind in WITH_AUTOENCODER or "epochs" in getattr(kind_class(kind), "training_options", ())
 
 
 def versions() -> str:
@@ -853,7 +879,8 @@ def main(argv: list[str] | None = None) -> int:
                    "fitted on and timed with (else synthetic images)")
     p.add_argument("--train-images", type=int, default=2000, metavar="N", help="training images per digit "
                    "(default 2000)")
-    p.add_argument("--train-epochs", type=int, metavar="E", help="epochs per digit (default 3; the autoencoder's)")
+    p.add_argument("--train-epochs", type=int, metavar="E", help="epochs per digit (default 3; the autoencoder's, "
+                   "and for --kind ae-hog or geotrans those the timed models are fitted with)")
     p.add_argument("--kind", choices=list(KINDS), default="autoencoder", help="the kind of class model timed "
                    "(default autoencoder: random weights; the others are fitted for real)")
     p.add_argument("--seed", type=int, default=0)

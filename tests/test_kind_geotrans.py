@@ -98,6 +98,9 @@ def test_registered_loaded_and_answered_without_tensorflow(trained, digits, tmp_
         np.testing.assert_allclose(back.score_samples(images[1400:1400 + n]),
                                    models["7"].score_samples(images[1400:1400 + n]), rtol=1e-4, atol=1e-5)
     assert back.stats_ == models["7"].stats_
+    router = Router.from_registry(reg, ["2", "4", "7"])  # LiteRT networks, the classes shared among the cores
+    np.testing.assert_allclose(router.errors(images[1400:1413])[:, 2], back.score_samples(images[1400:1413]),
+                               rtol=1e-6)
     np.save(tmp_path / "x.npy", images[1400:1410])
     code = textwrap.dedent(f"""
         import sys

@@ -22,6 +22,7 @@ twins without TensorFlow when ``ai-edge-litert`` is installed, else the Keras mo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -244,6 +245,21 @@ class GeoTransModel(ClassModel):
         z = self.logits(x)
         n, T = z.shape[:2]
         return surprise(z.reshape(n * T, T), np.tile(np.arange(T), n)).reshape(n, T).mean(axis=1)
+
+    @classmethod
+    def group_scorer(cls, models):
+        """Scores by every one of ``models`` (one spec): LiteRT networks share the classes among the cores
+        (one thread each), as an autoencoder bank does; Keras networks class by class."""
+        from .. import runtime as rt
+
+        if rt.cores() < 2 or len(models) < 2 or not all(isinstance(m.net_, rt.LiteModel) for m in models):
+            return super().group_scorer(models)
+        singles = []
+        for m in models:
+            single = copy.copy(m)
+            single.net_ = m.net_.with_threads(1)
+            singles.append(single)
+        return rt.across_cores([single._scores for single in singles])
 
     # ------------------------------------------------------------ files
     def save(self, folder: str | Path) -> dict:
