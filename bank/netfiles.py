@@ -22,7 +22,8 @@ from .images import InputSpec
 def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str,
                  out_shape: tuple[int, ...] | None = None) -> dict:
     """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files named by
-    ``pattern`` (``"model-b{batch}.tflite"``); a card's "litert" field. ``out_shape``: each image's
+    ``pattern`` (``"model-b{batch}.tflite"``); a card's "litert" field. ``name`` says whose in a warning
+    ("class 'cat'", "the geotrans network"). ``out_shape``: each image's
     output when it is not an image of the spec. A failure is a warning and a "skipped" reason, never a
     lost entry."""
     try:
@@ -32,7 +33,7 @@ def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str,
         diff = rt.check(model, rt.LiteModel(flatbuffers, spec.shape, out_shape=out_shape))
     except Exception as err:  # the converter and LiteRT raise many kinds; the Keras model still lands
         reason = f"{type(err).__name__}: {err}"[:300]
-        warnings.warn(f"class {name!r}: registered without a LiteRT model ({reason}); it answers through "
+        warnings.warn(f"{name}: registered without a LiteRT model ({reason}); it answers through "
                       "TensorFlow", stacklevel=3)
         return {"files": [], "skipped": reason}
     files = []

@@ -99,7 +99,7 @@ def validate_class_name(name: str) -> str:
 
 def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
     """An autoencoder entry's LiteRT twins (``model-b{batch}.tflite``): :func:`bank.netfiles.write_litert`."""
-    return write_litert(name, model, spec, folder, LITERT_FILE)
+    return write_litert(f"class {name!r}", model, spec, folder, LITERT_FILE)
 
 
 def _is_version(name: str) -> bool:

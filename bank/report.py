@@ -170,7 +170,8 @@ def _wrap(text: str, width_pt: float, font: FontProperties) -> list[str]:
     return lines or [""]
 
 
-def plot_losses(path: Path, histories: dict[str, dict]) -> Path:
+def plot_losses(path: Path, histories: dict[str, dict],
+                ylabel: str = "MSE (solid: training, dashed: early-stopping set)") -> Path:
     """Training and early-stopping loss per epoch of each class, from the history saved at training time."""
     fig = Figure(figsize=(6, 3.4))
     ax = fig.add_subplot()
@@ -182,7 +183,7 @@ def plot_losses(path: Path, histories: dict[str, dict]) -> Path:
             ax.plot(range(1, len(h["val_loss"]) + 1), h["val_loss"], color=color, lw=1, ls="--")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (solid: training, dashed: early-stopping set)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=6, ncol=2)
     return _save(fig, path)
 

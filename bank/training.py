@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InputError
-from .images import InputSpec, infer_spec, parse_size
+from .images import InputSpec, infer_spec, is_gray, parse_size
 from .inputs import as_images
 from .kinds import AUTO, DEFAULT_KIND, WITH_AUTOENCODER, check_kind, choose_kind, kind_class
 from .registry import validate_class_name
@@ -32,29 +33,42 @@ BACKENDS = ("loky", "dask")
 
 #: The training settings every kind takes; the others are the autoencoder's (epochs, patience, ...).
 COMMON = ("seed",)
+#: What :func:`make_detector`'s ``params`` may hold besides training settings.
+NOT_TRAINING = ("size", "color", "kind", "fresh", "verbose", "progress")
+
+
+def own_look(images) -> tuple[int, bool]:
+    """The largest side of the images' own sizes, and whether every one is gray: what ``auto`` decides on."""
+    from .pipeline import ImageFiles
+
+    if isinstance(images, ImageFiles):
+        return max((max(s) for s in images.sizes), default=0), images.gray
+    imgs = as_images(images)
+    return max((max(i.shape[:2]) for i in imgs), default=0), all(is_gray(i) for i in imgs)
+
+
+def resolve_kind(images, kind: str, size: str | None = None) -> str:
+    """``kind``, or for ``"auto"`` the kind :func:`bank.kinds.choose_kind` picks for these images (their own
+    size and colour) at the ``size`` asked for, if any."""
+    if check_kind(kind, auto=True) != AUTO:
+        return kind
+    return choose_kind(*own_look(images), parse_size(size) if size else None)
 
 
 def make_detector(images, *, size: str | None = None, color: str | None = None, kind: str = DEFAULT_KIND,
                   **params):
     """An unfitted class model of ``kind`` (an AutoencoderDetector by default; ``"auto"``: the kind
-    :func:`bank.kinds.choose_kind` picks for these images); ``size`` ("HxW") or ``color`` fix its input
-    spec, the images' own size (as the kind chooses from it) and colour filling in what is not given.
-    Another kind takes the ``seed`` of ``params`` and those of the autoencoder's training settings it
-    names in ``training_options`` (the rest are the autoencoder's)."""
+    :func:`resolve_kind` picks for these images); ``size`` ("HxW") or ``color`` fix its input spec, the
+    images' own size (as the kind chooses from it) and colour filling in what is not given. Another kind
+    takes the ``seed`` of ``params`` and those of the autoencoder's training settings it names in
+    ``training_options`` (the rest are the autoencoder's)."""
     from .pipeline import ImageFiles
 
-    check_kind(kind, auto=True)
-    guess = None
-    if size or color or kind == AUTO:
-        guess = images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images))
-    if kind == AUTO:
-        h, w = parse_size(size) if size else (guess.height, guess.width)
-        kind = choose_kind(h, w, color or guess.color, size_given=bool(size))
+    kind = resolve_kind(images, kind, size)
     cls = kind_class(kind)
     spec = None
     if size or color:
-        if not size and hasattr(cls, "choose_spec"):
-            guess = cls.choose_spec(guess)
+        guess = cls.choose_spec(images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images)))
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
     if kind == DEFAULT_KIND:
@@ -64,6 +78,14 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
         return cls(spec=spec, ae={k: v for k, v in params.items() if k not in COMMON}, **common)
     own = {k: v for k, v in params.items() if k in getattr(cls, "training_options", ())}
     return cls(spec=spec, **own, **common)
+
+
+def ignored_by(kind: str, params: dict) -> list[str]:
+    """The autoencoder's training settings in ``params`` that ``kind`` does not take (it would ignore them)."""
+    if kind in (DEFAULT_KIND, *WITH_AUTOENCODER):
+        return []
+    takes = (*COMMON, *getattr(kind_class(kind), "training_options", ()), *NOT_TRAINING)
+    return [k for k, v in params.items() if v is not None and k not in takes]
 
 
 def check_params(params: dict) -> None:
@@ -112,12 +134,15 @@ def fit_and_register(registry, name: str, data, params: dict, skipped: list[tupl
     params = dict(params)
     fresh = params.pop("fresh", False)
     det = make_detector(data, **params)
-    if det.kind != DEFAULT_KIND:  # seconds, in memory: no state to resume, no loss curves
+    if det.kind != DEFAULT_KIND:  # in memory: no state to resume; loss curves for a kind that trains a network
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             det.fit(data)
         record_skipped(det, skipped)
-        return det, registry.register(name, det)
+        if not (getattr(det, "history_", None) or {}).get("loss"):
+            return det, registry.register(name, det)
+        with tempfile.TemporaryDirectory(prefix="bank-plot-") as tmp:
+            return det, registry.register(name, det, extras=loss_plot(name, det, Path(tmp)))
     key = det.run_key(data)  # before taking a folder: it picks the folder this run resumes from
     with registry.training_dir(name, key, fresh=fresh) as work:
         if on_start is not None:
@@ -136,7 +161,8 @@ def loss_plot(name: str, detector, folder: Path) -> dict[str, bytes]:
     """The training-loss curves as PNG bytes, ready for the registry entry: ``{"loss.png": ...}``."""
     from .report import plot_losses
 
-    path = plot_losses(Path(folder) / "loss.png", {name: detector.history_})
+    label = getattr(detector, "loss_label", None)
+    path = plot_losses(Path(folder) / "loss.png", {name: detector.history_}, *([label] if label else []))
     return {"loss.png": path.read_bytes()}
 
 
@@ -167,6 +193,25 @@ def class_folders(root: str | os.PathLike) -> dict[str, Path]:
     if not folders:
         raise InputError(f"{root}: no sub-folders (expected one sub-folder of images per class)")
     return folders
+
+
+#: Files looked at per class when ``auto`` chooses one kind for a whole root (their own size and colour).
+AUTO_SAMPLE = 64
+
+
+def root_kind(folders: dict[str, Path], kind: str, size: str | None = None) -> str:
+    """``kind``, or for ``"auto"`` one kind for every class of a root (a bank of one kind compares raw and
+    exports whole): photos if any class's images are, judged on up to :data:`AUTO_SAMPLE` files a class."""
+    from .pipeline import scan
+
+    if check_kind(kind, auto=True) != AUTO:
+        return kind
+    side, gray = 0, True
+    for folder in folders.values():
+        files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+        look = own_look(scan(files[:AUTO_SAMPLE]))
+        side, gray = max(side, look[0]), gray and look[1]
+    return choose_kind(side, gray, parse_size(size) if size else None)
 
 
 def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.PathLike, params: dict,
@@ -261,7 +306,8 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
     ``backend="dask"``: the tasks go to the Dask cluster at ``scheduler``
     (an address such as "tcp://10.0.0.1:8786") through joblib's dask
     backend; the registry must be a path every worker can write.
-    ``params``: AutoencoderDetector parameters, plus ``size`` and ``color``.
+    ``params``: :func:`make_detector`'s (``kind``, ``size``, ``color``, training settings); ``"auto"``
+    chooses one kind for every class (:func:`root_kind`).
     ``on_done(run, done, total)`` is called as each class finishes;
     ``progress`` has each training say its epochs on stderr (see
     :func:`train_one`). Returns the runs in folder order.
@@ -280,7 +326,9 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
     check_params(params or {})
     for name in folders:
         validate_class_name(name)
-    tasks = [(name, str(path.absolute()), registry_root, dict(params or {})) for name, path in folders.items()]
+    params = dict(params or {})
+    params["kind"] = root_kind(folders, params.get("kind", DEFAULT_KIND), params.get("size"))
+    tasks = [(name, str(path.absolute()), registry_root, dict(params)) for name, path in folders.items()]
     if backend == "dask":
         if not scheduler:
             raise InputError("backend 'dask' needs a scheduler address (--scheduler tcp://HOST:8786)")

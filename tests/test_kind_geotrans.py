@@ -198,16 +198,44 @@ def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_image
     from bank.training import make_detector
 
     images, labels = digits
-    assert choose_kind(28, 28, "gray") == "autoencoder" and choose_kind(8, 8, "gray") == "autoencoder"
-    assert choose_kind(28, 28, "rgb") == "geotrans" and choose_kind(200, 200, "gray") == "geotrans"
-    assert choose_kind(64, 96, "rgb") == "geotrans"  # squared by geotrans
-    assert choose_kind(64, 96, "rgb", size_given=True) == "autoencoder"  # a size asked for that cannot be turned
+    assert choose_kind(28, gray=True) == "autoencoder" and choose_kind(8, gray=True) == "autoencoder"
+    assert choose_kind(28, gray=False) == "geotrans" and choose_kind(200, gray=True) == "geotrans"
+    assert choose_kind(96, gray=False, size=(64, 96)) == "autoencoder"  # a size asked for that cannot be turned
     assert make_detector(images[:20], kind="auto").kind == "autoencoder"
+    # small gray images of mixed sizes: the autoencoder (their own sizes decide, not the 64x64 they are brought to)
+    mixed = [np.zeros((20, 20, 1), np.float32), np.ones((24, 18, 1), np.float32)] * 4
+    assert make_detector(mixed, kind="auto").kind == "autoencoder"
     photos = make_family(tmp_path / "stripes", "stripes", 40, seed=1)
     reg = str(tmp_path / "reg")
-    assert main(["train", "stripes", str(photos[0].parent), "--epochs", "2", "--registry", reg, "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    # options given equal to the autoencoder's defaults still reach geotrans; the others are named as ignored
+    assert main(["train", "stripes", str(photos[0].parent), "--epochs", "2", "--batch-size", "32", "--patience", "8",
+                 "--registry", reg, "--json"]) == 0
+    got = capsys.readouterr()
+    out = json.loads(got.out)
     assert out["kind"] == "geotrans" and out["input_spec"]["height"] == out["input_spec"]["width"] == 64
+    assert "kind auto: geotrans" in got.err and "--patience" in got.err and "geotrans ignores" in got.err
+    card = Registry(reg).entry("stripes").card
+    assert card["params"]["epochs"] == 2 and card["params"]["batch_size"] == 32
+    assert card["extras"][0]["file"] == "loss.png"  # its loss curve, as an autoencoder's
     assert main(["train", "blobs", str(photos[0].parent), "--size", "24x32", "--epochs", "1", "--registry", reg,
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "autoencoder"
+
+
+def test_train_all_chooses_one_kind_for_the_whole_root(tmp_path, capsys):
+    from photos import make_family
+
+    from bank.cli import main
+
+    make_family(tmp_path / "root" / "stripes", "stripes", 24, seed=1)
+    make_family(tmp_path / "root" / "blobs", "blobs", 24, seed=1)
+    reg = str(tmp_path / "reg")
+    assert main(["train-all", str(tmp_path / "root"), "--epochs", "1", "--jobs", "1", "--registry", reg]) == 0
+    assert "kind auto: geotrans" in capsys.readouterr().err
+    assert {Registry(reg).entry(c).kind for c in ("stripes", "blobs")} == {"geotrans"}
+
+
+def test_a_loaded_model_keeps_its_settings(trained):
+    _, reg = trained
+    back = reg.load_detector("4")
+    assert (back.epochs, back.batch_size, list(back.filters)) == (TINY["epochs"], TINY["batch_size"], [16, 32, 64])

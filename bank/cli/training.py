@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..decision import skipped_json
-from ..kinds import AUTO, PHOTO_SIDE, WITH_AUTOENCODER, kind_class
+from ..kinds import AUTO, PHOTO_SIDE
 from .common import CommandError, emit_json, registry_of, report_skipped, say, table
 
 
@@ -26,22 +26,40 @@ def _training_params(args: argparse.Namespace) -> dict:
         if args.latent < 1:
             raise CommandError(f"--latent: expected a code size of at least 1, got {args.latent}")
         params["latent_dim"] = args.latent
-    note = ignored_options(args, args.training_defaults)
-    if note:
-        say(note)
     out = {"size": args.size, "color": args.color, "architecture": args.architecture, "params": params or None,
            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "patience": args.patience,
            "min_improvement": args.min_improvement, "shift": args.shift, "kind": args.kind, "fresh": args.fresh}
-    if args.kind not in WITH_AUTOENCODER:  # another kind (or auto's pick) keeps its defaults for options not given
-        out = {k: v for k, v in out.items() if k not in args.training_defaults or v != args.training_defaults[k]}
-    return out
+    if args.kind != AUTO:  # auto: said once the images tell the kind
+        note_ignored(args.kind, out)
+    return {k: v for k, v in out.items() if v is not None}  # an option not given: the kind's own default
+
+
+def note_ignored(kind: str, params: dict) -> None:
+    """Say which of the autoencoder's options given ``kind`` ignores (rather than drop them silently)."""
+    from ..training import ignored_by
+
+    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY
+             if o in ignored_by(kind, {k: params.get(k) for k in AUTOENCODER_ONLY})]
+    if "params" in ignored_by(kind, {"params": params.get("params")}):
+        given += [o for o, k in (("--filters", "filters"), ("--latent", "latent_dim")) if k in params["params"]]
+    if given:
+        say(f"note: {', '.join(given)}: the autoencoder's options; {kind} ignores them")
+
+
+def choose(kind: str, chosen: str, params: dict) -> None:
+    """Say what ``auto`` chose and why, and which given options the chosen kind ignores."""
+    from ..kinds import why_kind
+
+    if kind == AUTO:
+        say(f"kind auto: {chosen}, for {why_kind(chosen)} (--kind names another)")
+        note_ignored(chosen, params)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..data import class_source
     from ..pipeline import scan
     from ..registry import validate_class_name
-    from ..training import check_params, epoch_line, fit_and_register
+    from ..training import check_params, epoch_line, fit_and_register, resolve_kind
 
     args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
     reg = registry_of(args)
@@ -58,6 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
     else:
         data, skipped = source, None
+    chosen = resolve_kind(data, params["kind"], params.get("size"))
+    choose(params["kind"], chosen, params)
+    params["kind"] = chosen
     held: list[Path] = []  # the state folder this run took
 
     def started(work: Path, resuming: bool) -> None:
@@ -113,12 +134,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_all(args: argparse.Namespace) -> int:
-    from ..training import class_folders, train_all
+    from ..registry import validate_class_name
+    from ..training import check_params, class_folders, root_kind, train_all
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     reg = registry_of(args)
     params = _training_params(args)
-    todo = classes or list(class_folders(args.root))
+    check_params(params)
+    folders = class_folders(args.root)
+    todo = classes or list(folders)
+    for name in todo:  # refused before any image is read
+        validate_class_name(name)
+    chosen = root_kind({c: folders[c] for c in todo if c in folders}, params["kind"], params.get("size"))
+    choose(params["kind"], chosen, params)
+    params["kind"] = chosen
     say(f"training {len(todo)} class(es), one per sub-folder of {args.root}, into {reg.where} ({args.backend}); "
          f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class'}")
     finished: list = []
@@ -184,19 +213,10 @@ def _share_or_auto(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number such as 0.1, got {text!r}") from None
 
 
-#: The training options only the autoencoder reads (the other kinds use their own defaults).
+#: The training options only the autoencoder reads (the other kinds use their own defaults); "filters" and
+#: "latent" reach it inside "params".
 AUTOENCODER_ONLY = ("epochs", "architecture", "filters", "latent", "batch_size", "patience", "min_improvement",
                     "shift")
-
-
-def ignored_options(args: argparse.Namespace, sp_defaults: dict) -> str | None:
-    """The note for autoencoder options given to another kind (they would be ignored silently)."""
-    if args.kind in WITH_AUTOENCODER or args.kind == AUTO:  # auto: the kind is known from the images only
-        return None
-    takes = getattr(kind_class(args.kind), "training_options", ())
-    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY
-             if getattr(args, o) != sp_defaults.get(o) and o not in takes]
-    return f"note: {', '.join(given)}: the autoencoder's options; {args.kind} ignores them" if given else None
 
 
 def add_training(sp: argparse.ArgumentParser) -> None:
@@ -216,29 +236,28 @@ def add_training(sp: argparse.ArgumentParser) -> None:
                          f"{', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the autoencoder "
                          "(also inside ae-hog), --epochs, --batch-size and --shift also to geotrans (its defaults: "
                          "20 epochs, batch 128, shift 1/16)")
-    sp.add_argument("--epochs", type=int, default=epochs,
+    sp.add_argument("--epochs", type=int,
                     help=f"most epochs; early stopping may end sooner (default {epochs}; geotrans 20)")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
                     "at most 128, else 64x64)")
     sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
     sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
-    sp.add_argument("--architecture", choices=["auto", "conv", "dense"], default="auto",
+    sp.add_argument("--architecture", choices=["auto", "conv", "dense"],
                     help="auto: dense up to 16x16, conv above (default)")
     sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64")
     sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
-    sp.add_argument("--batch-size", type=int, default=batch, help=f"default {batch}")
-    sp.add_argument("--patience", type=int, default=patience,
+    sp.add_argument("--batch-size", type=int, help=f"default {batch}; geotrans 128")
+    sp.add_argument("--patience", type=int,
                     help=f"stop after this many epochs in a row without progress (default {patience})")
-    sp.add_argument("--min-improvement", type=float, default=better, metavar="SHARE",
+    sp.add_argument("--min-improvement", type=float, metavar="SHARE",
                     help=f"progress: an epoch lowers the best early-stopping loss by at least this share of it "
                          f"(default {better})")
-    sp.add_argument("--shift", type=_share_or_auto, default=shift, metavar="SHARE",
+    sp.add_argument("--shift", type=_share_or_auto, metavar="SHARE",
                     help="move each training image by a random shift of up to this share of its sides, anew each "
                          f"epoch; 0 turns it off; auto: {SMALL_SHIFT} for a class of fewer than {SMALL_CLASS} "
-                         f"training images, else 0 (default {shift})")
+                         f"training images, else 0 (default {shift}; geotrans: auto is 1/16)")
     sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
                     "training of the class left (by default the same command resumes from it)")
-    sp.set_defaults(training_defaults={o: sp.get_default(o) for o in AUTOENCODER_ONLY})
 
 
 def register(add) -> None:

@@ -33,14 +33,24 @@ AUTO = "auto"
 PHOTO_SIDE = 32
 
 
-def choose_kind(height: int, width: int, color: str, size_given: bool = False) -> str:
-    """The kind measured best for images of this size and colour (README "Kinds of class model"):
-    ``geotrans`` for photos (colour, or larger than :data:`PHOTO_SIDE` pixels on a side: on cats and
-    dogs it tells the two apart where every reconstruction kind is near chance), the autoencoder for
-    small gray images such as digits (as accurate as any kind there, and the fastest to answer). A size
-    asked for (``size_given``) that is not square keeps the autoencoder: geotrans turns its images."""
-    photo = color != "gray" or max(height, width) > PHOTO_SIDE
-    return "geotrans" if photo and (height == width or not size_given) else DEFAULT_KIND
+def choose_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None) -> str:
+    """The kind measured best for images whose largest side is ``largest_side`` pixels (their own size,
+    before any resizing) and which are all ``gray`` or not (README "Kinds of class model"): ``geotrans``
+    for photos (colour, or larger than :data:`PHOTO_SIDE` pixels on a side: on cats and dogs it tells the
+    two apart where every reconstruction kind is near chance), the autoencoder for small gray images such
+    as digits (the most accurate kind there that answers in under 2 ms). A ``size`` (height, width) asked
+    for that is not square keeps the autoencoder: geotrans turns its images by quarter turns."""
+    photo = not gray or largest_side > PHOTO_SIDE
+    if photo and size is not None and size[0] != size[1]:
+        return DEFAULT_KIND
+    return "geotrans" if photo else DEFAULT_KIND
+
+
+def why_kind(kind: str) -> str:
+    """Why ``auto`` chose ``kind``, in words."""
+    if kind == DEFAULT_KIND:
+        return f"small gray images (at most {PHOTO_SIDE} px a side), or a size asked for that is not square"
+    return f"photos (in colour, or larger than {PHOTO_SIDE} px a side)"
 
 
 def check_kind(name: object, auto: bool = False) -> str:

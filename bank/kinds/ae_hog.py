@@ -145,7 +145,7 @@ class AEHOGModel(ClassModel):
         if not hasattr(self.ae_.model_, "save"):
             raise InputError("ae-hog: saving needs the autoencoder's Keras model; this one was loaded for LiteRT")
         self.ae_.model_.save(folder / AE_FILE)
-        litert = write_litert(self.kind, self.ae_.model_, self.spec_, folder, AE_LITERT)
+        litert = write_litert(f"the {self.kind} network", self.ae_.model_, self.spec_, folder, AE_LITERT)
         hog_params, arrays = self.hog_.to_arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
