@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"kind of class model: {AUTO}, {', '.join(KINDS)}; several, comma-separated, run side by "
                    "side (default auto: the kind bank train chooses for photos, geotrans)")
     p.add_argument("--epochs", type=int, help="most epochs; early stopping may end sooner (default 30; the "
-                   "autoencoder's; geotrans takes it too, its default 20)")
+                   "autoencoder's; geotrans takes it too, its default 60)")
     p.add_argument("--batch-size", type=int, help="default 32 (the autoencoder's; geotrans takes it too, its "
                    "default 128)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of each class held out for testing (0.2)")

@@ -15,11 +15,12 @@ from bank.errors import InputError
 from bank.images import InputSpec
 from bank.inputs import prepare
 from bank.kinds.base import ClassModel
-from bank.kinds.geotrans import NET_FILE, GeoTransModel, jitter, surprise, transform
+from bank import augment
+from bank.kinds.geotrans import NET_FILE, GeoTransModel, surprise, transform
 from bank.registry import Registry
 from bank.router import Router
 
-TINY = {"epochs": 6, "batch_size": 64}
+TINY = {"epochs": 6, "batch_size": 64, "transforms": 8, "crop": 1.0, "light": 0.0}  # digits: no mirror
 
 
 def test_the_transformations_are_the_turns_and_the_mirror():
@@ -31,10 +32,20 @@ def test_the_transformations_are_the_turns_and_the_mirror():
     np.testing.assert_array_equal(transform(x, 5)[0, :, :, 0], np.rot90(x[0, :, ::-1, 0]))
     # eight different images of an image with no symmetry
     assert len({transform(x, t)[0].tobytes() for t in range(8)}) == 8
-    # the jitter moves content, keeps the size, and does nothing at 0 pixels
+    # the training changes keep the size, stay in [0, 1], and do nothing when off
     rng = np.random.default_rng(0)
-    big = np.random.default_rng(1).random((5, 8, 8, 3)).astype(np.float32)
-    assert jitter(big, 2, rng).shape == big.shape and jitter(big, 0, rng) is big
+    big = np.random.default_rng(1).random((40, 8, 8, 3)).astype(np.float32)
+    for changed in (augment.shift(big, 2, rng), augment.crop(big, 0.5, rng), augment.mirror(big, rng),
+                    augment.light(big, 0.3, rng)):
+        assert changed.shape == big.shape and changed.min() >= 0 and changed.max() <= 1
+    assert augment.shift(big, 0, rng) is big and augment.crop(big, 1.0, rng) is big
+    assert augment.light(big, 0.0, rng) is big
+    mirrored = augment.mirror(big, rng)
+    same = [np.array_equal(m, b) for m, b in zip(mirrored, big)]
+    flipped = [np.array_equal(m, b[:, ::-1]) for m, b in zip(mirrored, big)]
+    assert all(a or b for a, b in zip(same, flipped)) and 5 < sum(flipped) < 35
+    cropped = augment.crop(big, 0.5, rng)  # nearest pixels of a window: every value is one of the image's
+    assert all(np.isin(c, b).all() for c, b in zip(cropped, big))
     # surprise: -log softmax at the true transformation
     logits = np.array([[0.0, 0.0], [10.0, -10.0]])
     np.testing.assert_allclose(surprise(logits, np.array([0, 1])), [np.log(2), 20 + np.log1p(np.exp(-20))])
@@ -58,7 +69,7 @@ def test_its_score_is_the_surprise_at_the_transformations(trained, digits):
     assert isinstance(m, ClassModel) and m.spec_ == InputSpec(8, 8, "gray")
     x = images[1400:1500]
     z = m.logits(prepare(x, m.spec_))
-    assert z.shape == (100, 8, 8)
+    assert z.shape == (100, 8, 8) and m.transforms == 8
     want = np.mean([surprise(z[:, t], np.full(100, t)) for t in range(8)], axis=0)
     np.testing.assert_allclose(m.score_samples(x), want, rtol=1e-6)
     own, other = labels[1400:1500] == 7, labels[1400:1500] != 7
@@ -74,7 +85,8 @@ def test_its_score_is_the_surprise_at_the_transformations(trained, digits):
 def test_bad_settings_are_named_before_training(digits):
     images, _ = digits
     for kw, field in [({"transforms": 6}, "transforms"), ({"epochs": 0}, "epochs"), ({"shift": 0.7}, "shift"),
-                      ({"dropout": 1.0}, "dropout"), ({"filters": "16,32"}, "filters"),
+                      ({"dropout": 1.0}, "dropout"), ({"filters": "16,32"}, "filters"), ({"crop": 0}, "crop"),
+                      ({"light": -0.1}, "light"), ({"mirror": True, "transforms": 8}, "mirror"),
                       ({"spec": InputSpec(8, 12, "gray")}, "square")]:
         with pytest.raises(InputError, match=field):
             GeoTransModel(**kw).fit(images[:40])

@@ -235,9 +235,9 @@ def add_training(sp: argparse.ArgumentParser) -> None:
                          "for photos); --size, --color and --seed apply to every kind, "
                          f"{', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the autoencoder "
                          "(also inside ae-hog), --epochs, --batch-size and --shift also to geotrans (its defaults: "
-                         "20 epochs, batch 128, shift 1/16)")
+                         "60 epochs, batch 128, shift 1/16)")
     sp.add_argument("--epochs", type=int,
-                    help=f"most epochs; early stopping may end sooner (default {epochs}; geotrans 20)")
+                    help=f"most epochs; early stopping may end sooner (default {epochs}; geotrans 60)")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
                     "at most 128, else 64x64)")
     sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
