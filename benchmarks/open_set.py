@@ -178,6 +178,8 @@ def trained(kind: str, args, train, say) -> dict:
             takes = getattr(kind_class(kind), "training_options", ())
             extra = ({"ae": {"verbose": 0, **epochs}} if kind in WITH_AUTOENCODER
                      else epochs if "epochs" in takes else {})
+            if kind == "geotrans":  # digits: a mirrored digit is not the digit
+                extra["mirror"] = False
             dets[c] = kind_class(kind)(seed=args.seed, **extra).fit(train.arrays[c][: args.limit])
             say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
         return dets

@@ -71,10 +71,10 @@ def make(bank: str, seed: int, epochs: int | None, overrides: dict):
         from bank.kinds.ae_hog import AEHOGModel
 
         return AEHOGModel(seed=seed, ae={"verbose": 0, **({"epochs": epochs} if epochs else {}), **overrides})
-    if bank == "geotrans":  # a network recognising turns and flips of the class (its own 20 epochs unless given)
-        from bank.kinds.geotrans import GeoTransModel
+    if bank == "geotrans":  # a network recognising the turns of the class (its own 60 epochs unless given);
+        from bank.kinds.geotrans import GeoTransModel  # digits: a mirrored digit is not the digit
 
-        return GeoTransModel(seed=seed, **({"epochs": epochs} if epochs else {}))
+        return GeoTransModel(seed=seed, mirror=False, **({"epochs": epochs} if epochs else {}))
     if bank == "seed":
         return seed_detector(seed)
     return default_detector(seed, epochs, **overrides)

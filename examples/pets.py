@@ -48,6 +48,7 @@ from bank.evaluate import evaluate
 from bank.images import InputSpec
 from bank.kinds import AUTO, KINDS, WITH_AUTOENCODER, choose_kind, kind_class
 from bank.pipeline import ImageFiles, batches, scan
+from bank.training import own_look
 
 CLASSES = ("cat", "dog")
 #: The options only the autoencoder reads, and their defaults.
@@ -71,12 +72,14 @@ def kind_list(text: str) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def resolve(kind: str, found: InputSpec, args) -> str:
-    """``kind``, or for ``auto`` the kind bank chooses for photos like these at the size and colour asked."""
+def resolve(kind: str, files: list[ImageFiles], args) -> str:
+    """``kind``, or for ``auto`` the one kind ``bank train-all`` chooses for both classes' photos (their own
+    sizes and colour) at the ``--size`` asked for."""
     if kind != AUTO:
         return kind
-    side = args.size or max(found.height, found.width)
-    return choose_kind(side, side, args.color or found.color)
+    looks = [own_look(f) for f in files]
+    side, gray = max(s for s, _ in looks), all(g for _, g in looks)
+    return choose_kind(side, gray, (args.size, args.size) if args.size else None)
 
 
 def default_spec(kind: str, found: InputSpec, args) -> InputSpec:
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.latent:
         params["latent_dim"] = args.latent
     reg = Registry(args.registry)
-    held, skipped, train, found = {}, {}, {}, {}
+    held, skipped, train, found, every = {}, {}, {}, {}, []
     for name, folder in zip(CLASSES, (args.cats, args.dogs)):
         files = scan([folder])
         skipped[name] = files.skipped
@@ -188,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(files) < 10:
             raise SystemExit(f"pets.py: {folder}: {len(files)} readable photo(s); need at least 10")
         found[name] = files.spec()
+        every.append(files)
         train[name], held[name] = split(files, args.holdout, args.seed)
         say(f"{name}: {len(train[name])} photos to train on, {len(held[name])} held out ({folder})")
 
-    kinds = list(dict.fromkeys(resolve(k, found["cat"], args) for k in args.kind))
+    kinds = list(dict.fromkeys(resolve(k, every, args) for k in args.kind))
     if "auto" in args.kind:
-        say(f"kind auto: {resolve('auto', found['cat'], args)} for these photos")
+        say(f"kind auto: {resolve('auto', every, args)} for these photos")
     spec = default_spec(kinds[0], found["cat"], args)
     ignored = {k: ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if o in args.given and o not in takes(k)]
                for k in kinds}
