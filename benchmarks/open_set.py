@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--limit: expected at least 4 images per class, got {args.limit}")
     given = [o for o in AUTOENCODER_ONLY if getattr(args, o[2:]) is not None]
     args.epochs = 10 if args.epochs is None else args.epochs
-    ignored = {b: [o for o in given if not (k in WITH_AUTOENCODER and o == "--epochs")]  # it trains an autoencoder
+    takes_epochs = {k for k in banks.values()  # it trains an autoencoder, or a network of its own
+                    if k in WITH_AUTOENCODER or "epochs" in getattr(kind_class(k), "training_options", ())}
+    ignored = {b: [o for o in given if not (k in takes_epochs and o == "--epochs")]
                for b, k in banks.items() if k != "autoencoder"}
     ignored = {b: opts for b, opts in ignored.items() if opts}
     note = (f"note: {', '.join(given)}: the autoencoder's; ignored by the {', '.join(ignored)} bank"

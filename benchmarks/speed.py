@@ -763,7 +763,7 @@ def print_kind_tables(out: dict) -> None:
         print(f"Warning from the fits: {w}")
     scorer = {"pca": "the fused product, bank.kinds.pca.fused_scores",
               "ae-hog": "the kind's group_scorer: the autoencoders fused (LiteRT threads), then each class's HOG term",
-              "geotrans": "the kind's group_scorer: each class's network on the eight turned and flipped copies"
+              "geotrans": "the kind's group_scorer: each class's network on the turned (and mirrored) copies"
               }.get(kind, "no fused product: HOG and kernel sums class by class, the kind's group_scorer")
     print(f"\n(1) is {scorer}.")
     if out["targets"]:
