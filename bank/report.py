@@ -39,7 +39,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, stats, threshold: float,
-                   method: str = "complexity") -> Path:
+                   method: str = "complexity", what: str = "reconstruction error (per-pixel MSE)") -> Path:
     """In-class against out-of-class errors of one class, with the fitted curves and the flag threshold."""
     cut = st.error_cut(stats, threshold, method)
     hi = max(cut * 1.5, float(np.quantile(errors[own], 0.995)) if own.any() else cut,
@@ -61,7 +61,7 @@ def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, s
     where = " at typical complexity" if st.effective_method(stats, method) == "complexity" else ""
     ax.axvline(cut, color="black", ls="--", lw=1,
                label=f"flag: {st.METHOD_LABELS[method]} > {threshold:g} (error > {cut:.3g}{where})")
-    ax.set_xlabel("reconstruction error (per-pixel MSE); the last bin holds all larger")
+    ax.set_xlabel(f"{what}; the last bin holds all larger")
     ax.set_ylabel("density")
     ax.set_title(f"class {name}: held-out fit, and the errors of the evaluated images")
     ax.legend(fontsize=7)
@@ -226,8 +226,11 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
     pictures: dict[str, str] = {}
 
     for k, c in enumerate(result.classes):
+        d = router.detectors[c]
+        what = ("reconstruction error (per-pixel MSE)" if getattr(d, "score_unit", st.PIXEL_MSE) == st.PIXEL_MSE
+                else f"the {d.kind} score")
         p = plot_histogram(out / f"hist_{k:03d}.png", c, result.errors[:, k], truth == c, router.stats[k],
-                           result.threshold, result.method)
+                           result.threshold, result.method, what)
         pictures[f"histogram of class {c}"] = p.name
     pictures["confusion matrix"] = plot_confusion(out / "confusion.png", figures["confusion"]).name
 
@@ -253,7 +256,9 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
             out / "montage_worst.png", router, images, [(i, c) for i, c, _ in drawn], titles).name
     histories = {c: d.history_ for c, d in router.detectors.items() if getattr(d, "history_", None)}
     if histories:
-        pictures["training loss"] = plot_losses(out / "loss.png", histories).name
+        labels = {getattr(router.detectors[c], "loss_label", None) for c in histories}
+        kw = {} if labels == {None} else {"ylabel": labels.pop() if len(labels) == 1 else "training loss (each kind's)"}
+        pictures["training loss"] = plot_losses(out / "loss.png", histories, **kw).name
 
     figures["pictures"] = pictures
     figures["training_warnings"] = training_warnings(router.detectors)

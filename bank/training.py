@@ -199,19 +199,25 @@ def class_folders(root: str | os.PathLike) -> dict[str, Path]:
 AUTO_SAMPLE = 64
 
 
-def root_kind(folders: dict[str, Path], kind: str, size: str | None = None) -> str:
-    """``kind``, or for ``"auto"`` one kind for every class of a root (a bank of one kind compares raw and
-    exports whole): photos if any class's images are, judged on up to :data:`AUTO_SAMPLE` files a class."""
+def root_look(folders: dict[str, Path]) -> tuple[int, bool]:
+    """:func:`own_look` of a root's classes together, on up to :data:`AUTO_SAMPLE` files a class: the largest
+    side of any, and whether every one is gray."""
     from .pipeline import scan
 
-    if check_kind(kind, auto=True) != AUTO:
-        return kind
     side, gray = 0, True
     for folder in folders.values():
         files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
         look = own_look(scan(files[:AUTO_SAMPLE]))
         side, gray = max(side, look[0]), gray and look[1]
-    return choose_kind(side, gray, parse_size(size) if size else None)
+    return side, gray
+
+
+def root_kind(folders: dict[str, Path], kind: str, size: str | None = None) -> str:
+    """``kind``, or for ``"auto"`` one kind for every class of a root (a bank of one kind compares raw and
+    exports whole): photos if any class's images are (:func:`root_look`)."""
+    if check_kind(kind, auto=True) != AUTO:
+        return kind
+    return choose_kind(*root_look(folders), parse_size(size) if size else None)
 
 
 def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.PathLike, params: dict,

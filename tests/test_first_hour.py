@@ -186,8 +186,8 @@ def test_an_interrupted_train_all_with_nothing_landed_says_to_run_it_again(two_c
 
     monkeypatch.setattr(bank.training, "train_all", interrupted)
     assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg")]) == 130
-    assert ("interrupted before any class was registered; run the same command again: each class goes on from its "
-            "last finished epoch") in capsys.readouterr().err
+    assert ("interrupted before any class was registered; run the same command again: each from its last finished "
+            "epoch") in capsys.readouterr().err
 
 
 def test_classify_says_when_the_label_s_own_class_flags_the_image():

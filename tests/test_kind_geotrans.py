@@ -154,7 +154,7 @@ def test_trained_from_the_command_line(digits, tmp_path, capsys):
     assert main(["train", "7", str(folder), "--kind", "geotrans", "--epochs", "2", "--shift", "0",
                  "--patience", "3", "--registry", reg, "--json"]) == 0
     err = capsys.readouterr().err
-    assert "--patience" in err and "ignores" in err and "--epochs" not in err  # geotrans takes --epochs
+    assert "--patience" in err and "ignored" in err and "--epochs" not in err  # geotrans takes --epochs
     card = json.loads((tmp_path / "reg" / "7" / "1" / "card.json").read_text())
     assert card["kind"] == "geotrans" and card["params"]["epochs"] == 2 and card["params"]["shift_pixels"] == 0
     assert card["input_spec"]["height"] == card["input_spec"]["width"] == 12
@@ -212,6 +212,7 @@ def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_image
     images, labels = digits
     assert choose_kind(28, gray=True) == "autoencoder" and choose_kind(8, gray=True) == "autoencoder"
     assert choose_kind(28, gray=False) == "geotrans" and choose_kind(200, gray=True) == "geotrans"
+    assert choose_kind(8, gray=False) == "autoencoder"  # colour icons are not photos
     assert choose_kind(96, gray=False, size=(64, 96)) == "autoencoder"  # a size asked for that cannot be turned
     assert make_detector(images[:20], kind="auto").kind == "autoencoder"
     # small gray images of mixed sizes: the autoencoder (their own sizes decide, not the 64x64 they are brought to)
@@ -225,7 +226,8 @@ def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_image
     got = capsys.readouterr()
     out = json.loads(got.out)
     assert out["kind"] == "geotrans" and out["input_spec"]["height"] == out["input_spec"]["width"] == 64
-    assert "kind auto: geotrans" in got.err and "--patience" in got.err and "geotrans ignores" in got.err
+    assert "kind auto: geotrans, for photos (colour images" in got.err
+    assert "--patience: geotrans does not take it; ignored" in got.err
     card = Registry(reg).entry("stripes").card
     assert card["params"]["epochs"] == 2 and card["params"]["batch_size"] == 32
     assert card["extras"][0]["file"] == "loss.png"  # its loss curve, as an autoencoder's

@@ -197,7 +197,7 @@ def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
     reg = str(tmp_path / "reg")
     assert main(["train-all", str(digit_folders / "train"), "--kind", kind, "--registry", reg, "--jobs", "1",
                  "--epochs", "3"]) == 0
-    assert f"--epochs: the autoencoder's options; {kind} ignores them" in capsys.readouterr().err
+    assert f"--epochs: {kind} does not take it; ignored" in capsys.readouterr().err
     card = json.loads((tmp_path / "reg" / "0" / "1" / "card.json").read_text())
     assert card["kind"] == kind and list(card["files"]) == [ARRAYS_FILE]
     assert card["training"]["skipped_files"]["count"] == 1

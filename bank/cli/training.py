@@ -43,23 +43,29 @@ def note_ignored(kind: str, params: dict) -> None:
     if "params" in ignored_by(kind, {"params": params.get("params")}):
         given += [o for o, k in (("--filters", "filters"), ("--latent", "latent_dim")) if k in params["params"]]
     if given:
-        say(f"note: {', '.join(given)}: the autoencoder's options; {kind} ignores them")
+        say(f"note: {', '.join(given)}: {kind} does not take {'it' if len(given) == 1 else 'them'}; ignored")
 
 
-def choose(kind: str, chosen: str, params: dict) -> None:
-    """Say what ``auto`` chose and why, and which given options the chosen kind ignores."""
-    from ..kinds import why_kind
+def choose(kind: str, look: tuple[int, bool] | None, params: dict) -> str:
+    """The kind to train: ``kind``, or what ``auto`` chooses for images of this ``look`` (largest side, all
+    gray), said with why, and with the given options the chosen kind ignores."""
+    from ..images import parse_size
+    from ..kinds import choose_kind, why_kind
 
-    if kind == AUTO:
-        say(f"kind auto: {chosen}, for {why_kind(chosen)} (--kind names another)")
-        note_ignored(chosen, params)
+    if kind != AUTO:
+        return kind
+    size = parse_size(params["size"]) if params.get("size") else None
+    chosen = choose_kind(*look, size)
+    say(f"kind auto: {chosen}, for {why_kind(*look, size)} (--kind names another)")
+    note_ignored(chosen, params)
+    return chosen
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..data import class_source
     from ..pipeline import scan
     from ..registry import validate_class_name
-    from ..training import check_params, epoch_line, fit_and_register, resolve_kind
+    from ..training import check_params, epoch_line, fit_and_register, own_look
 
     args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
     reg = registry_of(args)
@@ -76,9 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
     else:
         data, skipped = source, None
-    chosen = resolve_kind(data, params["kind"], params.get("size"))
-    choose(params["kind"], chosen, params)
-    params["kind"] = chosen
+    params["kind"] = choose(params["kind"], own_look(data) if params["kind"] == AUTO else None, params)
     held: list[Path] = []  # the state folder this run took
 
     def started(work: Path, resuming: bool) -> None:
@@ -89,6 +93,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"training class {args.class_name!r} on {len(data)} image(s)"
              f"{'' if skipped is None else ' read from files'} (state in {work})")
 
+    if params["kind"] != "autoencoder":  # the autoencoder says it when it has taken its state folder
+        say(f"training class {args.class_name!r} ({params['kind']}) on {len(data)} image(s)"
+            f"{'' if skipped is None else ' read from files'}")
     try:
         with contextlib.redirect_stdout(sys.stderr):  # anything a library prints stays off stdout
             det, entry = fit_and_register(reg, args.class_name, data, params, skipped or [], on_start=started)
@@ -96,6 +103,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if held and held[0].is_dir():  # kept: a finished epoch to go on from
             say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
                  f"(state in {held[0]}; --fresh starts over)")
+        elif params["kind"] != "autoencoder":
+            say(f"bank train: interrupted; a {params['kind']} training does not resume (the same command starts "
+                "over)")
         else:
             say("bank train: interrupted before an epoch finished; nothing to resume (the same command starts over)")
         return 130
@@ -128,14 +138,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  input {det.spec_}, {det.kind} model")
             print(f"  images: {t['n_train']} train, {t['n_calibration']} calibration")
         print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
-        if det.kind == "autoencoder":
+        if (entry.path / "loss.png").is_file():
             print(f"  training-loss curves: {entry.path / 'loss.png'}")
     return 0
 
 
 def cmd_train_all(args: argparse.Namespace) -> int:
     from ..registry import validate_class_name
-    from ..training import check_params, class_folders, root_kind, train_all
+    from ..training import check_params, class_folders, root_look, train_all
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     reg = registry_of(args)
@@ -145,9 +155,8 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     todo = classes or list(folders)
     for name in todo:  # refused before any image is read
         validate_class_name(name)
-    chosen = root_kind({c: folders[c] for c in todo if c in folders}, params["kind"], params.get("size"))
-    choose(params["kind"], chosen, params)
-    params["kind"] = chosen
+    look = root_look({c: folders[c] for c in todo if c in folders}) if params["kind"] == AUTO else None
+    params["kind"] = choose(params["kind"], look, params)
     say(f"training {len(todo)} class(es), one per sub-folder of {args.root}, into {reg.where} ({args.backend}); "
          f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class'}")
     finished: list = []
@@ -175,12 +184,14 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         landed = [f"{r.class_name} (version {r.version})" for r in finished if not r.error]
         rest = [c for c in todo if c not in {r.class_name for r in finished if not r.error}]
+        resumes = params["kind"] == "autoencoder"
+        each = "each from its last finished epoch" if resumes else f"each anew ({params['kind']} does not resume)"
         if not landed:
-            say("bank train-all: interrupted before any class was registered; run the same command again: each "
-                "class goes on from its last finished epoch")
+            say(f"bank train-all: interrupted before any class was registered; run the same command again: "
+                f"{each}")
         else:
             say(f"bank train-all: interrupted. Registered before that: {', '.join(landed)}. "
-                + (f"To go on with the others, each from its last finished epoch, run the same command with "
+                + (f"To go on with the others, {each}, run the same command with "
                    f"--classes {','.join(rest)}" if rest else ""))
         return 130
     failed = [r for r in runs if r.error]
@@ -227,7 +238,7 @@ def add_training(sp: argparse.ArgumentParser) -> None:
     from ..kinds import KINDS
 
     sp.add_argument("--kind", choices=[AUTO, *KINDS], default=AUTO,
-                    help=f"the kind of class model: auto (default: geotrans for photos, in colour or larger than "
+                    help=f"the kind of class model: auto (default: geotrans for photos, in colour (at least 16 px) or larger than "
                          f"{PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits), "
                          "autoencoder, pca (principal subspace, NumPy), "
                          "hog-ocsvm (HOG features + one-class SVM), ae-hog (an autoencoder and a HOG one-class "

@@ -31,6 +31,8 @@ AUTO = "auto"
 
 #: Images in colour, or larger than this on a side, are photos (see :func:`choose_kind`).
 PHOTO_SIDE = 32
+#: ... but colour images smaller than this on every side (icons) are not.
+MIN_PHOTO_SIDE = 16
 
 
 def choose_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None) -> str:
@@ -40,17 +42,21 @@ def choose_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = No
     two apart where every reconstruction kind is near chance), the autoencoder for small gray images such
     as digits (the most accurate kind there that answers in under 2 ms). A ``size`` (height, width) asked
     for that is not square keeps the autoencoder: geotrans turns its images by quarter turns."""
-    photo = not gray or largest_side > PHOTO_SIDE
+    photo = (not gray and largest_side >= MIN_PHOTO_SIDE) or largest_side > PHOTO_SIDE
     if photo and size is not None and size[0] != size[1]:
         return DEFAULT_KIND
     return "geotrans" if photo else DEFAULT_KIND
 
 
-def why_kind(kind: str) -> str:
-    """Why ``auto`` chose ``kind``, in words."""
-    if kind == DEFAULT_KIND:
-        return f"small gray images (at most {PHOTO_SIDE} px a side), or a size asked for that is not square"
-    return f"photos (in colour, or larger than {PHOTO_SIDE} px a side)"
+def why_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None) -> str:
+    """Why :func:`choose_kind` chose what it did for these images, in words."""
+    kind = choose_kind(largest_side, gray, size)
+    look = f"{'gray' if gray else 'colour'} images of up to {largest_side} px a side"
+    if kind == "geotrans":
+        return f"photos ({look})"
+    if size is not None and size[0] != size[1] and choose_kind(largest_side, gray) != kind:
+        return f"{look}, at a size asked for that is not square ({size[0]}x{size[1]}: geotrans needs a square)"
+    return f"small images ({look})"
 
 
 def check_kind(name: object, auto: bool = False) -> str:

@@ -88,13 +88,12 @@ def build_network(shape: tuple[int, ...], n_out: int, filters: Sequence[int], de
     return model
 
 
-def _pairs(x: np.ndarray, n_transforms: int, batch_size: int, seed: int, changes: dict):
+def _pairs(x: np.ndarray, n_transforms: int, batch_size: int, seed: int, changes: dict):  # noqa: C901
     """A Keras dataset of every (image, transformation) pair once an epoch, shuffled anew each epoch, each
     image changed at random as the class allows (``changes``: :mod:`bank.augment`'s crop, shift, mirror and
     light, drawn anew each time) before it is transformed."""
+    from .. import augment, models  # noqa: F401  (models: TensorFlow imported quietly)
     import keras
-
-    from .. import augment
 
     def changed(b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         b = augment.crop(b, changes["crop"], rng)
@@ -225,9 +224,11 @@ class GeoTransModel(ClassModel):
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < math.inf:
             raise InputError(f"geotrans learning_rate: expected a positive number, got {r!r}")
         if self.spec is not None and min(self.spec.height, self.spec.width) < 2:
-            raise InputError(f"geotrans: images of {self.spec} look the same turned; it needs at least 2x2")
+            raise InputError(f"geotrans: images of {self.spec.height}x{self.spec.width} look the same turned; it "
+                             "needs at least 2x2 (--kind autoencoder takes them)")
         if self.spec is not None and self.spec.height != self.spec.width:
-            raise InputError(f"geotrans: the quarter turns need a square input size, got {self.spec} "
+            raise InputError(f"geotrans: the quarter turns need a square input size, got "
+                             f"{self.spec.height}x{self.spec.width} "
                              f"(such as --size {max(self.spec.height, self.spec.width)}x"
                              f"{max(self.spec.height, self.spec.width)})")
 
@@ -239,10 +240,12 @@ class GeoTransModel(ClassModel):
 
     # ------------------------------------------------------------ learning
     def _fit_core(self, x: np.ndarray) -> None:
+        from .. import models  # noqa: F401  (TensorFlow and Keras imported quietly, before anything else does)
         import keras
 
         if self.spec_.height < 2:
-            raise InputError(f"geotrans: images of {self.spec_} look the same turned; it needs at least 2x2")
+            raise InputError(f"geotrans: images of {self.spec_.height}x{self.spec_.width} look the same turned; it "
+                             "needs at least 2x2 (--kind autoencoder takes them)")
 
         from ..checkpoints import epoch_report
 
