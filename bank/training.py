@@ -64,7 +64,10 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
     ``training_options`` (the rest are the autoencoder's)."""
     from .pipeline import ImageFiles
 
-    kind = resolve_kind(images, kind, size)
+    asked, kind = kind, resolve_kind(images, kind, size)
+    if asked == AUTO and ignored_by(kind, params):  # said, as the command line says it, not dropped silently
+        warnings.warn(f"auto chose {kind}, which does not take {', '.join(ignored_by(kind, params))}: ignored",
+                      stacklevel=2)
     cls = kind_class(kind)
     spec = None
     if size or color:

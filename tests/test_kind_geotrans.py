@@ -160,6 +160,8 @@ def test_trained_from_the_command_line(digits, tmp_path, capsys):
     assert card["input_spec"]["height"] == card["input_spec"]["width"] == 12
     assert main(["classify", str(folder / "0.png"), "--registry", reg, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["nearest"] == "7"
+    assert main(["outliers", "7", str(folder), "--registry", reg, "--quantile", "0.5"]) == 0
+    assert "no montage: a geotrans model does not rebuild images" in capsys.readouterr().out
     # a size that cannot be turned is refused before any image is read
     assert main(["train", "8", str(folder), "--kind", "geotrans", "--size", "12x16", "--registry", reg]) != 0
     assert "square" in capsys.readouterr().err
@@ -215,6 +217,9 @@ def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_image
     assert choose_kind(8, gray=False) == "autoencoder"  # colour icons are not photos
     assert choose_kind(96, gray=False, size=(64, 96)) == "autoencoder"  # a size asked for that cannot be turned
     assert make_detector(images[:20], kind="auto").kind == "autoencoder"
+    colour = [np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)] * 6
+    with pytest.warns(UserWarning, match="auto chose geotrans, which does not take patience"):
+        assert make_detector(colour, kind="auto", patience=3, epochs=2).kind == "geotrans"
     # small gray images of mixed sizes: the autoencoder (their own sizes decide, not the 64x64 they are brought to)
     mixed = [np.zeros((20, 20, 1), np.float32), np.ones((24, 18, 1), np.float32)] * 4
     assert make_detector(mixed, kind="auto").kind == "autoencoder"

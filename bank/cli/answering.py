@@ -206,6 +206,8 @@ def cmd_outliers(args: argparse.Namespace) -> int:
         print("\n".join(after))
     if montage:
         print(f"montage: {montage}")
+    elif len(found.order) and args.montage != "none":
+        print(f"no montage: a {det.kind} model does not rebuild images")
     return 0
 
 
