@@ -65,9 +65,9 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
     from .pipeline import ImageFiles
 
     asked, kind = kind, resolve_kind(images, kind, size)
-    if asked == AUTO and ignored_by(kind, params):  # said, as the command line says it, not dropped silently
-        warnings.warn(f"auto chose {kind}, which does not take {', '.join(ignored_by(kind, params))}: ignored",
-                      stacklevel=2)
+    dropped = ignored_by(kind, params) if asked == AUTO else []
+    if dropped:  # said, as the command line says it, not dropped silently
+        warnings.warn(f"auto chose {kind}, which does not take {', '.join(dropped)}: ignored", stacklevel=2)
     cls = kind_class(kind)
     spec = None
     if size or color:

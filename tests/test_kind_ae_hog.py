@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -16,6 +13,7 @@ from bank.kinds.ae_hog import AE_FILE, AEHOGModel
 from bank.kinds.base import ARRAYS_FILE, ClassModel
 from bank.registry import Registry
 from bank.router import Router
+from conftest import classify_in_a_fresh_process
 
 TINY = {"epochs": 8, "batch_size": 32}
 
@@ -62,18 +60,8 @@ def test_registered_loaded_and_answered_without_tensorflow(trained, digits, tmp_
     np.testing.assert_allclose(back.score_samples(images[1400:1450]), models["7"].score_samples(images[1400:1450]),
                                rtol=1e-4)  # LiteRT against Keras: float32 to 1e-5 of the error
     assert back.stats_ == models["7"].stats_
-    np.save(tmp_path / "x.npy", images[1400:1410])
-    code = textwrap.dedent(f"""
-        import sys
-        import numpy as np
-        from bank import Registry, Router
-        router = Router.from_registry(Registry({str(reg.root)!r}))
-        print(router.classify(np.load({str(tmp_path / "x.npy")!r}))[:3])
-        print("HEAVY", sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout, out.stdout
+    stdout = classify_in_a_fresh_process(reg.root, images[1400:1410], tmp_path)
+    assert "HEAVY []" in stdout, stdout
     # a changed file is refused before it is loaded
     arrays = reg.entry("1").path / ARRAYS_FILE
     arrays.write_bytes(arrays.read_bytes()[:-4] + b"oops")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from bank import augment
 from bank.kinds.geotrans import NET_FILE, GeoTransModel, surprise, transform
 from bank.registry import Registry
 from bank.router import Router
+from conftest import classify_in_a_fresh_process
 
 TINY = {"epochs": 6, "batch_size": 64, "transforms": 8, "crop": 1.0, "light": 0.0}  # digits: no mirror
 
@@ -113,18 +113,8 @@ def test_registered_loaded_and_answered_without_tensorflow(trained, digits, tmp_
     router = Router.from_registry(reg, ["2", "4", "7"])  # LiteRT networks, the classes shared among the cores
     np.testing.assert_allclose(router.errors(images[1400:1413])[:, 2], back.score_samples(images[1400:1413]),
                                rtol=1e-6)
-    np.save(tmp_path / "x.npy", images[1400:1410])
-    code = textwrap.dedent(f"""
-        import sys
-        import numpy as np
-        from bank import Registry, Router
-        router = Router.from_registry(Registry({str(reg.root)!r}))
-        print(router.classify(np.load({str(tmp_path / "x.npy")!r}))[:3])
-        print("HEAVY", sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "HEAVY []" in out.stdout, out.stdout
+    stdout = classify_in_a_fresh_process(reg.root, images[1400:1410], tmp_path)
+    assert "HEAVY []" in stdout, stdout
     # a changed file is refused before it is loaded
     net = reg.entry("2").path / "net-b1.tflite"
     net.write_bytes(net.read_bytes()[:-4] + b"oops")

@@ -28,7 +28,6 @@ listed in the card with its SHA-256. Loading runs the LiteRT twins when they are
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 from pathlib import Path
@@ -37,8 +36,7 @@ import numpy as np
 
 from .. import stats as st
 from ..errors import InputError
-from ..images import InputSpec
-from .base import ARRAYS_FILE, ClassModel
+from .base import ARRAYS_FILE, ClassModel, checksums, read_arrays
 from .hog_ocsvm import HOGOneClassSVM
 
 #: The autoencoder's files in the entry's folder.
@@ -150,15 +148,13 @@ class AEHOGModel(ClassModel):
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         (folder / ARRAYS_FILE).write_bytes(buf.getvalue())
-        files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
-                 for name in [AE_FILE, *(f["file"] for f in litert["files"]), ARRAYS_FILE]}
+        files = checksums(folder, [AE_FILE, *(f["file"] for f in litert["files"]), ARRAYS_FILE])
         ae_fields = self.ae_.card_fields()
         params = {"kind": self.kind, "weight": self.weight, "weight_used": self.weight_,
                   "hog_log_mean": self.hog_log_mean_, "hog": hog_params,
                   "ae": {k: ae_fields[k] for k in ("architecture", "training", "history", "stats")},
                   "litert": {k: v for k, v in litert.items() if k != "files"}}
-        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params, "files": files,
-                "training": self.training_, "stats": self.stats_.to_dict()}
+        return self._card_fields(params, files)
 
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AEHOGModel:
@@ -167,28 +163,17 @@ class AEHOGModel(ClassModel):
         from ..detector import AutoencoderDetector
         from ..netfiles import load_network
 
-        if card.get("kind") != cls.kind:
-            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
-        params = dict(card.get("params") or {})
+        params = cls._card_params(card)
         for name in ("ae", "hog", "hog_log_mean", "weight_used"):
             if name not in params:
                 raise InputError(f"{cls.kind} params: missing {name!r}")
-        for name in (AE_FILE, ARRAYS_FILE):
-            if name not in files:
-                raise InputError(f"{cls.kind} model: missing file {name}")
-        spec = InputSpec.from_dict(card["input_spec"])
-        net = load_network(files, AE_FILE, AE_LITERT, spec.shape, None, runtime, f"{cls.kind} model")
-        try:
-            with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"{cls.kind} model: {ARRAYS_FILE} is not plain arrays ({e})") from None
-        model = cls(weight=params.get("weight", "auto"))
-        model.spec_ = spec
+        if AE_FILE not in files:
+            raise InputError(f"{cls.kind} model: missing file {AE_FILE}")
+        arrays = read_arrays(cls.kind, files)
+        model = cls(weight=params.get("weight", "auto"))._restore(card)
+        net = load_network(files, AE_FILE, AE_LITERT, model.spec_.shape, None, runtime, f"{cls.kind} model")
         model.ae_ = AutoencoderDetector.from_card({"input_spec": card["input_spec"], **params["ae"]}, net)
         model.hog_ = HOGOneClassSVM.from_arrays(params["hog"], arrays)
         model.hog_log_mean_ = float(params["hog_log_mean"])
         model.weight_ = float(params["weight_used"])
-        model.stats_ = st.ErrorStats.from_dict(card["stats"])
-        model.training_ = dict(card.get("training") or {})
         return model

@@ -230,31 +230,56 @@ class ClassModel:
         np.savez(buf, **arrays)
         data = buf.getvalue()
         Path(folder, ARRAYS_FILE).write_bytes(data)
-        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params,
-                "files": {ARRAYS_FILE: hashlib.sha256(data).hexdigest()},
+        return self._card_fields(params, {ARRAYS_FILE: hashlib.sha256(data).hexdigest()})
+
+    def _card_fields(self, params: dict, files: dict[str, str]) -> dict:
+        """What :meth:`save` returns: the kind's ``params`` and ``files`` (name -> SHA-256) beside the fields
+        every kind has (``kind``, ``input_spec``, ``training``, ``stats``)."""
+        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params, "files": files,
                 "training": self.training_, "stats": self.stats_.to_dict()}
+
+    @classmethod
+    def _card_params(cls, card: dict) -> dict:
+        """The card's ``params`` (a copy), once the card is checked to be of this kind."""
+        if card.get("kind") != cls.kind:
+            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
+        return dict(card.get("params") or {})
+
+    def _restore(self, card: dict) -> ClassModel:
+        """Take the fields every kind has from ``card``: its input spec, error statistics and training record."""
+        self.spec_ = InputSpec.from_dict(card["input_spec"])
+        self.stats_ = st.ErrorStats.from_dict(card["stats"])
+        self.training_ = dict(card.get("training") or {})
+        return self
 
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> ClassModel:
         """A fitted model from its card's fields and the bytes of its files (checked by the caller against
         the card's SHA-256 before this is called: what is checked is what is loaded). ``runtime`` is for
         kinds that hold a network (NumPy kinds answer the same whatever it is)."""
-        if card.get("kind") != cls.kind:
-            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
-        if ARRAYS_FILE not in files:
-            raise InputError(f"{cls.kind} model: missing file {ARRAYS_FILE}")
-        try:
-            with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (ValueError, OSError, EOFError) as e:  # not an npz, or arrays of Python objects (pickles)
-            raise InputError(f"{cls.kind} model: {ARRAYS_FILE} is not plain arrays ({e})") from None
-        model = cls()
-        model.spec_ = InputSpec.from_dict(card["input_spec"])
-        model._from_arrays(dict(card.get("params") or {}), arrays)
-        model.stats_ = st.ErrorStats.from_dict(card["stats"])
-        model.training_ = dict(card.get("training") or {})
+        params = cls._card_params(card)
+        arrays = read_arrays(cls.kind, files)
+        model = cls()._restore(card)
+        model._from_arrays(params, arrays)
         return model
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}{', fitted' if hasattr(self, 'spec_') else ''})"
 
+
+
+def checksums(folder: Path, names) -> dict[str, str]:
+    """File name -> SHA-256 of the bytes of each of ``names`` in ``folder`` (a card's ``files``)."""
+    return {name: hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest() for name in names}
+
+
+def read_arrays(kind: str, files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """The arrays of ``files[ARRAYS_FILE]`` (read with ``allow_pickle=False``); InputError naming the kind when
+    the file is missing or is not plain arrays."""
+    if ARRAYS_FILE not in files:
+        raise InputError(f"{kind} model: missing file {ARRAYS_FILE}")
+    try:
+        with np.load(io.BytesIO(files[ARRAYS_FILE]), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError) as e:  # not an npz, or arrays of Python objects (pickles)
+        raise InputError(f"{kind} model: {ARRAYS_FILE} is not plain arrays ({e})") from None

@@ -30,17 +30,15 @@ twins without TensorFlow when ``ai-edge-litert`` is installed, else the Keras mo
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .. import stats as st
 from ..errors import InputError
 from ..images import InputSpec
-from .base import ClassModel, warn_training
+from .base import ClassModel, checksums, warn_training
 
 NET_FILE = "net.keras"
 NET_LITERT = "net-b{batch}.tflite"
@@ -124,6 +122,13 @@ def _pairs(x: np.ndarray, n_transforms: int, batch_size: int, seed: int, changes
             self.order = self.rng.permutation(len(x) * n_transforms)
 
     return Pairs()
+
+
+def _check_side(spec: InputSpec) -> None:
+    """Refuse images too small to look different turned."""
+    if min(spec.height, spec.width) < 2:
+        raise InputError(f"geotrans: images of {spec.height}x{spec.width} look the same turned; it needs at least "
+                         "2x2 (--kind autoencoder takes them)")
 
 
 class GeoTransModel(ClassModel):
@@ -223,9 +228,8 @@ class GeoTransModel(ClassModel):
         r = self.learning_rate
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < math.inf:
             raise InputError(f"geotrans learning_rate: expected a positive number, got {r!r}")
-        if self.spec is not None and min(self.spec.height, self.spec.width) < 2:
-            raise InputError(f"geotrans: images of {self.spec.height}x{self.spec.width} look the same turned; it "
-                             "needs at least 2x2 (--kind autoencoder takes them)")
+        if self.spec is not None:
+            _check_side(self.spec)
         if self.spec is not None and self.spec.height != self.spec.width:
             raise InputError(f"geotrans: the quarter turns need a square input size, got "
                              f"{self.spec.height}x{self.spec.width} "
@@ -243,9 +247,7 @@ class GeoTransModel(ClassModel):
         from .. import models  # noqa: F401  (TensorFlow and Keras imported quietly, before anything else does)
         import keras
 
-        if self.spec_.height < 2:
-            raise InputError(f"geotrans: images of {self.spec_.height}x{self.spec_.width} look the same turned; it "
-                             "needs at least 2x2 (--kind autoencoder takes them)")
+        _check_side(self.spec_)  # a spec chosen from the images
 
         from ..checkpoints import epoch_report
 
@@ -317,16 +319,14 @@ class GeoTransModel(ClassModel):
         self.net_.save(folder / NET_FILE)
         litert = write_litert(f"the {self.kind} network", self.net_, self.spec_, folder, NET_LITERT,
                               out_shape=(self.transforms,))
-        files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
-                 for name in [NET_FILE, *(f["file"] for f in litert["files"])]}
+        files = checksums(folder, [NET_FILE, *(f["file"] for f in litert["files"])])
         params = {"transforms": int(self.transforms), "epochs": int(self.epochs), "batch_size": int(self.batch_size),
                   "shift": self.shift if self.shift == "auto" else float(self.shift),
                   "mirror": self.mirror, "crop": float(self.crop), "light": float(self.light),
                   "shift_pixels": self.shift_pixels_, "filters": [int(f) for f in self.filters],
                   "dense": int(self.dense), "dropout": float(self.dropout), "learning_rate": float(self.learning_rate),
                   "history": self.history_, "litert": {k: v for k, v in litert.items() if k != "files"}}
-        return {"kind": self.kind, "input_spec": self.spec_.to_dict(), "params": params, "files": files,
-                "training": self.training_, "stats": self.stats_.to_dict()}
+        return self._card_fields(params, files)
 
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> GeoTransModel:
@@ -334,21 +334,16 @@ class GeoTransModel(ClassModel):
         :func:`bank.netfiles.load_network`: LiteRT when it can, else Keras)."""
         from ..netfiles import load_network
 
-        if card.get("kind") != cls.kind:
-            raise InputError(f"card kind: expected {cls.kind!r}, got {card.get('kind')!r}")
-        params = dict(card.get("params") or {})
+        params = cls._card_params(card)
         if params.get("transforms") not in TRANSFORMS:
             raise InputError(f"{cls.kind} params: transforms: expected one of {TRANSFORMS}, "
                              f"got {params.get('transforms')!r}")
-        spec = InputSpec.from_dict(card["input_spec"])
         T = int(params["transforms"])
         settings = {k: params[k] for k in ("epochs", "batch_size", "shift", "mirror", "crop", "light", "filters",
                                            "dense", "dropout", "learning_rate") if k in params}
-        model = cls(transforms=T, **settings)
-        model.net_ = load_network(files, NET_FILE, NET_LITERT, spec.shape, (T,), runtime, f"{cls.kind} model")
-        model.spec_ = spec
+        model = cls(transforms=T, **settings)._restore(card)
+        model.net_ = load_network(files, NET_FILE, NET_LITERT, model.spec_.shape, (T,), runtime,
+                                  f"{cls.kind} model")
         model.history_ = dict(params.get("history") or {})
         model.shift_pixels_ = int(params.get("shift_pixels", 0))
-        model.stats_ = st.ErrorStats.from_dict(card["stats"])
-        model.training_ = dict(card.get("training") or {})
         return model
