@@ -26,6 +26,16 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
 LITERT_FILE = "model-b{batch}.tflite"
+#: The hidden folder under a registry's root that keeps files several classes share (a pretrained
+#: backbone), each once: ``<root>/.shared/<name stem>-<first 16 hex of its SHA-256><suffix>``.
+SHARED_DIR = ".shared"
+
+
+def shared_path(root: Path, name: str, sha256: str) -> Path:
+    """Where a registry at ``root`` keeps the shared file ``name`` of digest ``sha256``: named by its content,
+    so that different bytes never take one another's place."""
+    p = Path(name)
+    return Path(root) / SHARED_DIR / f"{p.stem}-{sha256[:16]}{p.suffix}"
 
 
 def sha256_file(path: Path) -> str:
@@ -84,7 +94,17 @@ class Entry:
         """A digest naming the model's bytes (for an autoencoder, its model.keras's SHA-256)."""
         if self.kind == DEFAULT_KIND:
             return self.card["model_sha256"]
-        return hashlib.sha256("".join(h for _, h in self.model_files).encode()).hexdigest()
+        return hashlib.sha256("".join(h for _, h in self.model_files + self.shared_files).encode()).hexdigest()
+
+    @property
+    def shared_files(self) -> list[tuple[str, str]]:
+        """The files the entry shares with other classes (a backbone), with their SHA-256: ``card["shared"]``."""
+        return sorted((self.card.get("shared") or {}).items())
+
+    @property
+    def root(self) -> Path:
+        """The registry folder the entry is in."""
+        return self.path.parent.parent
 
     @property
     def litert_files(self) -> list[dict]:
@@ -138,6 +158,12 @@ def parse_card(text: str, where: str) -> dict:
                 isinstance(f, str) and f == Path(f).name and not f.startswith(".") and f != CARD_FILE
                 and isinstance(h, str) and re.fullmatch(r"[0-9a-f]{64}", h) for f, h in files.items())):
             raise RegistryError(f"{where}: card.json files must map plain file names to SHA-256 hex digests")
+        shared = card.get("shared", {})
+        if not (isinstance(shared, dict) and all(
+                isinstance(f, str) and f == Path(f).name and not f.startswith(".") and f not in files
+                and isinstance(h, str) and re.fullmatch(r"[0-9a-f]{64}", h) for f, h in shared.items())):
+            raise RegistryError(f"{where}: card.json shared must map plain file names (not its own files') to "
+                                "SHA-256 hex digests")
         return card
     arch = card["architecture"]
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str) or not isinstance(arch.get("params"), dict):

@@ -68,10 +68,15 @@ class BankResult:
     conformal_p: np.ndarray | None = None
 
     @property
+    def own_flags(self) -> np.ndarray:
+        """True where the class rejects the image by its own tests (error, input complexity), whatever
+        the other classes say: the classes that accept an image are the ones it is compared with."""
+        return self.flag_error if self.flag_complexity is None else self.flag_error | self.flag_complexity
+
+    @property
     def flags(self) -> np.ndarray:
         """True where the class says "not this class", for any reason."""
-        out = self.flag_error | self.flag_margin
-        return out if self.flag_complexity is None else out | self.flag_complexity
+        return self.own_flags | self.flag_margin
 
     @property
     def anomaly(self) -> np.ndarray:
@@ -92,8 +97,10 @@ class BankResult:
 
     @property
     def labels(self) -> list[str]:
-        """The verdict: the nearest class, or "unknown" when every class flags it."""
-        return [UNKNOWN if u else c for c, u in zip(self.nearest, self.unknown)]
+        """The verdict: the nearest class among those that do not flag the image (the nearest class, unless
+        it rejects the image by its own tests), or "unknown" when every class flags it."""
+        basis = np.where(self.flags, np.inf, self.errors if self.rank is None else self.rank)
+        return [UNKNOWN if u else self.classes[i] for i, u in zip(np.argmin(basis, axis=1), self.unknown)]
 
     def method_of(self, k: int) -> str:
         """The method class ``k``'s z was really taken under (a class fitted without complexity: lognormal)."""
@@ -107,7 +114,7 @@ class BankResult:
                        f"{self.threshold:g})")
         if self.flag_margin[i, k]:
             basis = self.errors if self.rank is None else self.rank
-            others = [j for j in range(len(self.classes)) if j != k]
+            others = [j for j in range(len(self.classes)) if j != k and not self.own_flags[i, j]]
             best = self.classes[min(others, key=lambda j: basis[i, j])]
             lower = (f"error {1 - np.exp(-self.margin[i, k]):.0%} lower" if self.rank is None
                      else f"z of its log error {self.margin[i, k]:.2f} lower")
@@ -130,10 +137,11 @@ class BankResult:
     def records(self) -> list[dict]:
         """One JSON-ready dict per image (the schema of ``--json``)."""
         out = []
-        for i, (name, nearest, unknown) in enumerate(zip(self.names, self.nearest, self.unknown)):
+        for i, (name, nearest, label, unknown) in enumerate(zip(self.names, self.nearest, self.labels,
+                                                                   self.unknown)):
             out.append({
                 "image": name,
-                "label": None if unknown else nearest,
+                "label": None if unknown else label,
                 "unknown": bool(unknown),
                 "nearest": nearest,
                 "classes": {
@@ -226,17 +234,19 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     cz = None if complexity is None else np.stack([st.complexity_z(col(k), s) for k, s in enumerate(stats)], axis=1)
     compare = st.check_compare(compare)
     relative = stats if compare == "relative" else None
-    margins = st.margins(errors, relative, units)
+    flag_error = st.flag(test_z, threshold)
+    flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
+    own = flag_error if flag_cx is None else flag_error | flag_cx
+    margins = st.margins(errors, relative, units, accepts=~own)
     conformal = np.stack([conformal_p_value(errors[:, k], s.calibration_array, assume_sorted=True) if s.calibration
                           else np.full(len(errors), np.nan) for k, s in enumerate(stats)], axis=1)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise InputError(f"names: expected {len(errors)}, got {len(names)}")
     flag_margin = st.past(margins, margin)
-    flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
     return BankResult(
         classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
-        p_value=st.upper_p_value(test_z), margin=margins, flag_error=st.flag(test_z, threshold),
+        p_value=st.upper_p_value(test_z), margin=margins, flag_error=flag_error,
         flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
         complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
         methods=methods, compare=compare, conformal_p=conformal, rank=None if relative is None else st.compared(errors, relative, units),

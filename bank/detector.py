@@ -315,6 +315,7 @@ class AutoencoderDetector(ClassModel):
                                               f"left out: {', '.join(gone[:10])}")
         warn_training(self.training_, advice(self.training_["convergence"], self.epochs, self.patience))
         warn_training(self.training_, few_held_out(len(cal_idx)))
+        warn_training(self.training_, st.degenerate(self.stats_))
         return self
 
     def _run_id(self, plan: _Plan) -> str:

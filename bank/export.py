@@ -1,7 +1,8 @@
 """Export the active bank as one TensorFlow SavedModel, in TensorFlow Serving's layout.
 
 ``OUT/<name>/<version>/`` holds a SavedModel whose signatures run every class
-model (autoencoders, or geotrans networks with their turns and flips) and the
+model (autoencoders, geotrans networks with their turns and flips, or a pretrained backbone run once
+for all its classes, with each class's nearest-neighbour search or autoencoder) and the
 router's tests in one TensorFlow graph:
 
 - ``serving_default``: inputs ``images`` (float32, (N, H, W, C) at the bank's
@@ -40,7 +41,7 @@ from .decision import UNKNOWN
 from .router import Router
 
 #: The kinds of class model the export writes as TensorFlow graphs.
-EXPORTABLE = ("autoencoder", "geotrans")
+EXPORTABLE = ("autoencoder", "geotrans", "pretrained")
 
 #: The file, inside the version folder, that describes the export.
 METADATA = "assets.extra/bank.json"
@@ -87,7 +88,8 @@ def _graph(router: Router):
     import tensorflow as tf
 
     dets = [router.detectors[c] for c in router.classes]
-    models = [d.net_ if d.kind == "geotrans" else d.model_ for d in dets]
+    models = [d.net_ if d.kind == "geotrans" else d.backbone_.model if d.kind == "pretrained" else d.model_
+              for d in dets]
     c = {k: tf.constant(v) for k, v in _constants(router).items()}
     names = tf.constant(router.classes)
     k_classes = len(router.classes)
@@ -105,7 +107,17 @@ def _graph(router: Router):
         return tf.reduce_mean(tf.square(m(images, training=False) - images), axis=[1, 2, 3])
 
     def errors_of(images):
-        return tf.stack([score_of(d, m, images) for d, m in zip(dets, models)], axis=1)
+        seen: dict = {}  # a pretrained backbone's features, once per image for all its classes
+
+        def features(det, m):
+            key = (id(m), det.mirror)
+            if key not in seen:
+                f = m(images, training=False)
+                seen[key] = 0.5 * (f + m(tf.reverse(images, axis=[2]), training=False)) if det.mirror else f
+            return seen[key]
+
+        return tf.stack([det.tf_scores(features(det, m)) if det.kind == "pretrained" else score_of(det, m, images)
+                         for det, m in zip(dets, models)], axis=1)
 
     def decide(errors32, complexity):
         e = tf.cast(errors32, tf.float64)
@@ -121,19 +133,23 @@ def _graph(router: Router):
             dc = tf.clip_by_value(tf.math.log(complexity)[:, None] - c["c_mean"], -reach, reach)
             corrected = (log_e - (c["log_mean"] + c["slope"] * dc)) / c["residual_std"]
             test_z = tf.where(c["has_cx"] > 0, corrected, lognormal)
-        if k_classes > 1:  # log error minus the lowest other class's (ties: the lower index is the best)
-            low, idx = tf.math.top_k(-log_e, k=2)
-            is_best = tf.range(k_classes)[None, :] == idx[:, :1]
-            margin = log_e - tf.where(is_best, -low[:, 1:2], -low[:, :1])
-        else:
-            margin = tf.fill(tf.shape(e), tf.constant(math.nan, tf.float64))
         flag_error = test_z > threshold
-        flag_margin = margin > margin_cut if margin_cut is not None else tf.zeros_like(flag_error)
         if complexity is not None and cx_cut is not None:
             cz = (tf.math.log(complexity)[:, None] - c["c_mean"]) / c["c_std"]
             flag_cx = (c["has_cx"] > 0) & (tf.abs(cz) > cx_cut)
         else:
             flag_cx = tf.zeros_like(flag_error)
+        inf = tf.constant(math.inf, tf.float64)
+        if k_classes > 1:  # log error minus the lowest among the other classes that accept the image
+            cand = tf.where(flag_error | flag_cx, inf, log_e)  # (ties: the lower index is the best)
+            low, idx = tf.math.top_k(-cand, k=2)
+            is_best = tf.range(k_classes)[None, :] == idx[:, :1]
+            others_min = tf.where(is_best, -low[:, 1:2], -low[:, :1])
+            margin = tf.where(tf.math.is_finite(others_min), log_e - others_min,
+                              tf.constant(math.nan, tf.float64))
+        else:
+            margin = tf.fill(tf.shape(e), tf.constant(math.nan, tf.float64))
+        flag_margin = margin > margin_cut if margin_cut is not None else tf.zeros_like(flag_error)
         flag = flag_error | flag_margin | flag_cx
         at_least = tf.reduce_sum(tf.cast(c["calibration"][None, :, :] >= e[:, :, None], tf.float64), axis=2)
         conformal = tf.where(c["n_calibration"] > 0, (1.0 + at_least) / (c["n_calibration"] + 1.0),
@@ -141,12 +157,13 @@ def _graph(router: Router):
         argmin = tf.argmin(e, axis=1)
         unknown = tf.reduce_all(flag, axis=1)
         nearest = tf.gather(names, argmin)
+        accepted = tf.gather(names, tf.argmin(tf.where(flag, inf, e), axis=1))  # the nearest that accepts it
         out = {"error": e, "z": z, "score": tf.exp(-0.5 * z * z), "test_z": test_z,
                "p_value": 0.5 * tf.math.erfc(test_z / math.sqrt(2.0)), "conformal_p_value": conformal,
                "margin": margin, "flag": flag,
                "flag_error": flag_error, "flag_margin": flag_margin, "flag_complexity": flag_cx,
                "argmin": argmin, "nearest": nearest, "unknown": unknown,
-               "label": tf.where(unknown, tf.constant(UNKNOWN), nearest)}
+               "label": tf.where(unknown, tf.constant(UNKNOWN), accepted)}
         if complexity is not None:
             out["complexity_z"] = tf.where(c["has_cx"] > 0, (tf.math.log(complexity)[:, None] - c["c_mean"])
                                            / c["c_std"], tf.constant(math.nan, tf.float64))
@@ -236,7 +253,7 @@ def _write(router: Router, spec: InputSpec, path: Path) -> None:
     models, with_complexity, images_only = _graph(router)
     images = tf.TensorSpec((None, *spec.shape), tf.float32, name="images")
     archive = keras.export.ExportArchive()
-    for m in models:
+    for m in {id(m): m for m in models}.values():  # a backbone shared by classes, tracked once
         archive.track(m)
     archive.add_endpoint("serving_default", with_complexity,
                          input_signature=[images, tf.TensorSpec((None,), tf.float64, name="complexity")])

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 
 from . import runtime as rt
-from .cards import MODEL_FILE, Entry, RegistryError
+from .cards import MODEL_FILE, Entry, RegistryError, shared_path
 from .errors import InputError
 from .kinds import DEFAULT_KIND, kind_class
 from .locks import _no_link
@@ -55,6 +55,28 @@ def read_checked(e: Entry, file: str, sha256: str, keep: bool = True) -> bytes |
     return b"".join(data) if keep else None
 
 
+_SHARED: dict[tuple[str, str, int, int], bytes] = {}  # checked shared files, by path, digest, mtime and size
+
+
+def read_shared(e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | None:
+    """The bytes of a file the entry shares with other classes (a backbone), read from the registry's shared
+    folder and checked against ``sha256`` (:func:`read_checked`); kept in memory once per process, so a
+    hundred classes naming one backbone read it once (a file changed since is read and checked again)."""
+    where = f"class {e.class_name!r} version {e.version}"
+    path = shared_path(e.root, file, sha256)
+    try:
+        st = _no_link(path, where).stat()
+    except OSError as err:
+        raise RegistryError(f"{where}: cannot read its shared file {file} ({err}); train the class again to "
+                            "write it") from None
+    key = (str(path), sha256, st.st_mtime_ns, st.st_size)
+    if key in _SHARED:
+        return _SHARED[key] if keep else None
+    data = read_checked(Entry(e.class_name, e.version, path.parent, e.card), path.name, sha256, keep=True)
+    _SHARED[key] = data
+    return data if keep else None
+
+
 def load_entry(e: Entry, runtime: str = "auto", read: Reader = read_checked):
     """The fitted detector of entry ``e``, every file checked by ``read`` (:func:`read_checked`).
 
@@ -68,6 +90,7 @@ def load_entry(e: Entry, runtime: str = "auto", read: Reader = read_checked):
     where = f"class {e.class_name!r} version {e.version}"
     if e.kind != DEFAULT_KIND:
         data = {file: read(e, file, sha256) for file, sha256 in e.model_files}
+        data.update({file: read_shared(e, file, sha256) for file, sha256 in e.shared_files})
         try:
             return kind_class(e.kind).load(e.card, data, runtime=runtime)
         except InputError as err:

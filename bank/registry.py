@@ -46,13 +46,13 @@ from pathlib import Path
 from . import runtime as rt
 from . import trainstate
 from .netfiles import write_litert
-from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, Entry, RegistryError, _versions_stamp,
-                    parse_card, sha256_file)
+from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, SHARED_DIR, Entry, RegistryError,
+                    _versions_stamp, parse_card, sha256_file, shared_path)
 from .errors import InputError
 from .kinds import DEFAULT_KIND, kind_class  # noqa: F401 (kind_class: importable from here before bank.loading)
 from .images import InputSpec
 from .loading import RUNTIMES as RUNTIMES  # re-exported: it was defined here before
-from .loading import check_runtime, load_entry, read_checked
+from .loading import check_runtime, load_entry, read_checked, read_shared
 from .locks import STALE_SECONDS as STALE_SECONDS  # re-exported: it was defined here before
 from .locks import _is_free, _is_stale, _locked, _no_link, _remove_path, _write_text
 
@@ -212,6 +212,8 @@ class Registry:
         """Raise :class:`RegistryError` unless every model file of the entry matches its checksum."""
         for file, sha256 in e.model_files:
             self._read_checked(e, file, sha256, keep=False)
+        for file, sha256 in e.shared_files:
+            read_shared(e, file, sha256, keep=False)
 
     def _read_checked(self, e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | None:
         """The bytes of one of the entry's files, read once and checked against ``sha256``
@@ -310,6 +312,7 @@ class Registry:
                     card = {"format_version": FORMAT_VERSION, "class": name, "version": None,
                             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             **detector.save(tmp), "versions": _versions_stamp()}
+                    self._put_shared(card.get("shared") or {}, detector)
                 else:
                     detector.model_.save(tmp / MODEL_FILE)
                     card = self._autoencoder_card(name, detector, fields, tmp, litert)
@@ -331,6 +334,30 @@ class Registry:
             finally:
                 (cdir / f"{token}.lock").unlink(missing_ok=True)
         return self.entry(name, version)
+
+    def _put_shared(self, shared: dict[str, str], detector) -> None:
+        """Write the files a class shares with others (its backbone) into the registry's shared folder, each
+        once: a file of the same bytes already there is kept (it is checked when a class loads)."""
+        if not shared:
+            return
+        files = detector.shared_files()
+        for name, sha in shared.items():
+            data = files.get(name)
+            if data is None or hashlib.sha256(data).hexdigest() != sha:
+                raise InputError(f"the model names the shared file {name!r} but does not give its bytes")
+            path = shared_path(self.root, name, sha)
+            if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
+                continue  # already there (a file of other bytes under its name was corrupt: replaced)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, _no_link(path, f"shared file {name}"))  # whole or not at all
+            finally:
+                tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _autoencoder_card(name: str, detector, fields: dict, tmp: Path, litert: bool) -> dict:
@@ -425,6 +452,10 @@ class Registry:
         if not self.root.is_dir():
             return []
         found = self._trash()
+        shared = self.root / SHARED_DIR
+        if shared.is_dir() and not shared.is_symlink():  # a shared file's write cut short (a minute old at least)
+            found += [p for p in shared.iterdir() if p.name.startswith(TMP_PREFIX)
+                      and time.time() - p.lstat().st_mtime > 60]
         for d in self.root.iterdir():
             if not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
                 found += self._class_leftovers(d)

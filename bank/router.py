@@ -197,8 +197,9 @@ class Router:
             if out is None:
                 out = np.empty((len(x), len(self.classes)), dtype=np.float64)
                 cx = np.empty_like(out) if with_complexity else None
-            if with_complexity:
-                cx[:, idx] = complexity(x)[:, None]
+            if with_complexity:  # only where a class has the complexity fit (zlib on 224x224 photos costs)
+                needed = any(self.stats[k].has_complexity for k in idx)
+                cx[:, idx] = complexity(x)[:, None] if needed else 1.0
             for cols, fn in self._scorers(spec):
                 for i in range(0, len(x), self.batch_size):
                     out[i : i + self.batch_size, cols] = fn(x[i : i + self.batch_size])

@@ -222,6 +222,40 @@ def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
                       log_std=log_std, calibration=tuple(float(v) for v in np.sort(errors)), **extra)
 
 
+#: Held-out scores are "all but equal" when this share of them tie, or their spread is below this share of
+#: their mean, or all lie below :data:`DEGENERATE_SCALE`: see :func:`degenerate`.
+DEGENERATE_TIES = 0.5
+DEGENERATE_SPREAD = 1e-3
+DEGENERATE_SCALE = 1e-9
+
+
+def degenerate(stats: ErrorStats) -> str | None:
+    """Why a class's held-out scores say too little to judge other images by (a warning), or None.
+
+    A class whose held-out scores are all but equal (many exactly tied, such as perfect reconstructions
+    of drawings at 0; or a spread that is a rounding error) has a floored standard deviation and a
+    meaningless tail: any image scored a little worse is "improbable", and its low raw scores make it
+    look the best fit for images it does not know.
+    """
+    cal = stats.calibration_array
+    if cal is None or cal.size < MIN_SAMPLES:
+        return None
+    values, counts = np.unique(cal, return_counts=True)
+    ties = int(counts.max())
+    why = None
+    if ties >= DEGENERATE_TIES * cal.size and ties > 1:
+        why = f"{ties} of its {cal.size} held-out scores are exactly {values[np.argmax(counts)]:.3g}"
+    elif float(cal.max()) < DEGENERATE_SCALE:
+        why = f"every held-out score is below {DEGENERATE_SCALE:g} (largest {float(cal.max()):.3g})"
+    elif float(np.std(cal)) < DEGENERATE_SPREAD * abs(float(np.mean(cal))):
+        why = f"its held-out scores spread by {float(np.std(cal)):.3g} around {float(np.mean(cal)):.3g}"
+    if why is None:
+        return None
+    return (f"the class's held-out scores are all but equal ({why}): its images are alike or trivially easy "
+            "for its model, so its z-scores and flags say little and its low scores may win images of other "
+            "classes; give it more varied images, or another --kind")
+
+
 def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray, log_std: float) -> dict:
     c = np.asarray(complexity, dtype=np.float64).ravel()
     if c.shape != log_errors.shape or not np.all(np.isfinite(c)) or np.any(c <= 0):
@@ -323,21 +357,28 @@ def compared(errors: np.ndarray, stats: Sequence[ErrorStats] | None = None,
 
 
 def margins(errors: np.ndarray, stats: Sequence[ErrorStats] | None = None,
-            units: Sequence[str | None] | None = None) -> np.ndarray:
-    """(N, K) margin of each class: its log error minus the lowest other class's; with ``stats``, its
-    z minus the lowest other class's (:func:`compared`).
+            units: Sequence[str | None] | None = None, accepts: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) margin of each class: its log error minus the lowest among the other classes that accept
+    the image; with ``stats``, its z minus theirs (:func:`compared`).
 
-    Negative for the best-fitting class, positive for the others;
-    NaN for a bank of one class, which has no other class to compare with.
+    ``accepts`` (N, K): which classes accept each image by their own tests (error and input complexity;
+    all by default). Only they are compared with: a class that rejects an image cannot take it from
+    another, so adding a class changes no other class's flags on the images it rejects. Negative for the
+    best-fitting class, positive when an accepting class fits better; NaN for a bank of one class, or
+    when no other class accepts the image.
     """
     logs = compared(errors, stats, units)
     n, k = logs.shape
     if k < 2:
         return np.full((n, k), np.nan)
-    order = np.argsort(logs, axis=1)
-    best, second = logs[np.arange(n), order[:, 0]], logs[np.arange(n), order[:, 1]]
+    ok = np.ones((n, k), bool) if accepts is None else np.asarray(accepts, bool)
+    cand = np.where(ok, logs, np.inf)
+    order = np.argsort(cand, axis=1, kind="stable")
+    best, second = cand[np.arange(n), order[:, 0]], cand[np.arange(n), order[:, 1]]
     others_min = np.where(np.arange(k)[None, :] == order[:, :1], second[:, None], best[:, None])
-    return logs - others_min
+    with np.errstate(invalid="ignore"):
+        out = logs - others_min
+    return np.where(np.isfinite(others_min), out, np.nan)
 
 
 def check_compare(compare: str) -> str:

@@ -127,5 +127,5 @@ def summarize(e: Entry, broken: str | None = None) -> EntrySummary:
         error_cuts=cuts,
         warnings=list(c.get("training", {}).get("warnings") or []),
         made_with=c.get("versions") or {},
-        checksums=list(e.model_files[:1] if autoencoder else e.model_files),
+        checksums=list(e.model_files[:1] if autoencoder else e.model_files + e.shared_files),
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import InputError
 from .images import InputSpec, infer_spec, is_gray, parse_size
 from .inputs import as_images
-from .kinds import AUTO, DEFAULT_KIND, WITH_AUTOENCODER, check_kind, choose_kind, kind_class
+from .kinds import AUTO, DEFAULT_KIND, PHOTO_KIND, WITH_AUTOENCODER, check_kind, choose_kind, kind_class
 from .registry import validate_class_name
 from .decision import skipped_json
 from .trainstate import resumable
@@ -102,16 +102,51 @@ def check_params(params: dict) -> None:
     spec = InputSpec(*parse_size(size), color or "gray") if size else None
     if color is not None:
         InputSpec(1, 1, color)  # says which colours there are
-    for k in ((DEFAULT_KIND, "geotrans") if kind == AUTO else (kind,)):
+    for k in ((DEFAULT_KIND, PHOTO_KIND) if kind == AUTO else (kind,)):
         if k == DEFAULT_KIND:
             AutoencoderDetector(**p)._check_params()
             continue
         cls = kind_class(k)
         own = {key: v for key, v in p.items() if key in COMMON or key in getattr(cls, "training_options", ())}
-        square = spec is None or spec.height == spec.width  # auto picks the autoencoder for a size not square
-        cls(spec=spec if kind != AUTO or square else None, **own)._check_params()  # geotrans refuses it
+        cls(spec=spec if kind != AUTO else None, **own)._check_params()  # auto: the images decide, later
         if k in WITH_AUTOENCODER:
             AutoencoderDetector(**p)._check_params()
+
+
+def mixing_note(registry, names: Iterable[str], kind: str, look: tuple[int, bool]) -> str | None:
+    """What to tell a user about to train classes ``names`` of ``kind`` on images of ``look`` (largest side,
+    all gray) into ``registry`` when its other classes are unlike them (another kind, or images of other
+    colour or a size more than 4 times apart, such as 8x8 gray digits beside colour photos): one bank
+    would mix them, and answers then compare each class's scores relative to its own. None when alike."""
+    from .registry import RegistryError
+
+    others = []
+    for c in registry.classes():
+        if c in names:
+            continue
+        try:
+            e = registry.entry(c)
+        except RegistryError:
+            continue
+        others.append((c, e.kind, e.spec))
+    if not others:
+        return None
+    side, gray = look
+    s = max(1, min(side, 128))
+    mine = kind_class(kind).choose_spec(InputSpec(s, s, "gray" if gray else "rgb"))  # near enough: what it sees
+    unlike = [c for c, k, spec in others if k != kind or spec.color != mine.color
+              or not 0.25 <= max(spec.height, spec.width) / max(mine.height, mine.width) <= 4]
+    if not unlike:
+        return None
+    kinds = sorted({k for c, k, _ in others if c in unlike})
+    specs = sorted({str(spec) for c, _, spec in others if c in unlike})
+    shown = ", ".join(unlike[:6]) + (f" and {len(unlike) - 6} more" if len(unlike) > 6 else "")
+    return (f"{registry.where} already holds class(es) unlike these ({shown}: {', '.join(kinds)} on "
+            f"{', '.join(specs)} inputs; these are {kind} on {'gray' if gray else 'colour'} images of up to {side} px, "
+            f"seen at {mine}): "
+            "one bank will answer for all of them, comparing each class's scores relative to its own held-out "
+            "scores where their units differ. To keep them apart, train into another --registry (or answer with "
+            "--classes)")
 
 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:

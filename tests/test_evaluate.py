@@ -36,7 +36,8 @@ def test_figures_of_a_small_known_case():
     assert a["auroc"] == 1.0 and b["auroc"] == pytest.approx(1.0)
     assert a["welch_t"] > 0
     assert f["confusion"]["columns"] == ["a", "b", "unknown"]
-    assert f["confusion"]["counts"] == [[2, 0, 0], [1, 1, 0]]
+    # the verdict is the nearest class that accepts the image: row 3 is b's (a, nearer, rejects it)
+    assert f["confusion"]["counts"] == [[2, 0, 0], [0, 2, 0]]
     assert f["auroc_mean"] == pytest.approx(1.0)
 
 

@@ -190,7 +190,7 @@ def test_an_interrupted_train_all_with_nothing_landed_says_to_run_it_again(two_c
             "epoch") in capsys.readouterr().err
 
 
-def test_classify_says_when_the_label_s_own_class_flags_the_image():
+def test_classify_labels_the_nearest_class_that_accepts_the_image_and_says_the_nearer_one_flags_it():
     from bank import stats as st
     from bank.cli.answering import classify_rows
     from bank.decision import decide
@@ -199,8 +199,9 @@ def test_classify_says_when_the_label_s_own_class_flags_the_image():
     result = decide(np.array([[1.5, 2.1], [1.0, 3.0]]), ["a", "b"], stats, ["odd.png", "a.png"], method="gaussian",
                     margin=None)  # odd: a has the lowest error but flags it (z 5); b accepts it
     rows, doubtful = classify_rows(result)
-    assert doubtful == 1 and rows[0][:3] == ["odd.png", "a", "a"]
-    assert rows[0][-1] == "a flags it (Gaussian z); accepted by b" and rows[1][-1] == ""
+    assert doubtful == 1 and rows[0][:3] == ["odd.png", "b", "a"]
+    assert rows[0][3] == 2.1  # the label's own error
+    assert rows[0][-1] == "a is nearer but flags it (Gaussian z)" and rows[1][-1] == ""
 
 
 # ---------------------------------------------------------------- 1. a training that did not finish says so

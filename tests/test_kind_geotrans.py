@@ -194,7 +194,7 @@ def test_exported_for_tensorflow_serving_as_the_router_answers(trained, digits, 
     np.testing.assert_array_equal(got["flag"], want.flags)
 
 
-def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_images(digits, tmp_path, capsys):
+def test_auto_picks_pretrained_for_photos_and_the_autoencoder_for_small_gray_images(digits, tmp_path, capsys):
     from photos import make_family
 
     from bank.cli import main
@@ -203,32 +203,31 @@ def test_auto_picks_geotrans_for_photos_and_the_autoencoder_for_small_gray_image
 
     images, labels = digits
     assert choose_kind(28, gray=True) == "autoencoder" and choose_kind(8, gray=True) == "autoencoder"
-    assert choose_kind(28, gray=False) == "geotrans" and choose_kind(200, gray=True) == "geotrans"
+    assert choose_kind(28, gray=False) == "pretrained" and choose_kind(200, gray=True) == "pretrained"
     assert choose_kind(8, gray=False) == "autoencoder"  # colour icons are not photos
-    assert choose_kind(96, gray=False, size=(64, 96)) == "autoencoder"  # a size asked for that cannot be turned
     assert make_detector(images[:20], kind="auto").kind == "autoencoder"
     colour = [np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)] * 6
-    with pytest.warns(UserWarning, match="auto chose geotrans, which does not take patience"):
-        assert make_detector(colour, kind="auto", patience=3, epochs=2).kind == "geotrans"
+    with pytest.warns(UserWarning, match="auto chose pretrained, which does not take patience"):
+        assert make_detector(colour, kind="auto", patience=3, epochs=2).kind == "pretrained"
     # small gray images of mixed sizes: the autoencoder (their own sizes decide, not the 64x64 they are brought to)
     mixed = [np.zeros((20, 20, 1), np.float32), np.ones((24, 18, 1), np.float32)] * 4
     assert make_detector(mixed, kind="auto").kind == "autoencoder"
     photos = make_family(tmp_path / "stripes", "stripes", 40, seed=1)
     reg = str(tmp_path / "reg")
     # options given equal to the autoencoder's defaults still reach geotrans; the others are named as ignored
-    assert main(["train", "stripes", str(photos[0].parent), "--epochs", "2", "--batch-size", "32", "--patience", "8",
-                 "--registry", reg, "--json"]) == 0
+    assert main(["train", "stripes", str(photos[0].parent), "--kind", "geotrans", "--epochs", "2", "--batch-size",
+                 "32", "--patience", "8", "--registry", reg, "--json"]) == 0
     got = capsys.readouterr()
     out = json.loads(got.out)
     assert out["kind"] == "geotrans" and out["input_spec"]["height"] == out["input_spec"]["width"] == 64
-    assert "kind auto: geotrans, for photos (colour images" in got.err
     assert "--patience: geotrans does not take it; ignored" in got.err
     card = Registry(reg).entry("stripes").card
     assert card["params"]["epochs"] == 2 and card["params"]["batch_size"] == 32
     assert card["extras"][0]["file"] == "loss.png"  # its loss curve, as an autoencoder's
-    assert main(["train", "blobs", str(photos[0].parent), "--size", "24x32", "--epochs", "1", "--registry", reg,
-                 "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["kind"] == "autoencoder"
+    # auto on photos: the pretrained kind, which sees its network's size: a size asked for is refused, saying so
+    assert main(["train", "blobs", str(photos[0].parent), "--size", "24x32", "--registry", reg]) == 1
+    err = capsys.readouterr().err
+    assert "kind auto: pretrained, for photos (colour images" in err and "leave --size and --color out" in err
 
 
 def test_train_all_chooses_one_kind_for_the_whole_root(tmp_path, capsys):
@@ -239,9 +238,9 @@ def test_train_all_chooses_one_kind_for_the_whole_root(tmp_path, capsys):
     make_family(tmp_path / "root" / "stripes", "stripes", 24, seed=1)
     make_family(tmp_path / "root" / "blobs", "blobs", 24, seed=1)
     reg = str(tmp_path / "reg")
-    assert main(["train-all", str(tmp_path / "root"), "--epochs", "1", "--jobs", "1", "--registry", reg]) == 0
-    assert "kind auto: geotrans" in capsys.readouterr().err
-    assert {Registry(reg).entry(c).kind for c in ("stripes", "blobs")} == {"geotrans"}
+    assert main(["train-all", str(tmp_path / "root"), "--jobs", "1", "--registry", reg]) == 0
+    assert "kind auto: pretrained" in capsys.readouterr().err
+    assert {Registry(reg).entry(c).kind for c in ("stripes", "blobs")} == {"pretrained"}
 
 
 def test_a_loaded_model_keeps_its_settings(trained):

@@ -35,7 +35,7 @@ def _router(args: argparse.Namespace):
     for name, reason in router.skipped:
         say(f"skipped a broken class: {reason}")
     for c, s in zip(router.classes, router.stats):
-        if st.effective_method(s, router.method) != router.method:
+        if router.detectors[c].uses_complexity and st.effective_method(s, router.method) != router.method:
             say(f"class {c!r} has no complexity statistics (registered before them): it uses the lognormal z and "
                  "no complexity test; retrain it to get them")
     return router
@@ -60,25 +60,25 @@ def cmd_classify(args: argparse.Namespace) -> int:
     print(table(rows, ["image", "label", "nearest", "its error", "its test z", "note"]))
     if doubtful:
         lowest = "lowest error" if result.compare == "raw" else "lowest z of its error (the bank compares relative errors)"
-        print(f"{doubtful} image(s) labelled by the {lowest} although that class flags them (another class "
-              "accepts them): look at 'bank score' for these")
+        print(f"{doubtful} image(s) labelled by a class other than the one of {lowest}, which flags them (the "
+              "label is the nearest class that accepts the image): look at 'bank score' for these")
     return 0
 
 
 def classify_rows(result) -> tuple[list[list[object]], int]:
-    """``classify``'s table rows (image, label, nearest, its error, its test z, note), and how many images are
-    labelled by a class that itself flags them (the verdict is the lowest error; another class accepts them)."""
+    """``classify``'s table rows (image, label, nearest, the label's error and test z, note), and how many images
+    the nearest class flags while another, the label, accepts them."""
     from ..evaluate import flag_tags
 
     rows, doubtful = [], 0
     for i, rec in enumerate(result.records()):
-        k = result.classes.index(rec["nearest"])
+        near = result.classes.index(rec["nearest"])
+        k = near if rec["unknown"] else result.classes.index(rec["label"])
         if rec["unknown"]:
             note = "unknown: " + "; ".join(result.reasons(i, k))
-        elif result.flags[i, k]:  # the nearest class itself says no; another class accepts the image
+        elif k != near:  # the nearest class itself says no; the label is the nearest that accepts the image
             doubtful += 1
-            accepting = [c for j, c in enumerate(result.classes) if not result.flags[i, j]]
-            note = f"{rec['nearest']} flags it ({', '.join(flag_tags(result, i, k))}); accepted by {', '.join(accepting)}"
+            note = f"{rec['nearest']} is nearer but flags it ({', '.join(flag_tags(result, i, near))})"
         else:
             note = ""
         rows.append([rec["image"], rec["label"] or "unknown", rec["nearest"], result.errors[i, k],

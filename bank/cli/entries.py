@@ -70,7 +70,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                 if m.skipped_count > SKIPPED_SHOWN else "")
         print(f"  skipped      {m.skipped_count} unreadable file(s) when training: {', '.join(m.skipped_shown)}{more}")
     unit = ("per-pixel MSE" if e.kind in ("autoencoder", "pca") else
-            "surprise at the turns and flips, nats" if e.kind == "geotrans" else f"the {e.kind} score")
+            "surprise at the turns and flips, nats" if e.kind == "geotrans" else
+            "cosine distance to the nearest training photos' features" if e.kind == "pretrained" else
+            f"the {e.kind} score")
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} ({unit} on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
     print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")
@@ -87,7 +89,11 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{cut['complexity']:.6g} at typical complexity (default); "
               f"|{st.INPUT_COMPLEXITY_LABEL}| > {m.complexity_threshold:g}: input outside {lo:.3g}..{hi:.3g} bits/value")
     else:
-        print("  complexity   not fitted (registered before complexity statistics): lognormal is used")
+        from ..kinds import kind_class
+
+        why = ("registered before complexity statistics" if kind_class(e.kind).uses_complexity
+               else f"a {e.kind} score does not grow with how busy an input is")
+        print(f"  complexity   not fitted ({why}): lognormal is used, no complexity test")
     print(f"  {'other rules' if cx is not None else 'flags':<12} lognormal z > {z:g}: error > "
           f"{cut['lognormal']:.6g}; "
           f"gaussian z > {z:g}: error > {cut['gaussian']:.6g};"

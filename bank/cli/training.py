@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..data import class_source
     from ..pipeline import scan
     from ..registry import validate_class_name
-    from ..training import check_params, epoch_line, fit_and_register, own_look
+    from ..training import check_params, epoch_line, fit_and_register, mixing_note, own_look
 
     args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
     reg = registry_of(args)
@@ -82,7 +82,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CommandError(f"no readable images for class {args.class_name!r} in {', '.join(map(str, args.data))}")
     else:
         data, skipped = source, None
-    params["kind"] = choose(params["kind"], own_look(data) if params["kind"] == AUTO else None, params)
+    look = own_look(data)
+    params["kind"] = choose(params["kind"], look, params)
+    note = mixing_note(reg, [args.class_name], params["kind"], look)
+    if note:
+        say(f"note: {note}")
     held: list[Path] = []  # the state folder this run took
 
     def started(work: Path, resuming: bool) -> None:
@@ -145,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_train_all(args: argparse.Namespace) -> int:
     from ..registry import validate_class_name
-    from ..training import check_params, class_folders, root_look, train_all
+    from ..training import check_params, class_folders, mixing_note, root_look, train_all
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     reg = registry_of(args)
@@ -155,8 +159,11 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     todo = classes or list(folders)
     for name in todo:  # refused before any image is read
         validate_class_name(name)
-    look = root_look({c: folders[c] for c in todo if c in folders}) if params["kind"] == AUTO else None
+    look = root_look({c: folders[c] for c in todo if c in folders})
     params["kind"] = choose(params["kind"], look, params)
+    note = mixing_note(reg, todo, params["kind"], look)
+    if note:
+        say(f"note: {note}")
     say(f"training {len(todo)} class(es), one per sub-folder of {args.root}, into {reg.where} ({args.backend}); "
          f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class'}")
     finished: list = []
@@ -238,8 +245,10 @@ def add_training(sp: argparse.ArgumentParser) -> None:
     from ..kinds import KINDS
 
     sp.add_argument("--kind", choices=[AUTO, *KINDS], default=AUTO,
-                    help=f"the kind of class model: auto (default: geotrans for photos, in colour (at least 16 px) or larger than "
-                         f"{PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits), "
+                    help=f"the kind of class model: auto (default: pretrained for photos, in colour (at least 16 px) or larger "
+                         f"than {PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits), "
+                         "pretrained (nearest neighbours among the class's photos in the features of a network "
+                         "pretrained on ImageNet, shipped with bank; it sees 224x224 colour: no --size), "
                          "autoencoder, pca (principal subspace, NumPy), "
                          "hog-ocsvm (HOG features + one-class SVM), ae-hog (an autoencoder and a HOG one-class "
                          "SVM scored as one) or geotrans (a network that recognises turns and flips of the class: "

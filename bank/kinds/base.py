@@ -77,6 +77,10 @@ class ClassModel:
     """
 
     kind = ""
+    #: Whether the input-complexity statistics (and the complexity test) apply to the kind's scores: they
+    #: correct a reconstruction error for how busy the input is (Serra et al., ICLR 2020). A kind whose
+    #: score does not track the input's busyness (a distance between pretrained features) says False.
+    uses_complexity = True
 
     def __init__(self, *, spec: InputSpec | None = None, calibration_fraction: float = 0.1, seed: int = 0,
                  threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
@@ -140,42 +144,60 @@ class ClassModel:
         what :func:`bank.inputs.as_images` takes; or :class:`~bank.pipeline.ImageFiles`) and fit the error
         statistics on a held-out share."""
         self._check_params()
-        late: list[tuple[str, str]] = []
-        if isinstance(X, ImageFiles):  # files found by bank.pipeline.scan: decoded now, at the spec, in threads
-            from ..data import iter_images
-
-            spec = self.spec or self.choose_spec(X.spec())
-            parts = list(iter_images(X.paths, fit=(spec.height, spec.width),
-                                     transform=lambda img: to_spec([img], spec)[0]))
-            late = [s for p in parts for s in p.skipped]
-            if not any(p.images for p in parts):
-                raise InputError("no readable images to train on")
-            x = np.stack([img for p in parts for img in p.images])
-        else:
-            images = as_images(X, "training images")
-            if not len(images):
-                raise InputError("no images to train on")
-            spec = self.spec or self.choose_spec(infer_spec(images))
-            x = to_spec(images, spec)
+        x, spec, late = self._read(X)
         train_idx, cal_idx = self._split(len(x))
         self.spec_ = spec
         self._fit_core(x[train_idx])
         self.calibrate(x[cal_idx], at_spec=True)
+        self._record_training(len(x), train_idx, cal_idx, self._scores(x[train_idx]), late)
+        return self
+
+    def _read(self, X, transform: Callable[[np.ndarray], np.ndarray] | None = None,
+              ) -> tuple[np.ndarray, InputSpec, list[tuple[str, str]]]:
+        """The training images at the model's spec (or what ``transform`` makes of each chunk of them:
+        features), the spec, and the files that could not be read ``(name, reason)``. Files are decoded
+        in threads, a chunk at a time, so a transform keeps memory to one chunk of images."""
+        late: list[tuple[str, str]] = []
+        transform = transform or (lambda x: x)
+        if isinstance(X, ImageFiles):  # files found by bank.pipeline.scan: decoded now, at the spec, in threads
+            from ..data import iter_images
+
+            spec = self.spec or self.choose_spec(X.spec())
+            out = []
+            for part in iter_images(X.paths, fit=(spec.height, spec.width),
+                                    transform=lambda img: to_spec([img], spec)[0]):
+                late += part.skipped
+                if part.images:
+                    out.append(transform(np.stack(part.images)))
+            if not out:
+                raise InputError("no readable images to train on")
+            return np.concatenate(out), spec, late
+        images = as_images(X, "training images")
+        if not len(images):
+            raise InputError("no images to train on")
+        spec = self.spec or self.choose_spec(infer_spec(images))
+        chunk = 256
+        return (np.concatenate([transform(to_spec(images[i:i + chunk], spec)) for i in range(0, len(images), chunk)]),
+                spec, late)
+
+    def _record_training(self, n: int, train_idx: np.ndarray, cal_idx: np.ndarray, train_scores: np.ndarray,
+                         late: list[tuple[str, str]]) -> None:
+        """The training record (``training_``), with its warnings: files left out, too few held-out images,
+        held-out scores all but equal."""
         self.training_ = {"kind": self.kind, "seed": self.seed, "calibration_fraction": self.calibration_fraction,
-                          "n_images": int(len(x)), "n_train": int(len(train_idx)),
-                          "n_calibration": int(len(cal_idx)),
-                          "train_error_mean": float(np.mean(self._scores(x[train_idx]))), "warnings": []}
+                          "n_images": int(n), "n_train": int(len(train_idx)), "n_calibration": int(len(cal_idx)),
+                          "train_error_mean": float(np.mean(train_scores)), "warnings": []}
         if late:
             gone = sorted({n for n, _ in late})
             self.training_["warnings"].append(f"{len(gone)} file(s) could not be read and were left out: "
                                               f"{', '.join(gone[:10])}")
         warn_training(self.training_, few_held_out(len(cal_idx)))
-        return self
+        warn_training(self.training_, st.degenerate(self.stats_))
 
     def calibrate(self, X, at_spec: bool = False) -> ClassModel:
         """Fit the error statistics on images of the class the model did not learn from."""
         x = X if at_spec else self._prepare(X)
-        self.stats_ = st.fit_error_stats(self._scores(x), complexity(x))
+        self.stats_ = st.fit_error_stats(self._scores(x), complexity(x) if self.uses_complexity else None)
         return self
 
     # ------------------------------------------------------------ scoring

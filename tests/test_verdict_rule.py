@@ -1,0 +1,79 @@
+"""The verdict around the class models: a class that rejects an image cannot take it from another; a class
+whose held-out scores say nothing is warned of; a registry about to mix unlike inputs says so."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from bank import Registry
+from bank import stats as st
+from bank.decision import decide
+from bank.kinds.pca import PCAModel
+from bank.training import mixing_note
+
+
+def _stats(rng, mean, spread, n=200):
+    return st.fit_error_stats(np.exp(rng.normal(np.log(mean), spread, n)))
+
+
+def test_a_class_that_rejects_an_image_changes_no_other_class_verdict():
+    rng = np.random.default_rng(0)
+    cat, dog = _stats(rng, 0.3, 0.15), _stats(rng, 0.4, 0.15)
+    car = _stats(rng, 1e-3, 0.1)  # a class of drawings: tiny errors of its own
+    errors = np.array([[0.28, 0.45], [0.5, 0.38], [0.31, 0.33], [2.0, 2.5]])
+    before = decide(errors, ["cat", "dog"], [cat, dog], complexity=None)
+    with_car = np.c_[errors, [0.1, 0.12, 0.09, 0.2]]  # lower than both, and far too high for car itself
+    after = decide(with_car, ["cat", "dog", "car"], [cat, dog, car], complexity=None)
+    assert after.flag_error[:, 2].all()  # car rejects them all
+    assert (after.flags[:, :2] == before.flags).all()
+    assert after.labels == before.labels
+    assert after.labels[:2] == ["cat", "dog"]
+    np.testing.assert_allclose(after.margin[:, :2], before.margin, equal_nan=True)
+    for i in range(4):  # no reason names car
+        assert not any("car" in r for k in range(2) for r in after.reasons(i, k))
+
+
+def test_a_class_that_accepts_an_image_and_fits_it_better_still_flags_the_others():
+    rng = np.random.default_rng(1)
+    cat, dog = _stats(rng, 0.3, 0.15), _stats(rng, 0.3, 0.15)
+    res = decide(np.array([[0.3, 0.2]]), ["cat", "dog"], [cat, dog], complexity=None)
+    assert not res.flag_error.any()
+    assert res.flag_margin[0, 0] and not res.flag_margin[0, 1]  # dog fits it 33% better and accepts it
+    assert res.labels == ["dog"]
+    assert "class 'dog'" in res.reasons(0, 0)[0]
+
+
+def test_the_verdict_is_the_nearest_class_that_accepts_the_image():
+    rng = np.random.default_rng(2)
+    tight, loose = _stats(rng, 0.1, 0.05), _stats(rng, 0.3, 0.3)
+    res = decide(np.array([[0.2, 0.25]]), ["tight", "loose"], [tight, loose], complexity=None)
+    assert res.nearest == ["tight"] and res.flag_error[0, 0] and not res.flags[0, 1]
+    assert res.labels == ["loose"]
+    assert res.records()[0]["label"] == "loose" and res.records()[0]["nearest"] == "tight"
+
+
+def test_a_class_whose_held_out_scores_are_all_but_equal_is_warned_of():
+    x = np.zeros((60, 8, 8))  # every image the same: reconstructed perfectly, every held-out score 0
+    x[:, 2:5, 3] = 1.0
+    with pytest.warns(UserWarning, match="all but equal"):
+        model = PCAModel(n_components=4).fit(x)
+    assert any("all but equal" in w for w in model.training_["warnings"])
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a class with a spread of its own: no such warning
+        PCAModel(n_components=4).fit(rng.random((400, 8, 8)))
+
+
+def test_a_registry_about_to_mix_small_gray_digits_with_colour_photos_says_so(tmp_path):
+    rng = np.random.default_rng(0)
+    reg = Registry(tmp_path / "reg")
+    for c in ("0", "1"):
+        reg.register(c, PCAModel(n_components=4).fit(rng.random((40, 8, 8))))
+    note = mixing_note(reg, ["cat"], "pca", (200, False))
+    assert note and "(0, 1: pca on 8x8 gray" in note and "--registry" in note and "colour" in note
+    assert mixing_note(reg, ["2"], "pca", (8, True)) is None  # another digit: alike
+    assert mixing_note(reg, ["2"], "hog-ocsvm", (8, True))  # alike images, another kind
+    assert mixing_note(Registry(tmp_path / "empty"), ["cat"], "pca", (200, False)) is None
