@@ -61,12 +61,13 @@ def _constants(router: Router) -> dict[str, np.ndarray]:
     """Each class's statistics as float64 vectors, and which z each class takes (a class without the
     complexity fit falls back to lognormal: neutral constants there, never selected)."""
     cols: dict[str, list[float]] = {k: [] for k in ("mean", "std", "log_mean", "log_std", "c_mean", "c_std",
-                                                    "slope", "residual_std", "has_cx")}
+                                                    "slope", "residual_std", "has_cx", "log_shift")}
     for s in router.stats:
         cols["mean"].append(s.mean)
         cols["std"].append(s.std)
         cols["log_mean"].append(s.log_mean)
         cols["log_std"].append(s.log_std)
+        cols["log_shift"].append(s.log_shift)
         have = s.has_complexity
         cols["has_cx"].append(1.0 if have else 0.0)
         cols["c_mean"].append(s.complexity_mean if have else 0.0)
@@ -122,8 +123,9 @@ def _graph(router: Router):
     def decide(errors32, complexity):
         e = tf.cast(errors32, tf.float64)
         z = (e - c["mean"]) / c["std"]
-        log_e = tf.math.log(tf.maximum(e, floor))
-        lognormal = (log_e - c["log_mean"]) / c["log_std"]
+        log_e = tf.math.log(tf.maximum(e, floor))  # the margin's (raw errors)
+        shifted = tf.math.log(tf.maximum(e + c["log_shift"], floor))  # the log fits' (bank.stats.ErrorStats.logs)
+        lognormal = (shifted - c["log_mean"]) / c["log_std"]
         if method == "gaussian":
             test_z = z
         elif method == "lognormal" or complexity is None:
@@ -131,7 +133,7 @@ def _graph(router: Router):
         else:  # the residual from each class's line at the input's clamped complexity
             reach = st.COMPLEXITY_CLAMP * c["c_std"]
             dc = tf.clip_by_value(tf.math.log(complexity)[:, None] - c["c_mean"], -reach, reach)
-            corrected = (log_e - (c["log_mean"] + c["slope"] * dc)) / c["residual_std"]
+            corrected = (shifted - (c["log_mean"] + c["slope"] * dc)) / c["residual_std"]
             test_z = tf.where(c["has_cx"] > 0, corrected, lognormal)
         flag_error = test_z > threshold
         if complexity is not None and cx_cut is not None:

@@ -54,7 +54,7 @@ def plot_histogram(path: Path, name: str, errors: np.ndarray, own: np.ndarray, s
         ax.hist(np.clip(errors[own], 0, hi), bins=bins, density=True, alpha=0.6, color="tab:blue",
                 label=f"class {name} (n={int(own.sum())})")
     x = np.linspace(hi / 1000, hi, 400)
-    ax.plot(x, sps.lognorm.pdf(x, s=stats.log_std, scale=np.exp(stats.log_mean)), color="black", lw=1.2,
+    ax.plot(x, sps.lognorm.pdf(x + stats.log_shift, s=stats.log_std, scale=np.exp(stats.log_mean)), color="black", lw=1.2,
             ls=":" if method == "gaussian" else "-", label="fitted lognormal")
     ax.plot(x, sps.norm.pdf(x, stats.mean, stats.std), color="gray", lw=1.2,
             ls="-" if method == "gaussian" else ":", label="fitted normal (the seeds')")

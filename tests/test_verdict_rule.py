@@ -77,3 +77,17 @@ def test_a_registry_about_to_mix_small_gray_digits_with_colour_photos_says_so(tm
     assert mixing_note(reg, ["2"], "pca", (8, True)) is None  # another digit: alike
     assert mixing_note(reg, ["2"], "hog-ocsvm", (8, True))  # alike images, another kind
     assert mixing_note(Registry(tmp_path / "empty"), ["cat"], "pca", (200, False)) is None
+
+
+def test_a_kind_whose_scores_crowd_at_zero_gets_its_flag_where_its_held_out_scores_are():
+    rng = np.random.default_rng(0)
+    held = rng.gamma(0.5, 1.0, 300)  # like a network's surprise: most near 0 nats, a long tail
+    plain, shifted = st.fit_error_stats(held), st.fit_error_stats(held, shifted_log=True)
+    assert st.error_cut(plain, 3, "lognormal") > 10 * held.max()  # the crowd's spread: a flag nothing reaches
+    assert held.max() / 2 < st.error_cut(shifted, 3, "lognormal") < 2 * held.max()
+    new = rng.gamma(0.5, 1.0, 20000)
+    assert 0.0002 < np.mean(st.zscore(new, shifted, "lognormal") > 3) < 0.02
+    assert st.ErrorStats.from_dict(shifted.to_dict()) == shifted  # kept in the card
+    # scores whose log is normal keep the plain log
+    normal = np.exp(rng.normal(-3, 0.5, 200))
+    assert st.fit_error_stats(normal, shifted_log=True).log_shift == 0.0

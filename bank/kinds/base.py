@@ -81,6 +81,9 @@ class ClassModel:
     #: correct a reconstruction error for how busy the input is (Serra et al., ICLR 2020). A kind whose
     #: score does not track the input's busyness (a distance between pretrained features) says False.
     uses_complexity = True
+    #: Whether the statistics' log fits take a fitted shift, ``log(score + c)`` (:func:`bank.stats.fit_log_shift`):
+    #: for a kind whose held-out scores crowd at 0 (a network sure of most of its class's images).
+    shifted_log = False
 
     def __init__(self, *, spec: InputSpec | None = None, calibration_fraction: float = 0.1, seed: int = 0,
                  threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
@@ -197,7 +200,8 @@ class ClassModel:
     def calibrate(self, X, at_spec: bool = False) -> ClassModel:
         """Fit the error statistics on images of the class the model did not learn from."""
         x = X if at_spec else self._prepare(X)
-        self.stats_ = st.fit_error_stats(self._scores(x), complexity(x) if self.uses_complexity else None)
+        self.stats_ = st.fit_error_stats(self._scores(x), complexity(x) if self.uses_complexity else None,
+                                         shifted_log=self.shifted_log)
         return self
 
     # ------------------------------------------------------------ scoring

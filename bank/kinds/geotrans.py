@@ -166,6 +166,8 @@ class GeoTransModel(ClassModel):
     """
 
     kind = "geotrans"
+    #: Surprise crowds at 0 nats for the images it is sure of: the log fits take a fitted shift.
+    shifted_log = True
     score_unit = "geotrans"  #: nats of surprise, the same unit for every class: compares raw
     #: What its loss curves (``loss.png``) plot.
     loss_label = "cross-entropy of the transformation (training)"
