@@ -4,7 +4,11 @@
 
 (a) ``pca``: the ``pca`` kind (:mod:`bank.kinds.pca`) with 32 components; the
     error is the per-pixel MSE of the projection's reconstruction. ``hog-ocsvm``
-    (not in the default list): the ``hog-ocsvm`` kind.
+    (not in the default list): the ``hog-ocsvm`` kind. ``pretrained`` (nor this):
+    the ``pretrained`` kind with its defaults (EfficientNet-Lite0 features, the
+    ``knn`` head), the digits brought to its 224x224 RGB input by the kind;
+    the test digits go through the backbone once for every class (its
+    ``group_scorer``), 256 at a time.
 (b) ``seed``: the seed tutorials' conv autoencoder (filters 32, 64; latent
     16), Adam on MSE, 10 epochs, batch 32, no early stopping to speak of.
 (c) ``default``: ``AutoencoderDetector()`` as ``bank train`` runs it.
@@ -71,6 +75,10 @@ def make(bank: str, seed: int, epochs: int | None, overrides: dict):
         from bank.kinds.ae_hog import AEHOGModel
 
         return AEHOGModel(seed=seed, ae={"verbose": 0, **({"epochs": epochs} if epochs else {}), **overrides})
+    if bank == "pretrained":  # the network's 224x224 RGB input, whatever the digits' size
+        from bank.kinds.pretrained import PretrainedModel
+
+        return PretrainedModel(seed=seed)
     if bank == "geotrans":  # a network recognising the turns of the class (its own 60 epochs unless given);
         from bank.kinds.geotrans import GeoTransModel  # digits: a mirrored digit is not the digit
 
@@ -96,8 +104,16 @@ def trained_bank(bank: str, train, args, say) -> tuple[dict, float | None]:
     return dets, round(time.perf_counter() - t0, 1)
 
 
-def measure(dets: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, K) errors and input complexities of a bank."""
+def measure(dets: dict, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K) errors and input complexities of a bank (the pretrained kind: one backbone pass per image for
+    every class, a chunk at a time; its scores have no complexity fit, so 1)."""
+    models = list(dets.values())
+    if getattr(models[0], "kind", "") == "pretrained":
+        from bank.inputs import prepare
+
+        scorer = type(models[0]).group_scorer(models)
+        errors = np.concatenate([scorer(prepare(x[i:i + chunk], models[0].spec_)) for i in range(0, len(x), chunk)])
+        return errors, np.ones_like(errors)
     pairs = [d.measure(x) for d in dets.values()]
     return np.stack([e for e, _ in pairs], axis=1), np.stack([c for _, c in pairs], axis=1)
 
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
     p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default, hog-ocsvm, ae-hog, "
-                   "geotrans")
+                   "geotrans, pretrained")
     p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
     p.add_argument("--registry", help="use this trained 10-digit registry as the default bank (as examples/mnist.py "
                    "writes it) instead of training one")

@@ -3,6 +3,7 @@
     python benchmarks/speed.py [--quick] [--json] [--classes 1,10,50,100] [--batches 1,4,16,64,256,1024]
                                [--train-data ../shared/data/mnist [--train-images 2000] [--train-epochs 3]]
                                [--kind autoencoder|pca|hog-ocsvm|ae-hog|geotrans]
+    python benchmarks/speed.py --kind pretrained --photos ../shared/data/pets [--train-images 50] [--classes 2,10,100]
 
 No training: each class model is the default 28x28 conv autoencoder (filters
 32, 64; latent 16) with random weights, and its statistics are fitted to
@@ -62,6 +63,20 @@ train-all`` is not timed for these kinds. The versions line
 names NumPy's BLAS and its threads: the ``pca`` products use them, and on
 cores shared with other work several BLAS threads can be many times slower
 than one (compare a run under ``OPENBLAS_NUM_THREADS=1``).
+
+``--kind pretrained`` times photos instead: each sub-folder of ``--photos``
+is a class, ``PretrainedModel()`` (its defaults, ``--seed``) fitted on its
+first ``--train-images`` photos (default 50: enough for timing), copied
+under other names up to the largest of ``--classes`` (default 2, 10, 100:
+classes sharing one backbone), registered in a temporary registry and
+answered through ``bank.Router.from_registry``, on 256 other photos at
+224x224 RGB. Measured: (1) the backbone alone (features, LiteRT), (2) the
+kind's ``group_scorer`` (one backbone pass, every class's head) and (3)
+``Router.score`` for each bank size: images/s (batches of 256), class-images/s
+and single-image latency (median of at least 100 calls), with the GFLOP/s
+of the backbone's multiply-adds (counted from its Keras layers: conv,
+depthwise conv, dense) against float32 NumPy matmul measured in the same
+run; the load time from the registry, peak RSS and a cold start.
 """
 
 from __future__ import annotations
@@ -798,6 +813,164 @@ def print_kind_tables(out: dict) -> None:
     print(f"| TensorFlow imported by this process | {'yes' if out['tensorflow_imported_here'] else 'no'} |")
 
 
+# ------------------------------------------------------------ photos: the pretrained kind
+
+#: Photos of each class the pretrained classes are fitted on, and the bank sizes timed, unless told.
+PHOTO_TRAIN = 50
+PHOTO_CLASSES = "2,10,100"
+
+
+def backbone_macs(name: str, say) -> int:
+    """Multiply-adds per image of the backbone's Keras network (built from its package's weights):
+    its conv, depthwise conv and dense layers."""
+    from keras import layers
+
+    from bank import models  # noqa: F401  (imports TensorFlow, quietly)
+    from bank.backbones import backbone as bbs
+
+    say(f"counting the multiply-adds of {name}")
+    mod = bbs.module(name)
+    net = mod.build(mod.read_weights())
+    total = macs(net)
+    for layer in net.layers:  # each output pixel meets its channel's kernel (macs counts Conv2D and Dense)
+        if isinstance(layer, layers.DepthwiseConv2D) and not isinstance(layer, layers.Conv2D):
+            total += math.prod(layer.output.shape[1:3]) * math.prod(layer.kernel.shape)
+    return total
+
+
+def photo_data(folder: Path, per: int, n_test: int, say) -> tuple[dict, list[str], dict]:
+    """Per class (each sub-folder of ``folder``, sorted) its first ``per`` photos to fit on; ``n_test`` other
+    photos, taken from the classes in turn, to time on; and a description."""
+    from bank.data import list_image_files
+
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        raise SystemExit(f"speed.py: --photos {folder}: expected a sub-folder per class, found {classes}")
+    files = {c: sorted(list_image_files([folder / c])[0], key=lambda p: p.name) for c in classes}
+    train = {c: [str(p) for p in f[:per]] for c, f in files.items()}
+    rest = [f[per:] for f in files.values()]
+    test = [str(r[i]) for i in range(max(map(len, rest))) for r in rest if i < len(r)][:n_test]
+    say(f"photos: {', '.join(f'{len(t)} {c}' for c, t in train.items())} to fit on, {len(test)} others to time on")
+    return train, test, {"path": str(folder), "classes": classes, "train_per_class": per, "test": len(test)}
+
+
+def measure_photos(cfg: dict, seed: int, say) -> dict:
+    """A bank of ``pretrained`` classes on photos: each class of ``cfg["photos"]`` fitted on a few photos, copied
+    under other names up to the largest bank timed, registered, and answered through ``Router.from_registry``."""
+    import warnings
+
+    from bank import Registry, Router
+    from bank.backbones import backbone as bbs
+    from bank.inputs import prepare
+    from bank.kinds.pretrained import PretrainedModel
+
+    out = {"kind": "pretrained", "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
+           "settings": cfg}
+    counts = cfg["classes"]
+    train, test, out["data"] = photo_data(Path(cfg["photos"]), cfg["train_images"], BATCH, say)
+    say("building the backbone (Keras from its weights, converted for LiteRT)")
+    t = time.perf_counter()
+    bbs.build()
+    out["backbone_build_s"] = time.perf_counter() - t
+    fitted, fit_s = {}, []
+    for c, paths in train.items():
+        say(f"fitting {c} on {len(paths)} photos")
+        t = time.perf_counter()
+        with warnings.catch_warnings(record=True):  # few held-out photos: warned, and said in the table
+            warnings.simplefilter("always", UserWarning)
+            fitted[c] = PretrainedModel(seed=seed).fit(paths)
+        fit_s.append(time.perf_counter() - t)
+    out["fit_s_per_class"] = statistics.mean(fit_s)
+    m = next(iter(fitted.values()))
+    out["models"] = (f"PretrainedModel() defaults: head {m.head}, k {m.k}, backbone {m.backbone}, input {m.spec_}, "
+                     f"{m.training_['n_train']} training features and {m.training_['n_calibration']} held out a class")
+    out["versions"] = (f"Python {platform.python_version()}, NumPy {np.__version__} ({blas()}), ai-edge-litert "
+                       f"{litert_version() or 'not installed'} ({m.backbone_.model.__class__.__name__} on its threads)")
+    copies = {f"{c}-{i}" if i else c: c for i in range(math.ceil(max(counts) / len(fitted))) for c in fitted}
+    names = list(copies)[:max(counts)]
+    x = prepare(test, m.spec_)
+    out["mflop_per_image"] = 2 * backbone_macs(m.backbone, say) / 1e6
+    say("float32 NumPy matmul")
+    out["matmul_gflops"] = matmul_gflops(reps=cfg["reps"] + 2)
+    flop = out["mflop_per_image"] * 1e6
+    with tempfile.TemporaryDirectory(prefix="bank-speed-") as tmp:
+        reg = Registry(Path(tmp) / "registry")
+        say(f"registering {len(names)} classes (copies of {', '.join(fitted)})")
+        t = time.perf_counter()
+        for name in names:
+            reg.register(name, fitted[copies[name]])
+        out["register_s_per_class"] = (time.perf_counter() - t) / len(names)
+        rows = []
+        bb = None
+        for k in counts:
+            say(f"{k} classes: load, check, time")
+            t = time.perf_counter()
+            router = Router.from_registry(reg, names[:k], batch_size=BATCH)
+            load_s = time.perf_counter() - t
+            models = list(router.detectors.values())
+            if bb is None:  # the backbone alone: the one every class loaded shares
+                bb = models[0].backbone_
+                ips = throughput_for(bb.features, x, cfg["reps"])
+                rows.append({"way": "backbone", "classes": None, "img_per_s": ips, "gflops": flop * ips / 1e9,
+                             "single_ms": latency_ms(bb.features, x[:1], cfg["calls"]), "calls": cfg["calls"]})
+            few = x[:8]
+            ref = np.stack([mm.score_samples(few) for mm in models[:10]], axis=1)
+            got = router.errors(few)[:, :10]
+            diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-12)))
+            scorer = PretrainedModel.group_scorer(models)
+            for way, fn in (("scorer", in_batches(scorer)), ("router_score", router.score)):
+                ips = throughput_for(fn, x, cfg["reps"])
+                rows.append({"way": way, "classes": k, "img_per_s": ips, "gflops": flop * ips / 1e9,
+                             "single_ms": latency_ms(fn, x[:1], cfg["calls"]), "calls": cfg["calls"],
+                             "load_s": load_s, "max_rel_diff": diff})
+        out["ways"] = rows
+        out["peak_rss_mb"] = peak_rss_mb()
+        one = Path(tmp) / "one.jpg"
+        one.write_bytes(Path(test[0]).read_bytes())
+        ten = names[:10]
+        say("cold start: a fresh process to its first answer, 10 classes")
+        out["cold_start"] = cold_start(Path(tmp), one, ten)
+    return out
+
+
+PHOTO_LABELS = {"backbone": "(1) the backbone alone: features (LiteRT)",
+                "scorer": "(2) the kind's group_scorer: one backbone pass, every class's head",
+                "router_score": "(3) bank.Router.score, from the registry (scores, verdicts)"}
+
+
+def print_photo_tables(out: dict) -> None:
+    d, mm = out["data"], out["matmul_gflops"]
+    print(f"Speed of a bank of pretrained classes on photos, {out['date']}, {out['machine']}; {out['versions']}")
+    print(f"Data: {d['classes'][0]} and {d['classes'][1]} photos from {d['path']}, {d['train_per_class']} a class "
+          f"to fit on; the other classes of each bank are copies of these (the same model under another name, "
+          f"registered in a temporary registry); timed on {d['test']} other photos at 224x224 RGB.")
+    print(f"Models: {out['models']}; backbone built and converted once in {out['backbone_build_s']:.1f} s; fit "
+          f"{out['fit_s_per_class']:.2f} s per class (mean), registration {out['register_s_per_class']:.3f} s per "
+          "class.")
+    print(f"One image costs the backbone {out['mflop_per_image']:,.0f} MFLOP (2 x multiply-adds of its conv, "
+          f"depthwise conv and dense layers), once for every class; float32 NumPy matmul here: {mm:.1f} GFLOP/s.\n")
+    print("| way | classes | images/s (batches of 256) | class-images/s | single image, ms (median) | GFLOP/s "
+          "| of matmul | load from the registry |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in out["ways"]:
+        k = r["classes"]
+        per_class, load = (f"{r['img_per_s'] * k:,.0f}", f"{r['load_s']:.2f} s") if k else ("-", "-")
+        print(f"| {PHOTO_LABELS[r['way']]} | {k or '-'} | {r['img_per_s']:,.1f} | {per_class} | "
+              f"{r['single_ms']:.2f} ({r['calls']} calls) | {r['gflops']:.1f} | {r['gflops'] / mm:.0%} | {load} |")
+    bb = out["ways"][0]
+    last = [r for r in out["ways"] if r["way"] == "router_score"]
+    print(f"\nRouter.score's cost over the backbone alone: one image +{last[0]['single_ms'] - bb['single_ms']:.2f} ms "
+          f"at {last[0]['classes']} classes, +{last[-1]['single_ms'] - bb['single_ms']:.2f} ms at {last[-1]['classes']}; "
+          f"batched {last[0]['img_per_s'] / bb['img_per_s']:.0%} and {last[-1]['img_per_s'] / bb['img_per_s']:.0%} "
+          "of the backbone's images/s. The router's scores differ from each model's score_samples by at most "
+          f"{max(r['max_rel_diff'] for r in last):.1e} relative (8 photos, the first 10 classes).")
+    c = out["cold_start"]
+    print(f"\nPeak RSS of this process at the end: {out['peak_rss_mb']:.0f} MB. Cold start, a fresh process to its "
+          f"first answer from 10 classes: {c['first_answer_s']:.2f} s (import and load {c['load_s']:.2f} s, first "
+          f"answer {c['answer_s']:.2f} s), peak RSS {c['peak_rss_mb']:.0f} MB, TensorFlow imported: "
+          f"{'yes' if c['tensorflow_imported'] else 'no'}.")
+
+
 # ------------------------------------------------------------ main
 
 def ints(text: str) -> list[int]:
@@ -812,9 +985,16 @@ def ints(text: str) -> list[int]:
 
 def settings(args: argparse.Namespace) -> dict:
     cfg = dict(QUICK if args.quick else FULL)
+    if args.kind == "pretrained":  # photos: its own section
+        cfg = {k: cfg[k] for k in ("reps", "calls")}
+        cfg.update(classes=args.classes or ints(PHOTO_CLASSES), photos=args.photos,
+                   train_images=args.train_images or PHOTO_TRAIN)
+        given = {"--batches": args.batches, "--train-data": args.train_data, "--train-epochs": args.train_epochs}
+        cfg["ignored"] = [o for o, v in given.items() if v is not None]
+        return cfg
     cfg["classes"] = args.classes or ints(cfg["classes"])
     cfg["batches"] = args.batches or ints(cfg["batches"])
-    cfg.update(train_data=args.train_data, train_images=args.train_images, kind=args.kind,
+    cfg.update(train_data=args.train_data, train_images=args.train_images or 2000, kind=args.kind,
                train_epochs=3 if args.train_epochs is None else args.train_epochs)
     if args.kind != "autoencoder":
         for key in ("naive_calls", "scale_calls"):  # the autoencoder's only
@@ -877,23 +1057,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-data", metavar="DIR", help="MNIST IDX folder: also time `bank train-all` against "
                    "sequential training of the 10 digits; for --kind pca or hog-ocsvm, the digits the models are "
                    "fitted on and timed with (else synthetic images)")
-    p.add_argument("--train-images", type=int, default=2000, metavar="N", help="training images per digit "
-                   "(default 2000)")
+    p.add_argument("--train-images", type=int, metavar="N", help="training images per digit (default 2000); for "
+                   f"--kind pretrained, photos per class (default {PHOTO_TRAIN})")
     p.add_argument("--train-epochs", type=int, metavar="E", help="epochs per digit (default 3; the autoencoder's, "
                    "and for --kind ae-hog or geotrans those the timed models are fitted with)")
     p.add_argument("--kind", choices=list(KINDS), default="autoencoder", help="the kind of class model timed "
-                   "(default autoencoder: random weights; the others are fitted for real)")
+                   "(default autoencoder: random weights; the others are fitted for real; pretrained on --photos)")
+    p.add_argument("--photos", metavar="DIR", help="for --kind pretrained: a folder with a sub-folder of photos per "
+                   "class, such as ../shared/data/pets (cats, dogs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    if args.train_images < 4:
+    if args.train_images is not None and args.train_images < 4:
         p.error(f"--train-images: expected at least 4, got {args.train_images}")
+    if args.kind == "pretrained" and not args.photos:
+        p.error("--kind pretrained: give --photos DIR, a folder with a sub-folder of photos per class")
 
     t0 = time.perf_counter()
     cfg = settings(args)
     if args.kind == "autoencoder":
         out = measure(cfg, args.seed, say)
+    elif args.kind == "pretrained":
+        if cfg["ignored"]:
+            say(f"note: {', '.join(cfg['ignored'])}: ignored by the photo section (--kind pretrained)")
+        out = measure_photos(cfg, args.seed, say)
     else:
         if cfg["ignored"]:
             say(f"note: {', '.join(cfg['ignored'])}: the autoencoder's; ignored by {args.kind}")
@@ -904,6 +1092,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
     elif args.kind == "autoencoder":
         print_tables(out)
+    elif args.kind == "pretrained":
+        print_photo_tables(out)
     else:
         print_kind_tables(out)
     return 0

@@ -1,7 +1,8 @@
 """Train a "cat" and a "dog" detector on folders of photos and measure how well they tell the two apart.
 
     python examples/pets.py --cats photos/cats --dogs photos/dogs [--size 64] [--color rgb] [--json]
-                            [--kind auto,autoencoder,pca,hog-ocsvm,ae-hog,geotrans]
+                            [--kind auto,autoencoder,pca,hog-ocsvm,ae-hog,geotrans,pretrained]
+                            [--head knn|autoencoder]
 
 Each folder is scanned once (unreadable files are named and skipped), a
 share of each class is held out for testing (``--holdout``, seeded), and each
@@ -14,21 +15,28 @@ score ``exp(-z**2 / 2)``. With ``--json``: one object with ``cat_auroc``,
 ``dog_auroc``, ``welch_t``, ``accuracy`` and the rest.
 
 ``--kind`` chooses the kind of class model: ``auto`` (the default) is the
-kind ``bank train`` chooses for photos, ``geotrans`` (a network per class
-that recognises the turns and flips of its own photos), at 64x64 in the
-photos' colour unless ``--size`` and ``--color`` say otherwise;
+kind ``bank train`` chooses for photos, ``pretrained`` (features of a network
+pretrained on ImageNet, and a one-class head on them: ``--head knn``, its
+default, or ``autoencoder``), always at its network's input, 224x224 RGB
+(``--size`` and ``--color`` do not apply to it); ``geotrans`` (a network per
+class that recognises the turns and flips of its own photos), at 64x64 in
+the photos' colour unless ``--size`` and ``--color`` say otherwise;
 ``autoencoder`` (streamed from disk through tf.data; 128x128 gray by
 default), ``pca``, ``hog-ocsvm``, ``ae-hog``, each with its own defaults and
 ``--seed``. Several, comma-separated, run side by side on the same split and
-held-out photos at the first kind's input: a table row per kind, the first
+held-out photos at the input of the first of them that is not
+``pretrained`` (which keeps its own): a table row per kind, the first
 kind's figures printed in full. The JSON keeps the first kind's figures at
 the top (``cat_auroc`` ...) and has every kind's under ``kinds``
 (``kinds.pca.cat_auroc`` ...); ``kind`` names the first. ``--epochs``,
 ``--batch-size``, ``--filters`` and ``--latent`` are the autoencoder's:
-geotrans takes ``--epochs`` and ``--batch-size`` too, other kinds ignore
-them, and say so. Every kind registers its two models in the same
-``--registry`` (a new version of "cat" and of "dog" each); at the end the
-first kind's versions are the active ones.
+geotrans takes ``--epochs`` and ``--batch-size`` too (and ``pretrained``,
+for its ``autoencoder`` head), other kinds ignore them, and say so. Every
+kind registers its two models in the same ``--registry`` (a new version of
+"cat" and of "dog" each); at the end the first kind's versions are the
+active ones. ``pretrained``'s network is built once (and converted for
+LiteRT), before its classes train: ``backbone_seconds``, apart from their
+training seconds.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ from bank.training import own_look
 CLASSES = ("cat", "dog")
 #: The options only the autoencoder reads, and their defaults.
 AUTOENCODER_ONLY = {"epochs": 30, "batch_size": 32, "filters": None, "latent": None}
+#: The kind that sees photos at its network's input, whatever --size and --color say.
+OWN_INPUT = "pretrained"
 
 
 def split(files: ImageFiles, holdout: float, seed: int) -> tuple[ImageFiles, ImageFiles]:
@@ -84,7 +94,10 @@ def resolve(kind: str, files: list[ImageFiles], args) -> str:
 
 def default_spec(kind: str, found: InputSpec, args) -> InputSpec:
     """The input of this run: ``--size`` and ``--color``, else the first kind's defaults (geotrans: its own
-    square of the photos, 64 px in their colour; the others: 128 px gray, the seed's)."""
+    square of the photos, 64 px in their colour; pretrained: its network's, 224 px RGB, whatever is asked;
+    the others: 128 px gray, the seed's)."""
+    if kind == OWN_INPUT:
+        return kind_class(kind).choose_spec(found)
     if kind == "geotrans":
         chosen = kind_class(kind).choose_spec(found)
         return InputSpec(args.size or chosen.height, args.size or chosen.width, args.color or chosen.color)
@@ -93,7 +106,8 @@ def default_spec(kind: str, found: InputSpec, args) -> InputSpec:
 
 def make(kind: str, spec: InputSpec, args, params: dict):
     """An unfitted class model of ``kind``: the autoencoder with this run's options (also inside ae-hog),
-    another kind with its own defaults but for the options it takes and was given (geotrans: --epochs)."""
+    another kind with its own defaults but for the options it takes and was given (geotrans: --epochs;
+    pretrained: --head, and --epochs, --batch-size for its autoencoder head)."""
     ae = {"params": params or None, "epochs": args.epochs, "batch_size": args.batch_size,
           "verbose": 0 if args.json else 2}
     if kind == "autoencoder":
@@ -104,6 +118,8 @@ def make(kind: str, spec: InputSpec, args, params: dict):
     own = {o: getattr(args, o) for o in AUTOENCODER_ONLY if o in args.given and o in takes(kind)}
     if "verbose" in takes(kind):
         own["verbose"] = ae["verbose"]
+    if kind == OWN_INPUT and args.head:
+        own["head"] = args.head
     return cls(spec=spec, seed=args.seed, **own)
 
 
@@ -148,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dogs", required=True, help="folder of dog photos")
     p.add_argument("--registry", default="pets-registry", help="where the two models go (default ./pets-registry)")
     p.add_argument("--size", type=int, help="square input side in pixels (default: the first kind's; geotrans "
-                   "64, the others 128)")
+                   "64, the others 128; pretrained always sees 224)")
     p.add_argument("--color", choices=["gray", "rgb"], help="default: the first kind's (geotrans: the photos' "
-                   "colour; the others gray, the seed's)")
+                   "colour; the others gray, the seed's; pretrained always sees rgb)")
     p.add_argument("--kind", type=kind_list, default=[AUTO], metavar="KIND[,KIND...]",
                    help=f"kind of class model: {AUTO}, {', '.join(KINDS)}; several, comma-separated, run side by "
-                   "side (default auto: the kind bank train chooses for photos, geotrans)")
+                   "side (default auto: the kind bank train chooses for photos, pretrained)")
+    p.add_argument("--head", choices=["knn", "autoencoder"], help="the pretrained kind's head on its features "
+                   "(default: the kind's, knn)")
     p.add_argument("--epochs", type=int, help="most epochs; early stopping may end sooner (default 30; the "
                    "autoencoder's; geotrans takes it too, its default 60)")
     p.add_argument("--batch-size", type=int, help="default 32 (the autoencoder's; geotrans takes it too, its "
@@ -198,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     kinds = list(dict.fromkeys(resolve(k, every, args) for k in args.kind))
     if "auto" in args.kind:
         say(f"kind auto: {resolve('auto', every, args)} for these photos")
-    spec = default_spec(kinds[0], found["cat"], args)
+    shared = next((k for k in kinds if k != OWN_INPUT), kinds[0])  # pretrained keeps its own input
+    spec = default_spec(shared, found["cat"], args)
+    specs = {k: default_spec(k, found["cat"], args) if k == OWN_INPUT else spec for k in kinds}
+    if OWN_INPUT in kinds and (args.size or args.color):
+        say(f"note: --size, --color: ignored by {OWN_INPUT}, which sees its network's input, {specs[OWN_INPUT]}")
+    if args.head and OWN_INPUT not in kinds:
+        say(f"note: --head: the {OWN_INPUT} kind's; ignored by {', '.join(kinds)}")
     ignored = {k: ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if o in args.given and o not in takes(k)]
                for k in kinds}
     ignored = {k: v for k, v in ignored.items() if v}
@@ -210,12 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         say(note)
 
-    seconds, versions, n_train = {}, {}, {}
+    seconds, versions, n_train, setup = {}, {}, {}, {}
     for kind in kinds:
         tag = "" if kinds == ["autoencoder"] else f" ({kind})"  # today's lines unchanged for the default
         seconds[kind], versions[kind] = {}, {}
+        if kind == OWN_INPUT:  # its network is built once a process, for every class: timed apart from them
+            from bank.backbones.backbone import build
+
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr):
+                build()
+            setup[kind] = round(time.perf_counter() - t0, 1)
+            say(f"{kind}: backbone built and converted in {setup[kind]} s (once, shared by the classes)")
         for name in CLASSES:
-            det = make(kind, spec, args, params)
+            det = make(kind, specs[kind], args, params)
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)  # Keras progress and warnings on stderr: stdout is the result
@@ -237,18 +269,24 @@ def main(argv: list[str] | None = None) -> int:
             reg.activate(c, versions[kinds[0]][c])
     paths = held["cat"].paths + held["dog"].paths
     truth_of = dict(zip(paths, ["cat"] * len(held["cat"]) + ["dog"] * len(held["dog"])))
-    parts, names = {kind: [] for kind in kinds}, []
-    for x, got in batches(paths, spec, on_skip=lambda name, why: say(f"skipped {name}: {why}")):  # streamed, once
-        for kind, router in routers.items():
-            parts[kind].append(router.measure(x))
-        names += got
+    parts, names = {kind: [] for kind in kinds}, {}
+    for s in dict.fromkeys(specs.values()):  # streamed once per input (pretrained's 224 px RGB beside the others')
+        names[s] = []
+        for x, got in batches(paths, s, on_skip=lambda name, why: say(f"skipped {name}: {why}")):
+            for kind, router in routers.items():
+                if specs[kind] == s:
+                    parts[kind].append(router.measure(x))
+            names[s] += got
+    names = names[specs[kinds[0]]]
     truth = [truth_of[n] for n in names]
     by_kind = {}
     for kind in kinds:
         f = figures(routers[kind], parts[kind], names, truth, args)
-        f.update(n_train=n_train[kind], train_seconds=seconds[kind], versions=versions[kind])
+        f.update(n_train=n_train[kind], train_seconds=seconds[kind], versions=versions[kind], input=str(specs[kind]))
         if kind in ignored:
             f["ignored_options"] = ignored[kind]
+        if kind == OWN_INPUT:
+            f.update(head=args.head or "knn", backbone_seconds=setup[kind])
         by_kind[kind] = f
     first = by_kind[kinds[0]]
     out = {
@@ -256,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "dog_auroc_flag_score", "unknown_rate", "n_train")},
         "n_test": {c: len(held[c]) for c in CLASSES},
         "skipped": {c: len(skipped[c]) for c in CLASSES},
-        "input": str(spec),
+        "input": str(specs[kinds[0]]),
         "train_seconds": first["train_seconds"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "registry": str(reg.root),
@@ -269,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if len(kinds) > 1:
+        own = f" ({OWN_INPUT} at {specs[OWN_INPUT]})" if OWN_INPUT in kinds and specs[OWN_INPUT] != spec else ""
         print(f"{len(kinds)} kinds side by side on the same held-out photos, {out['n_test']['cat']} cats and "
-              f"{out['n_test']['dog']} dogs at {spec}:\n")
+              f"{out['n_test']['dog']} dogs at {spec}{own}:\n")
         print("| kind | cat AUROC | dog AUROC | Welch's t | argmin accuracy | called unknown | training s (cat, dog) "
               "| versions (cat, dog) |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -280,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {f['versions']['cat']}, {f['versions']['dog']} |")
         print(f"\nactive in {reg.root}: the {kinds[0]} versions; the first kind in full:\n")
     if kinds != ["autoencoder"]:
-        print(f"kind: {kinds[0]}")
+        print(f"kind: {kinds[0]}" + (f" (head {first['head']})" if kinds[0] == OWN_INPUT else ""))
     if note:
         print(note)
-    print(f"held out: {out['n_test']['cat']} cats, {out['n_test']['dog']} dogs at {spec}")
+    print(f"held out: {out['n_test']['cat']} cats, {out['n_test']['dog']} dogs at {out['input']}")
     print(f"cat detector AUROC (dogs vs cats, by its error): {out['cat_auroc']:.3f}")
     print(f"dog detector AUROC (cats vs dogs, by its error): {out['dog_auroc']:.3f}")
     print(f"Welch's t, cat model's error on dogs vs on cats: {out['welch_t']:.2f}")

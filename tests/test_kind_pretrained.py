@@ -187,3 +187,17 @@ def test_exported_for_tensorflow_serving_as_bank_score_answers(pets_registry, tm
     np.testing.assert_allclose(got["error"], want.errors, atol=1e-4)
     assert [s.decode() for s in got["label"]] == want.labels
     np.testing.assert_array_equal(got["flag"], want.flags)
+
+
+def test_the_autoencoder_head_learns_its_class_and_loads_back_exactly(pets_registry, tmp_path):
+    _, _, test = pets_registry
+    model = PretrainedModel(head="autoencoder", epochs=15, seed=0).fit(photos("cat", 0, 120))
+    assert model.history_["loss"][-1] < model.history_["loss"][0]
+    reg = Registry(tmp_path / "reg")
+    reg.register("cat", model)
+    back = reg.load_detector("cat")
+    x = test["cat"][:8] + test["dog"][:8]
+    np.testing.assert_array_equal(back.score_samples(x), model.score_samples(x))
+    scores = model.score_samples(x)
+    assert np.mean(scores[:8]) < np.mean(scores[8:])  # its own photos rebuilt better than dogs
+    assert len(list((tmp_path / "reg" / ".shared").iterdir())) == 1
