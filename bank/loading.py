@@ -72,7 +72,11 @@ def read_shared(e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | 
     key = (str(path), sha256, st.st_mtime_ns, st.st_size)
     if key in _SHARED:
         return _SHARED[key] if keep else None
-    data = read_checked(Entry(e.class_name, e.version, path.parent, e.card), path.name, sha256, keep=True)
+    try:
+        data = read_checked(Entry(e.class_name, e.version, path.parent, e.card), path.name, sha256, keep=True)
+    except RegistryError as err:
+        raise RegistryError(f"{err} [{path}, shared by every class that names it; training such a class again "
+                            "writes it anew]") from None
     _SHARED[key] = data
     return data if keep else None
 

@@ -145,8 +145,8 @@ def mixing_note(registry, names: Iterable[str], kind: str, look: tuple[int, bool
             f"{', '.join(specs)} inputs; these are {kind} on {'gray' if gray else 'colour'} images of up to {side} px, "
             f"seen at {mine}): "
             "one bank will answer for all of them, comparing each class's scores relative to its own held-out "
-            "scores where their units differ. To keep them apart, train into another --registry (or answer with "
-            "--classes)")
+            "scores where their units differ, and an image of one may then be named as another (a photo as a "
+            "digit). To keep them apart, train into another --registry (or answer with --classes)")
 
 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:

@@ -115,16 +115,19 @@ def make(kind: str, spec: InputSpec, args, params: dict):
     if kind in WITH_AUTOENCODER:
         return kind_class(kind)(spec=spec, seed=args.seed, ae=ae)
     cls = kind_class(kind)
-    own = {o: getattr(args, o) for o in AUTOENCODER_ONLY if o in args.given and o in takes(kind)}
-    if "verbose" in takes(kind):
+    own = {o: getattr(args, o) for o in AUTOENCODER_ONLY if o in args.given and o in takes(kind, args.head)}
+    if "verbose" in takes(kind, args.head):
         own["verbose"] = ae["verbose"]
     if kind == OWN_INPUT and args.head:
         own["head"] = args.head
     return cls(spec=spec, seed=args.seed, **own)
 
 
-def takes(kind: str) -> tuple[str, ...]:
-    """The autoencoder's options a kind also takes (geotrans: epochs, batch size)."""
+def takes(kind: str, head: str | None = None) -> tuple[str, ...]:
+    """The autoencoder's options a kind also takes (geotrans: epochs, batch size; pretrained with
+    ``--head autoencoder``: epochs, batch size)."""
+    if kind == OWN_INPUT and head == "autoencoder":
+        return ("epochs", "batch_size", "verbose")
     return WITH_AUTOENCODER_OPTIONS if kind in WITH_AUTOENCODER else getattr(kind_class(kind), "training_options", ())
 
 
@@ -223,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"note: --size, --color: ignored by {OWN_INPUT}, which sees its network's input, {specs[OWN_INPUT]}")
     if args.head and OWN_INPUT not in kinds:
         say(f"note: --head: the {OWN_INPUT} kind's; ignored by {', '.join(kinds)}")
-    ignored = {k: ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY if o in args.given and o not in takes(k)]
+    ignored = {k: ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY
+                   if o in args.given and o not in takes(k, args.head)]
                for k in kinds}
     ignored = {k: v for k, v in ignored.items() if v}
     groups: dict[tuple, list[str]] = {}
@@ -327,10 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dog detector AUROC (cats vs dogs, by its error): {out['dog_auroc']:.3f}")
     print(f"Welch's t, cat model's error on dogs vs on cats: {out['welch_t']:.2f}")
     print(f"argmin accuracy: {out['accuracy']:.3f}; called unknown: {out['unknown_rate']:.1%}")
-    print("the seeds' probability of cat (cat model's exp(-z^2/2)) for a few held-out photos:")
+    print("for a few held-out photos, each model's score exp(-z^2/2) (the seeds' \"probability\": 1 at the "
+          "model's typical error, falling either side; not a probability, the two need not sum to 1):")
     for e in out["examples"]:
-        print(f"  {e['image']}: {e['truth']}, labelled {e['label']}, P(cat) {e['probability_of_cat']:.3f}, "
-              f"P(dog) {e['probability_of_dog']:.3f}")
+        print(f"  {e['image']}: {e['truth']}, labelled {e['label']}, cat score {e['probability_of_cat']:.3f}, "
+              f"dog score {e['probability_of_dog']:.3f}")
     return 0
 
 

@@ -101,8 +101,9 @@ def test_a_changed_backbone_file_is_refused(pets_registry, tmp_path):
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 1
     f.write_bytes(bytes(data))
-    with pytest.raises(RegistryError, match="checksum"):
+    with pytest.raises(RegistryError, match="checksum") as err:
         Router.from_registry(Registry(root))
+    assert ".shared" in str(err.value) and "shared by every class" in str(err.value)  # where, and what to do
     problems = Registry(root).verify(load=False)
     assert {p.class_name for p in problems} == {"cat", "dog"}
 

@@ -91,3 +91,20 @@ def test_a_kind_whose_scores_crowd_at_zero_gets_its_flag_where_its_held_out_scor
     # scores whose log is normal keep the plain log
     normal = np.exp(rng.normal(-3, 0.5, 200))
     assert st.fit_error_stats(normal, shifted_log=True).log_shift == 0.0
+
+
+def test_classify_says_when_the_bank_mixes_unlike_inputs(tmp_path, capsys):
+    from PIL import Image
+
+    from bank.cli import main
+
+    rng = np.random.default_rng(0)
+    reg = Registry(tmp_path / "reg")
+    reg.register("0", PCAModel(n_components=4).fit(rng.random((40, 8, 8))))
+    reg.register("photo", PCAModel(n_components=4).fit(rng.random((40, 32, 32, 3))))
+    Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    assert main(["classify", str(tmp_path / "a.png"), "--registry", str(reg.root)]) == 0
+    err = capsys.readouterr().err
+    assert "mixes classes of unlike inputs" in err and "--classes" in err
+    assert main(["classify", str(tmp_path / "a.png"), "--registry", str(reg.root), "--classes", "photo"]) == 0
+    assert "mixes" not in capsys.readouterr().err

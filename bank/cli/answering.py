@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 import argparse
 from pathlib import Path
 
@@ -34,6 +36,11 @@ def _router(args: argparse.Namespace):
                                   skip_broken=args.skip_broken, runtime=args.runtime)
     for name, reason in router.skipped:
         say(f"skipped a broken class: {reason}")
+    if len(router.groups) > 1 and not args.classes:
+        looks = "; ".join(f"{', '.join(router.classes[k] for k in ks[:4])}{' ...' if len(ks) > 4 else ''} at {spec}"
+                          for spec, ks in router.groups.items())
+        say(f"note: this bank mixes classes of unlike inputs ({looks}), compared {router.comparison}: an image "
+            "of one may be named as another; --classes A,B answers with some of them")
     for c, s in zip(router.classes, router.stats):
         if router.detectors[c].uses_complexity and st.effective_method(s, router.method) != router.method:
             say(f"class {c!r} has no complexity statistics (registered before them): it uses the lognormal z and "
@@ -96,18 +103,28 @@ def cmd_score(args: argparse.Namespace) -> int:
     rows = []
     for i, name in enumerate(result.names):
         for k, c in enumerate(result.classes):
-            cz = result.complexity_z[i, k] if result.complexity_z is not None else float("nan")
+            cz = result.complexity_z[i, k] if result.complexity_z is not None else None
             rows.append([name, c, result.errors[i, k], result.z[i, k], result.score[i, k], result.test_z[i, k],
-                         result.p_value[i, k], result.margin[i, k], cz, flag_cell(flag_tags(result, i, k))])
+                         result.p_value[i, k], _shown(result.margin[i, k]), _shown(cz),
+                         flag_cell(flag_tags(result, i, k))])
     print(table(rows, ["image", "class", "error", "z", "score", "test z", "p", "margin", "input cx z", "flag"]))
-    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {st.METHOD_LABELS[result.method]} of the "
-          "error, the flag's first test (p its upper tail); margin: "
+    used = dict.fromkeys(result.method_of(k) for k in range(len(result.classes)))
+    named = " or the ".join(st.METHOD_LABELS[m] for m in used)
+    which = "" if len(used) < 2 else " (each class's own: --json names it per class)"
+    print(f"z, score: the seeds' Gaussian on the raw error; test z: the {named} of the "
+          f"error{which}, the flag's first test (p its upper tail); margin: "
           + ("log error minus the best other class's" if result.compare == "raw" else
              "z of the log error minus the best other class's (the bank compares relative errors)")
           + "; input cx "
           f"z: the {st.INPUT_COMPLEXITY_LABEL}, the input's zlib bits per value against the class's images (a "
-          "different quantity); flag: the tests that fired")
+          "different quantity); -: none (no other class accepts the image; a class without complexity "
+          "statistics); flag: the tests that fired")
     return 0
+
+
+def _shown(v: float | None) -> float | str:
+    """A number for the table, or "-" where there is none (NaN, None)."""
+    return "-" if v is None or not np.isfinite(v) else float(v)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

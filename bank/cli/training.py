@@ -259,7 +259,7 @@ def add_training(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--epochs", type=int,
                     help=f"most epochs; early stopping may end sooner (default {epochs}; geotrans 60)")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
-                    "at most 128, else 64x64)")
+                    "at most 128, else 64x64; pretrained sees its network's 224x224 colour and refuses another)")
     sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
     sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
     sp.add_argument("--architecture", choices=["auto", "conv", "dense"],

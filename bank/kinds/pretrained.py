@@ -85,8 +85,9 @@ class PretrainedModel(ClassModel):
 
     kind = "pretrained"
     uses_complexity = False
-    #: The autoencoder's training settings this kind also takes (its ``autoencoder`` head trains by them).
-    training_options = ("epochs", "batch_size", "verbose")
+    #: The autoencoder's training settings this kind takes from the command line: none (its default head,
+    #: knn, trains nothing; the ``autoencoder`` head takes ``epochs`` and ``batch_size`` from Python).
+    training_options = ()
 
     def __init__(self, *, head: str = "knn", k: int = 5, mirror: bool = False, backbone: str = bbs.DEFAULT,
                  epochs: int = 20, batch_size: int = 64, latent: int = 32, hidden: int = 256,
