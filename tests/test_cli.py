@@ -169,6 +169,18 @@ def test_help_is_fast_and_does_not_import_tensorflow():
     assert "classify" in out.stdout and out.stderr.strip() == "False"
 
 
+@pytest.mark.parametrize("command", ["classify", "score"])
+def test_answering_a_file_imports_no_tensorflow_scipy_or_scikit_learn(trained, digit_folders, command):
+    """`bank classify one.png` starts fast: the answering commands import none of the heavy libraries (their
+    display strings once pulled in SciPy and scikit-learn: 0.7 s of a 1 s run)."""
+    code = (f"import sys\nfrom bank.cli import main\nrc = main([{command!r}, {str(digit_folders / '0' / '000.png')!r}, "
+            f"'--registry', {str(trained)!r}])\n"
+            "print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'scipy', 'sklearn') if m in sys.modules), rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY [] 0" in out.stdout
+
+
 def test_evaluate_writes_a_full_report(trained, digit_folders, tmp_path, capsys):
     out_dir = tmp_path / "report"
     code, out, err = run(capsys, "evaluate", str(digit_folders), "--registry", str(trained), "--out", str(out_dir),
@@ -263,3 +275,21 @@ def test_outliers_ranks_the_odd_images_first(trained, digit_folders, tmp_path, c
     code, out, _ = run(capsys, "outliers", "0", str(folder), "--registry", str(trained), "--quantile", "0.99",
                        "--montage", str(montage), "--top", "1")
     assert code == 0 and f"the montage shows the worst 1 of the {n} (--top)" in out
+
+
+def test_remove_takes_several_classes_and_removes_none_when_one_is_missing(tmp_path, capsys):
+    from bank import Registry
+    from bank.kinds.pca import PCAModel
+
+    rng = np.random.default_rng(0)
+    reg = Registry(tmp_path / "reg")
+    for c in ("0", "1", "2", "3"):
+        reg.register(c, PCAModel(n_components=2).fit(rng.random((12, 8, 8))))
+    code, _, err = run(capsys, "remove", "0", "9", "--registry", str(reg.root))
+    assert code == 1 and "no class '9'" in err and "nothing removed" in err
+    assert reg.classes() == ["0", "1", "2", "3"]
+    code, out, _ = run(capsys, "remove", "0", "1", "2", "--registry", str(reg.root), "--json")
+    assert code == 0 and [d["class"] for d in json.loads(out)["classes"]] == ["0", "1", "2"]
+    assert reg.classes() == ["3"]
+    code, _, err = run(capsys, "remove", "3", "1", "--version", "1", "--registry", str(reg.root))
+    assert code != 0 and "one version of one class" in err

@@ -8,7 +8,7 @@ from .. import stats as st
 from ..registry import RegistryError
 from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, error_cut  # noqa: F401 (importable here before)
 from ..summary import SKIPPED_SHOWN, entry_summary
-from .common import emit_json, registry_of, say, table
+from .common import CommandError, emit_json, registry_of, say, table
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -118,15 +118,26 @@ def _pairs(d: dict) -> str:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     reg = registry_of(args)
-    removed = reg.remove(args.class_name, args.version)
-    active = reg.active_version(args.class_name) if reg.versions(args.class_name) else None
+    names = list(dict.fromkeys(args.class_names))
+    if args.version is not None and len(names) > 1:
+        raise CommandError(f"--version removes one version of one class; got {len(names)} classes ({', '.join(names)})")
+    for name in names:  # every class checked before any is removed: a typo removes nothing
+        if not reg.versions(name):
+            raise CommandError(f"no class {name!r} in {reg.where} (classes: {', '.join(reg.classes()) or 'none'}); "
+                               "nothing removed")
+    done = []
+    for name in names:
+        removed = reg.remove(name, args.version)
+        active = reg.active_version(name) if reg.versions(name) else None
+        done.append({"class": name, "removed": removed, "active": active})
+        if args.json:
+            continue
+        if active is None:
+            print(f"removed class {name!r} (version(s) {', '.join(map(str, removed))}); it has no versions left")
+        else:
+            print(f"removed class {name!r} version {removed[0]}; active version: {active}")
     if args.json:
-        emit_json({"class": args.class_name, "removed": removed, "active": active})
-    elif active is None:
-        print(f"removed class {args.class_name!r} (version(s) {', '.join(map(str, removed))}); "
-              "it has no versions left")
-    else:
-        print(f"removed class {args.class_name!r} version {removed[0]}; active version: {active}")
+        emit_json(done[0] if len(done) == 1 else {"classes": done})
     return 0
 
 
@@ -180,9 +191,11 @@ def register(add, sub, common: argparse.ArgumentParser) -> None:
     sp.add_argument("class_name", metavar="CLASS")
     sp.add_argument("--version", type=int, help="a version (default: the active one)")
 
-    sp = add("remove", cmd_remove, "remove a class, or one version of it")
-    sp.add_argument("class_name", metavar="CLASS")
-    sp.add_argument("--version", type=int, help="remove only this version")
+    sp = add("remove", cmd_remove, "remove classes, or one version of a class")
+    sp.add_argument("class_names", metavar="CLASS", nargs="+",
+                    help="one or more classes (all checked first: a missing one removes nothing); --json prints "
+                    "{class, removed, active} for one, {classes: [...]} for several")
+    sp.add_argument("--version", type=int, help="remove only this version (of one class)")
 
     sp = add("activate", cmd_activate, "make a version of a class the active one (roll back or forward)")
     sp.add_argument("class_name", metavar="CLASS")
