@@ -1,4 +1,4 @@
-"""bank: detect features in images with a bank of one-class autoencoders.
+"""bank: detect features in images with a bank of one-class models, one per class.
 
 Importing ``bank`` does not import TensorFlow; training and loading models do.
 """

@@ -223,8 +223,8 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
             app.state.decoders.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPIOffline(title="bank", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None,
-                         static_url=DOCS_ASSETS, description="A bank of one-class autoencoders: per image, the class "
-                         "whose model reconstructs it best, or unknown; per class, error, z-scores, p-value, margin "
+                         static_url=DOCS_ASSETS, description="A bank of one-class models: per image, the class "
+                         "whose model fits it best (the lowest error among those that accept it), or unknown; per class, error, z-scores, p-value, margin "
                          "and flag.")
     if token is not None:
         _declare_bearer(app)
@@ -312,7 +312,7 @@ def create_app(registry_root: str | Path | None, *, token: str | None = None, ma
 
     doc = ("Multipart files in the field 'files' (repeatable), or one image's bytes as the body (named 'body'). "
            "The answer is the JSON of 'bank {} --json'; an unreadable file is listed under 'skipped'.")
-    app.post("/v1/classify", summary="per image: the class that reconstructs it best, or unknown",
+    app.post("/v1/classify", summary="per image: the class whose model fits it best, or unknown",
              description=doc.format("classify"), openapi_extra=_UPLOAD_DOC)(route)
     app.post("/v1/score", summary="per image and class: error, z, score, p-value, margin, flag",
              description=doc.format("score"), openapi_extra=_UPLOAD_DOC)(route)

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"show the traceback of an error (also ${DEBUG_ENV}=1)")
 
     p = argparse.ArgumentParser(prog="bank", description="Detect features in images with a bank of one-class "
-                                "autoencoders: one model per class, scored against its own held-out errors.")
+                                "models: one model per class, scored against its own held-out errors.")
     p.add_argument("--version", action="version", version=f"bank {__version__}")
     p.add_argument("--registry", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--debug", action="store_true", help=f"show the traceback of an error (also ${DEBUG_ENV}=1)")

@@ -231,7 +231,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
 def register(add) -> None:
     """Add the commands that answer (``add(name, func, help)`` makes a sub-parser with the common options)."""
     for name, func, help in (
-        ("classify", cmd_classify, "per image: the class whose model reconstructs it best, or unknown"),
+        ("classify", cmd_classify, "per image: the class whose model fits it best (the lowest error among those that accept it), or unknown"),
         ("score", cmd_score, "per image and class: error, z, Gaussian score, test z, p-value, margin, input "
                             "complexity z and flag with its reasons"),
     ):
