@@ -347,6 +347,7 @@ class Registry:
                 raise InputError(f"the model names the shared file {name!r} but does not give its bytes")
             path = shared_path(self.root, name, sha)
             if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
+                os.utime(path)  # in use again: young, so gc leaves it while this entry is being written
                 continue  # already there (a file of other bytes under its name was corrupt: replaced)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
@@ -453,9 +454,10 @@ class Registry:
             return []
         found = self._trash()
         shared = self.root / SHARED_DIR
-        if shared.is_dir() and not shared.is_symlink():  # a shared file's write cut short (a minute old at least)
-            found += [p for p in shared.iterdir() if p.name.startswith(TMP_PREFIX)
-                      and time.time() - p.lstat().st_mtime > 60]
+        if shared.is_dir() and not shared.is_symlink():  # shared files no card names, a minute old at least
+            named = self._shared_in_use()
+            found += [p for p in shared.iterdir() if time.time() - p.lstat().st_mtime > 60
+                      and (p.name.startswith(TMP_PREFIX) or (named is not None and p.name not in named))]
         for d in self.root.iterdir():
             if not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
                 found += self._class_leftovers(d)
@@ -467,6 +469,19 @@ class Registry:
         for p in gone:
             _remove_path(p)
         return gone
+
+    def _shared_in_use(self) -> set[str] | None:
+        """The names in the shared folder that some version's card names; None when a card cannot be read (then
+        nothing shared counts as unused)."""
+        named = set()
+        for c in self.classes():
+            for v in self.versions(c):
+                try:
+                    e = self.entry(c, v)
+                except RegistryError:
+                    return None
+                named |= {shared_path(self.root, f, sha).name for f, sha in e.shared_files}
+        return named
 
     def _trash(self) -> list[Path]:
         """Removed entries not yet deleted; removal renames first, so they are never read again."""

@@ -202,3 +202,23 @@ def test_the_autoencoder_head_learns_its_class_and_loads_back_exactly(pets_regis
     scores = model.score_samples(x)
     assert np.mean(scores[:8]) < np.mean(scores[8:])  # its own photos rebuilt better than dogs
     assert len(list((tmp_path / "reg" / ".shared").iterdir())) == 1
+
+
+def test_gc_removes_the_backbone_once_no_class_names_it(pets_registry, tmp_path):
+    import os
+    import shutil
+    import time
+
+    reg, _, _ = pets_registry
+    root = tmp_path / "copy"
+    shutil.copytree(reg.root, root)
+    copy = Registry(root)
+    old = time.time() - 3600
+    for p in (root / ".shared").iterdir():
+        os.utime(p, (old, old))
+    assert copy.gc() == []  # in use by cat and dog
+    copy.remove("cat")
+    assert copy.gc() == []  # still by dog
+    copy.remove("dog")
+    gone = copy.gc()
+    assert len(gone) == 1 and gone[0].parent.name == ".shared" and not gone[0].exists()
