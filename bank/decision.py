@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -67,15 +68,16 @@ class BankResult:
     rank: np.ndarray | None = None
     conformal_p: np.ndarray | None = None
 
-    @property
+    @cached_property
     def own_flags(self) -> np.ndarray:
         """True where the class rejects the image by its own tests (error, input complexity), whatever
         the other classes say: the classes that accept an image are the ones it is compared with."""
         return self.flag_error if self.flag_complexity is None else self.flag_error | self.flag_complexity
 
-    @property
+    @cached_property
     def flags(self) -> np.ndarray:
-        """True where the class says "not this class", for any reason."""
+        """True where the class says "not this class", for any reason (made once: a result's arrays are not
+        changed after :func:`decide`)."""
         return self.own_flags | self.flag_margin
 
     @property
@@ -84,18 +86,18 @@ class BankResult:
         return st.anomaly(self.test_z, self.margin, self.threshold, self.margin_threshold, self.complexity_z,
                           self.complexity_threshold)
 
-    @property
+    @cached_property
     def nearest(self) -> list[str]:
         """Per image, the class whose model fits it best: lowest error (``compare="raw"``) or lowest
         z of the log error under each class's held-out errors (``"relative"``)."""
         return [self.classes[i] for i in np.argmin(self.errors if self.rank is None else self.rank, axis=1)]
 
-    @property
+    @cached_property
     def unknown(self) -> np.ndarray:
         """True where every class flags the image: none of them."""
         return self.flags.all(axis=1)
 
-    @property
+    @cached_property
     def labels(self) -> list[str]:
         """The verdict: the nearest class among those that do not flag the image (the nearest class, unless
         it rejects the image by its own tests), or "unknown" when every class flags it."""
@@ -136,29 +138,39 @@ class BankResult:
 
     def records(self) -> list[dict]:
         """One JSON-ready dict per image (the schema of ``--json``)."""
+
+        def rows(a: np.ndarray | None, finite: bool = False) -> list:
+            """``a`` as nested Python lists, once (NaN and infinity as None where ``finite``)."""
+            if a is None:
+                return [[None] * len(self.classes)] * len(self.names)
+            return np.where(np.isfinite(a), a, None).tolist() if finite else np.asarray(a, np.float64).tolist()
+
+        e, z, score, tz, p = rows(self.errors), rows(self.z), rows(self.score), rows(self.test_z), rows(self.p_value)
+        cp, margin, cz = rows(self.conformal_p, True), rows(self.margin, True), rows(self.complexity_z, True)
+        rank, flags = None if self.rank is None else rows(self.rank), self.flags.tolist()
+        methods = [self.method_of(k) for k in range(len(self.classes))]
         out = []
         for i, (name, nearest, label, unknown) in enumerate(zip(self.names, self.nearest, self.labels,
-                                                                   self.unknown)):
+                                                                   self.unknown.tolist())):
             out.append({
                 "image": name,
                 "label": None if unknown else label,
-                "unknown": bool(unknown),
+                "unknown": unknown,
                 "nearest": nearest,
                 "classes": {
                     c: {
-                        "error": float(self.errors[i, k]),
-                        "z": float(self.z[i, k]),
-                        "score": float(self.score[i, k]),
-                        "test_z": float(self.test_z[i, k]),
-                        "method": self.method_of(k),
-                        "p_value": float(self.p_value[i, k]),
-                        "conformal_p_value": None if self.conformal_p is None
-                        else _finite_or_none(self.conformal_p[i, k]),
-                        "margin": _finite_or_none(self.margin[i, k]),
-                        **({} if self.rank is None else {"relative_z": float(self.rank[i, k])}),
-                        "complexity_z": None if self.complexity_z is None else _finite_or_none(self.complexity_z[i, k]),
-                        "flag": bool(self.flags[i, k]),
-                        "reasons": self.reasons(i, k),
+                        "error": e[i][k],
+                        "z": z[i][k],
+                        "score": score[i][k],
+                        "test_z": tz[i][k],
+                        "method": methods[k],
+                        "p_value": p[i][k],
+                        "conformal_p_value": cp[i][k],
+                        "margin": margin[i][k],
+                        **({} if rank is None else {"relative_z": rank[i][k]}),
+                        "complexity_z": cz[i][k],
+                        "flag": flags[i][k],
+                        "reasons": self.reasons(i, k) if flags[i][k] else [],
                     }
                     for k, c in enumerate(self.classes)
                 },
