@@ -59,15 +59,16 @@ def assess(val_loss: Sequence[float], epochs: int, patience: int) -> dict:
     return out
 
 
-def advice(verdict: dict, epochs: int, patience: int) -> str | None:
-    """What to tell a person about ``verdict`` (from :func:`assess`), with what to try; None when settled."""
+def advice(verdict: dict, epochs: int, patience: int, loss: str = "validation loss") -> str | None:
+    """What to tell a person about ``verdict`` (from :func:`assess`), with what to try; None when settled.
+    ``loss``: the curve assessed (a kind without early stopping has its training loss)."""
     kept, n, change = verdict["kept_epoch"], verdict["epochs_run"], verdict["change"]
     if verdict["status"] == STOPPED_EARLY:
-        return (f"training kept epoch {kept} of {n}: the validation loss was still moving ({change:.0%} off its best "
+        return (f"training kept epoch {kept} of {n}: the {loss} was still moving ({change:.0%} off its best "
                 f"after it) when early stopping ended the run, so a longer training would likely give a better "
                 f"model; try --patience {max(2 * patience, 15)} (or more images of the class)")
     if verdict["status"] == STILL_FALLING:
-        return (f"the validation loss was still falling at the last epoch ({change:.0%} over the last "
+        return (f"the {loss} was still falling at the last epoch ({change:.0%} over the last "
                 f"{max(3, n // 4)} epochs): the model has not finished learning its class; --epochs {2 * epochs} "
                 f"lowers its error, but may teach it other classes too: compare with bank evaluate before "
                 f"keeping it")

@@ -1,5 +1,8 @@
 """The verdict on a training's loss curve (bank.convergence): pure, no TensorFlow."""
 
+import numpy as np
+import pytest
+
 from bank.convergence import SETTLED, STILL_FALLING, STOPPED_EARLY, advice, assess
 
 
@@ -47,3 +50,23 @@ def test_too_few_epochs_for_a_verdict_on_the_trend():
     # two epochs, the second lower: no "last quarter" to judge by
     assert assess([0.05, 0.01], epochs=2, patience=5)["status"] == SETTLED
     assert assess([0.05, 0.03, 0.01], epochs=3, patience=5)["status"] == SETTLED
+
+
+def test_a_kind_that_runs_every_epoch_gets_the_verdict_on_its_training_loss():
+    from bank.kinds.geotrans import GeoTransModel
+
+    curve = [1.0 - 0.012 * i for i in range(60)]  # still falling at epoch 60: the newcomer's geotrans curve
+    verdict = assess(curve, 60, 60)
+    assert verdict["status"] == "still falling"
+    assert advice(verdict, 60, 60, "training loss").startswith("the training loss was still falling")
+
+    class Falling(GeoTransModel):  # the kind's own fit, on a network that "learnt" this curve
+        def _fit_core(self, x):
+            self.history_ = {"loss": curve, "accuracy": [0.9] * 60}
+
+        def _scores(self, x):
+            return np.linspace(0.1, 1.0, len(x))
+
+    with pytest.warns(UserWarning, match="the training loss was still falling"):
+        model = Falling(epochs=60).fit(np.random.default_rng(0).random((40, 8, 8)))
+    assert model.training_["convergence"]["status"] == "still falling"

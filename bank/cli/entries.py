@@ -64,7 +64,7 @@ def cmd_show(args: argparse.Namespace) -> int:
               f" seed {t.get('seed')}{resumed}")
     else:
         print(f"  training     {t.get('n_train')} train / {t.get('n_calibration')} calibration images, "
-              f"seed {t.get('seed')}")
+              f"seed {t.get('seed')}{resumed}")
     if m.skipped_count:
         more = (f" and {m.skipped_count - SKIPPED_SHOWN} more (--json lists up to 100)"
                 if m.skipped_count > SKIPPED_SHOWN else "")
