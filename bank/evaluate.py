@@ -10,6 +10,9 @@ Per class, with "own" the images of that class and "others" the rest:
   score, the one its flag thresholds (z, complexity and, in a bank, the margin);
 - ``auroc_error``: the same for the class's raw error alone (its one-class
   quality, without the rest of the bank);
+- ``auroc_known``: ``auroc`` with "others" the images of the bank's other
+  classes only, foreign images left out (a cat class against dogs alone);
+  equal to ``auroc`` when no foreign images are given;
 - ``false_reject``: share of own images the class flags;
 - ``false_accept``: share of other images the class does not flag;
 - ``welch_t``: Welch's t between others' and own errors (positive when
@@ -141,6 +144,9 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
     anomaly = result.anomaly
     per_class = {c: per_class_figures(result.errors[:, k], result.flags[:, k], truth == c, anomaly[:, k])
                  for k, c in enumerate(classes)}
+    for k, c in enumerate(classes):  # the same against the bank's other classes alone, foreign images left out
+        f = per_class_figures(result.errors[known, k], result.flags[known, k], truth[known] == c, anomaly[known, k])
+        per_class[c]["auroc_known"] = f["auroc"]
     cols = classes + [UNKNOWN]
     index = {c: i for i, c in enumerate(cols)}
     confusion = np.zeros((len(classes), len(cols)), dtype=int)
@@ -170,6 +176,7 @@ def evaluate(result: BankResult, truth: Sequence[str]) -> dict:
         "n_foreign_unknown": int(result.unknown[~known].sum()),
         "auroc_mean": mean_of("auroc"),
         "auroc_error_mean": mean_of("auroc_error"),
+        "auroc_known_mean": mean_of("auroc_known"),
         "false_reject": mean_of("false_reject"),
         "false_accept": mean_of("false_accept"),
         "welch_t_mean": mean_of("welch_t"),

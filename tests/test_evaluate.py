@@ -146,3 +146,14 @@ def test_outliers_say_why_and_what_to_try_when_few_pass_the_cut():
     assert after == ["the montage shows the worst 2 of the 4 (--top)"]
     before, after = describe_outliers("circle", 6, 0, 0.999, 0.999, 8, {"0.5": 0, "0.999": 0}, False)
     assert "no image is past the cut" in after[0] and "no lower quantile" in after[1]
+
+
+def test_auroc_says_what_others_it_counts_foreign_images_among():
+    # a, b and a foreign image that class a scores like its own: counted among a's "others" it lowers a's AUROC
+    errors = [[1.0, 3.0], [1.1, 2.9], [3.0, 1.0], [2.9, 1.1], [1.05, 9.0]]
+    f = evaluate(result_from(errors, STATS), ["a", "a", "b", "b", "zebra"])
+    a = f["per_class"]["a"]
+    assert a["auroc_known"] == 1.0 and a["auroc"] < 1.0
+    assert f["auroc_known_mean"] == pytest.approx(np.mean([a["auroc_known"], f["per_class"]["b"]["auroc_known"]]))
+    g = evaluate(result_from(errors[:4], STATS), ["a", "a", "b", "b"])
+    assert g["per_class"]["a"]["auroc_known"] == g["per_class"]["a"]["auroc"]

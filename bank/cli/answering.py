@@ -162,7 +162,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("called unknown, foreign images: none given (a sub-folder of DATA named after no class of the bank "
               "measures it: images the bank should call unknown)")
     keys = ["n_own", "auroc", "false_reject", "false_accept", "welch_t", "error_mean_own", "error_mean_other"]
+    if foreign:  # AUROC counts foreign images among the "others": say so, and give it without them
+        keys.insert(2, "auroc_known")
     print(table([[c] + [v[k] for k in keys] for c, v in f["per_class"].items()], ["class"] + keys))
+    if foreign:
+        print("auroc: the class's own images against every other image, foreign ones included; auroc_known: "
+              "against the images of the bank's other classes only")
     if f["training_warnings"]:
         print("training warnings (from the classes' cards; 'bank show CLASS' shows the card):")
         for c, warnings in f["training_warnings"].items():
