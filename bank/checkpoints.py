@@ -110,7 +110,7 @@ def train(model, train, monitor, run_id: str, checkpoint_dir: str | Path | None,
                                           min_delta=-math.log1p(-min_improvement)),
             # last: an epoch is backed up once logged; the one before is kept while it is written,
             # and restored if a kill leaves the new one half-written
-            keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+            _backup_and_restore(str(backup)),
         ]
         if progress is not None:
             callbacks.append(epoch_report(progress, epochs))
@@ -126,6 +126,30 @@ def train(model, train, monitor, run_id: str, checkpoint_dir: str | Path | None,
     finally:
         if temporary:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _backup_and_restore(folder: str):
+    """Keras's BackupAndRestore with two checkpoints, falling back to the one before whatever makes the last
+    unreadable: a training killed while writing its weights leaves a half-written HDF5 file, on which h5py
+    raises RuntimeError ("addr overflow"), and Keras falls back only on OSError (the resumed run then died
+    as an internal error)."""
+    import os
+
+    import keras
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs=None):
+            try:
+                super().on_train_begin(logs)
+            except Exception:  # noqa: BLE001  (any error of a half-written file)
+                if not os.path.exists(self._prev_weights_path):
+                    raise
+                shutil.copyfile(self._prev_weights_path, self._weights_path)
+                if os.path.exists(self._prev_training_metadata_path):
+                    shutil.copyfile(self._prev_training_metadata_path, self._training_metadata_path)
+                self._load_model()
+
+    return Backup(folder, double_checkpoint=True)
 
 
 def _best_epoch(val_loss: list[float], since: int = 0) -> int | None:

@@ -71,3 +71,26 @@ def test_the_cli_reports_each_class_and_fails_when_one_did(class_root, tmp_path,
     assert "[2/2] class 'tiny': FAILED" in err and "[1/2] class '1': version 1" in err
     assert main(["train-all", str(class_root), "--registry", str(tmp_path / "reg"), "--classes", "nope"]) == 1
     assert "no sub-folder for class(es) 'nope'" in capsys.readouterr().err
+
+
+def test_a_backup_cut_short_while_written_falls_back_to_the_one_before(tmp_path):
+    """Killed while Keras wrote the epoch's backup: the file is there but unreadable (h5py raises RuntimeError
+    or ValueError, which Keras's own fallback, for OSError only, let through: the resumed run died). The
+    backup before it is taken instead, and the training goes on."""
+    import h5py
+
+    from bank import AutoencoderDetector
+
+    x = np.random.default_rng(0).random((60, 12, 12)).astype(np.float32)
+
+    def stop(e):
+        if e["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        AutoencoderDetector(epochs=6, batch_size=16, verbose=0, checkpoint_dir=tmp_path, patience=10,
+                            progress=stop).fit(x)
+    with h5py.File(tmp_path / "backup" / "latest.weights.h5", "w") as f:  # its groups not written yet
+        f.create_group("vars")
+    again = AutoencoderDetector(epochs=6, batch_size=16, verbose=0, checkpoint_dir=tmp_path, patience=10).fit(x)
+    assert 2 <= again.resumed_from_ <= 3 and len(again.history_["loss"]) == 6
