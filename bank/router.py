@@ -74,6 +74,8 @@ class Router:
         for k, det in enumerate(self.detectors.values()):
             groups.setdefault(det.spec_, []).append(k)
         self.groups = groups
+        #: Per spec, whether any of its classes has the complexity fit (zlib on 224x224 photos costs: else skipped).
+        self._needs_complexity = {spec: any(self.stats[k].has_complexity for k in idx) for spec, idx in groups.items()}
         self._fns: dict[InputSpec, object] = {}
         self.registry = None  # set by from_registry, with the runtime, the loaded versions and any classes skipped
         self.runtime = None
@@ -197,9 +199,8 @@ class Router:
             if out is None:
                 out = np.empty((len(x), len(self.classes)), dtype=np.float64)
                 cx = np.empty_like(out) if with_complexity else None
-            if with_complexity:  # only where a class has the complexity fit (zlib on 224x224 photos costs)
-                needed = any(self.stats[k].has_complexity for k in idx)
-                cx[:, idx] = complexity(x)[:, None] if needed else 1.0
+            if with_complexity:
+                cx[:, idx] = complexity(x)[:, None] if self._needs_complexity[spec] else 1.0
             for cols, fn in self._scorers(spec):
                 for i in range(0, len(x), self.batch_size):
                     out[i : i + self.batch_size, cols] = fn(x[i : i + self.batch_size])

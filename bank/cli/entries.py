@@ -69,10 +69,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         more = (f" and {m.skipped_count - SKIPPED_SHOWN} more (--json lists up to 100)"
                 if m.skipped_count > SKIPPED_SHOWN else "")
         print(f"  skipped      {m.skipped_count} unreadable file(s) when training: {', '.join(m.skipped_shown)}{more}")
-    unit = ("per-pixel MSE" if e.kind in ("autoencoder", "pca") else
-            "surprise at the turns and flips, nats" if e.kind == "geotrans" else
-            "cosine distance to the nearest training photos' features" if e.kind == "pretrained" else
-            f"the {e.kind} score")
+    from ..kinds import kind_class
+
+    unit = kind_class(e.kind).score_label  # declared on the kind
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} ({unit} on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
     print(f"  log error    mean {s.log_mean:.6g}, std {s.log_std:.6g}")

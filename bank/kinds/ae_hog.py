@@ -64,6 +64,7 @@ class AEHOGModel(ClassModel):
     """
 
     kind = "ae-hog"
+    score_label = "the ae-hog score"
     score_unit = "ae-hog"  #: the AE's squared error times a class-relative HOG factor: compares within the kind
 
     def __init__(self, *, ae: dict | None = None, svm: dict | None = None, weight: str | float = "auto", **common):

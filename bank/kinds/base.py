@@ -77,6 +77,8 @@ class ClassModel:
     """
 
     kind = ""
+    #: What the raw score is, in words (``bank show``'s statistics line).
+    score_label = "per-pixel MSE"
     #: Whether the input-complexity statistics (and the complexity test) apply to the kind's scores: they
     #: correct a reconstruction error for how busy the input is (Serra et al., ICLR 2020). A kind whose
     #: score does not track the input's busyness (a distance between pretrained features) says False.

@@ -166,6 +166,7 @@ class GeoTransModel(ClassModel):
     """
 
     kind = "geotrans"
+    score_label = "surprise at the turns and flips, nats"
     #: Surprise crowds at 0 nats for the images it is sure of: the log fits take a fitted shift.
     shifted_log = True
     score_unit = "geotrans"  #: nats of surprise, the same unit for every class: compares raw

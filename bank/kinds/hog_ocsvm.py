@@ -285,6 +285,7 @@ class HOGOCSVMModel(ClassModel):
     :class:`~bank.kinds.base.ClassModel`; the score is the module's non-negative one."""
 
     kind = "hog-ocsvm"
+    score_label = "the hog-ocsvm score"
     #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.stats.compared)
     score_unit = "hog-ocsvm"
 

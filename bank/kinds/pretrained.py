@@ -84,6 +84,7 @@ class PretrainedModel(ClassModel):
     """
 
     kind = "pretrained"
+    score_label = "cosine distance to the nearest training photos' features"
     uses_complexity = False
     #: The autoencoder's training settings this kind takes from the command line: none (its default head,
     #: knn, trains nothing; the ``autoencoder`` head takes ``epochs`` and ``batch_size`` from Python).
