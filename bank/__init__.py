@@ -6,7 +6,8 @@ Importing ``bank`` does not import TensorFlow; training and loading models do.
 __version__ = "0.1.0"
 
 from .decision import BankResult
-from .detector import AutoencoderDetector, NotFittedError
+from .kinds.autoencoder import AutoencoderModel
+from .kinds.base import NotFittedError
 from .errors import BankError, InputError
 from .images import ImageError, InputSpec
 from .registry import Registry, RegistryError
@@ -14,7 +15,7 @@ from .router import Router
 from .stats import ErrorStats, fit_error_stats
 
 __all__ = [
-    "AutoencoderDetector",
+    "AutoencoderModel",
     "BankError",
     "BankResult",
     "ErrorStats",

@@ -6,7 +6,7 @@ shapes it (:func:`run_key`). While Keras trains, the folder keeps the loss log
 epoch, and the run's stamp (``run.json``, see :mod:`bank.trainstate`). A run
 with the same key goes on from the last finished epoch; any other starts over.
 
-Kept apart from :mod:`bank.detector` so that the detector reads as the model
+Kept apart from :mod:`bank.kinds.autoencoder` so that the detector reads as the model
 contract (fit, score, persist) and this module as the one place that knows
 the folder's files and the Keras callbacks writing them.
 """
@@ -39,7 +39,7 @@ RUN_SETTINGS = ("epochs", "batch_size", "learning_rate", "patience", "min_improv
 
 @dataclass(frozen=True)
 class _Plan:
-    """A training resolved from its images and parameters (see :meth:`AutoencoderDetector._plan`)."""
+    """A training resolved from its images and parameters (see :meth:`AutoencoderModel._plan`)."""
 
     files: ImageFiles | None  # streamed from disk, or None: in memory
     x: np.ndarray | None  # the images at ``spec`` when in memory

@@ -187,23 +187,19 @@ def _finite_or_none(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
 
 
-def score_units(models: Sequence[object]) -> list[str]:
-    """Per class model, the unit its kind scores in (``score_unit``; per-pixel squared error by default)."""
-    return [getattr(m, "score_unit", st.PIXEL_MSE) for m in models]
-
-
-def auto_compare(units: Sequence[str]) -> str:
+def auto_compare(units: Sequence[str], per_class: bool = False) -> str:
     """The comparison a bank of these score units needs: "raw" when every class scores in one unit that
-    compares across classes (per-pixel squared error, :data:`bank.stats.PIXEL_MSE`, or ``ae-hog``'s),
-    else "relative" (units that differ, or one fitted per class: :data:`bank.stats.PER_CLASS_UNITS`)."""
-    kinds = set(units)
-    return "raw" if len(kinds) == 1 and not kinds & set(st.PER_CLASS_UNITS) else "relative"
+    compares across classes (per-pixel squared error, :data:`bank.stats.PIXEL_MSE`, or another kind's own),
+    else "relative" (units that differ, or ``per_class``: a unit fitted per class, such as a kernel width)."""
+    return "raw" if len(set(units)) == 1 and not per_class else "relative"
 
 
 def compare_kwargs(models: Sequence[object], compare: str = "auto") -> dict:
-    """``compare`` and ``units`` for :func:`decide` over these class models (``"auto"`` resolved)."""
-    units = score_units(models)
-    return {"compare": auto_compare(units) if compare == "auto" else st.check_compare(compare), "units": units}
+    """``compare`` and ``units`` for :func:`decide` over these class models (``"auto"`` resolved from what
+    their kinds declare: ``score_unit``, ``unit_per_class``)."""
+    units = [m.score_unit for m in models]
+    auto = auto_compare(units, any(m.unit_per_class for m in models))
+    return {"compare": auto if compare == "auto" else st.check_compare(compare), "units": units}
 
 
 def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 
 from .decision import BankResult
-from .detector import AutoencoderDetector
-from .evaluate import flag_cell, flag_tags
+from .training import make_detector
+from .presentation import flag_cell, flag_tags
 from .registry import Registry
 from .router import Router
 
@@ -61,13 +61,15 @@ def run_demo(
     spent: list[float] = []
     for digit in range(10):
         t0 = time.perf_counter()
-        det = AutoencoderDetector(epochs=epochs, batch_size=32, patience=20, seed=seed, verbose=0,
-                                  progress=_every(5.0, lambda e, d=digit: progress(
-                                      f"digit {d}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, "
-                                      f"early-stopping loss {e['val_loss']:.4g}")))
+        images = x_train[y_train == digit]
+        # the kind --kind auto picks for 8x8 gray digits (the autoencoder), with the demo's training settings
+        det = make_detector(images, epochs=epochs, batch_size=32, patience=20, seed=seed, verbose=0,
+                            progress=_every(5.0, lambda e, d=digit: progress(
+                                f"digit {d}: epoch {e['epoch']}/{e['epochs']}, loss {e['loss']:.4g}, "
+                                f"early-stopping loss {e['val_loss']:.4g}")))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kept in the training record, said below
-            det.fit(x_train[y_train == digit])
+            det.fit(images)
         entry = registry.register(str(digit), det)
         versions[str(digit)] = entry.version
         s = det.stats_
@@ -75,7 +77,7 @@ def run_demo(
         left = f"; about {sum(spent) / len(spent) * (9 - digit):.0f} s left for the other digits" if digit < 9 else ""
         progress(
             f"digit {digit}: {det.training_['n_train']} train / {s.n} calibration images, "
-            f"{det.training_['epochs_run']} epochs, error mean {s.mean:.4f} std {s.std:.4f}, "
+            f"{det.training_.get('epochs_run', '-')} epochs, error mean {s.mean:.4f} std {s.std:.4f}, "
             f"version {entry.version} ({spent[-1]:.1f} s{left})"
         )
         said = [w for w in det.training_.get("warnings", []) if "held-out images" not in w]

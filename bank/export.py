@@ -1,9 +1,8 @@
 """Export the active bank as one TensorFlow SavedModel, in TensorFlow Serving's layout.
 
 ``OUT/<name>/<version>/`` holds a SavedModel whose signatures run every class
-model (autoencoders, geotrans networks with their turns and flips, or a pretrained backbone run once
-for all its classes, with each class's nearest-neighbour search or autoencoder) and the
-router's tests in one TensorFlow graph:
+model (as its kind writes itself for TensorFlow: ``tf_network``, ``tf_score``; a backbone several
+classes share runs once) and the router's tests in one TensorFlow graph:
 
 - ``serving_default``: inputs ``images`` (float32, (N, H, W, C) at the bank's
   input spec, values in [0, 1]) and ``complexity`` (float64, (N,): each
@@ -38,10 +37,8 @@ from . import stats as st
 from .errors import InputError
 from .images import InputSpec
 from .decision import UNKNOWN
+from .kinds import KINDS, kind_class
 from .router import Router
-
-#: The kinds of class model the export writes as TensorFlow graphs.
-EXPORTABLE = ("autoencoder", "geotrans", "pretrained")
 
 #: The file, inside the version folder, that describes the export.
 METADATA = "assets.extra/bank.json"
@@ -89,8 +86,7 @@ def _graph(router: Router):
     import tensorflow as tf
 
     dets = [router.detectors[c] for c in router.classes]
-    models = [d.net_ if d.kind == "geotrans" else d.backbone_.model if d.kind == "pretrained" else d.model_
-              for d in dets]
+    models = [d.tf_network() for d in dets]
     c = {k: tf.constant(v) for k, v in _constants(router).items()}
     names = tf.constant(router.classes)
     k_classes = len(router.classes)
@@ -98,27 +94,9 @@ def _graph(router: Router):
     margin_cut, cx_cut = router.margin, router.complexity_threshold
     floor = tf.constant(st.LOG_FLOOR, tf.float64)
 
-    def score_of(det, m, images):
-        if det.kind == "geotrans":  # bank.kinds.geotrans: mean surprise at the turns and flips, float32
-            mirrored = tf.reverse(images, axis=[2])
-            return tf.add_n([-tf.nn.log_softmax(m(tf.image.rot90(mirrored if t >= 4 else images, k=t % 4),
-                                                   training=False))[:, t]
-                             for t in range(det.transforms)]) / det.transforms
-        # The error as bank.models.error_model defines it: per-pixel MSE, in float32, per class.
-        return tf.reduce_mean(tf.square(m(images, training=False) - images), axis=[1, 2, 3])
-
     def errors_of(images):
-        seen: dict = {}  # a pretrained backbone's features, once per image for all its classes
-
-        def features(det, m):
-            key = (id(m), det.mirror)
-            if key not in seen:
-                f = m(images, training=False)
-                seen[key] = 0.5 * (f + m(tf.reverse(images, axis=[2]), training=False)) if det.mirror else f
-            return seen[key]
-
-        return tf.stack([det.tf_scores(features(det, m)) if det.kind == "pretrained" else score_of(det, m, images)
-                         for det, m in zip(dets, models)], axis=1)
+        cache: dict = {}  # what classes share within the graph (a backbone's features), once per image
+        return tf.stack([det.tf_score(images, cache) for det in dets], axis=1)
 
     def decide(errors32, complexity):
         e = tf.cast(errors32, tf.float64)
@@ -209,10 +187,11 @@ def export_bank(registry, out: str | os.PathLike, *, name: str = "bank", version
 
     validate_class_name(name)  # a folder name TensorFlow Serving takes as the model's name
     router = Router.from_registry(registry, classes, runtime="keras", **rule)
-    other = {c: d.kind for c, d in router.detectors.items() if d.kind not in EXPORTABLE}
+    other = {c: d.kind for c, d in router.detectors.items() if not d.exports}
     if other:  # a TensorFlow graph of a NumPy model is not written yet: said, not a crash
         named = ", ".join(f"{c!r} ({k})" for c, k in other.items())
-        raise InputError(f"bank export writes {' and '.join(EXPORTABLE)} classes as TensorFlow graphs; these "
+        exportable = [k for k in KINDS if kind_class(k).exports]
+        raise InputError(f"bank export writes {', '.join(exportable)} classes as TensorFlow graphs; these "
                          f"classes are another kind: {named}. Serve them with 'bank serve', or export the others "
                          "with --classes")
     if router.comparison != "raw":  # the graph compares raw scores, as a bank of one unit does

@@ -4,7 +4,7 @@
 [0, 1]), one image per path, Pillow image or (H, W[, C]) array, and says
 what came when it cannot: the one boundary every method that takes images
 goes through (:meth:`bank.router.Router.score`,
-:meth:`bank.detector.AutoencoderDetector.fit`, ...).
+:meth:`bank.kinds.autoencoder.AutoencoderModel.fit`, ...).
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 Every file of an entry is read once and its SHA-256 compared with the card's;
 the model is then built from those very bytes, never from the file read again
-(which may have been swapped since). An autoencoder answers through its LiteRT
-flatbuffers (no TensorFlow import) when the entry has them, else through its
-Keras model loaded in safe mode; the other kinds load their plain files.
+(which may have been swapped since), by its kind's ``load``: a network answers
+through its LiteRT flatbuffers (no TensorFlow import) when the entry has them,
+else through its Keras model loaded in safe mode; plain arrays are read without
+pickles.
 
 Kept apart from :mod:`bank.registry` (which finds, writes and removes entries)
 so that the trust path from bytes on disk to a model in memory is in one place.
@@ -16,12 +17,10 @@ import hashlib
 import os
 from collections.abc import Callable
 
-from . import runtime as rt
-from .cards import MODEL_FILE, Entry, RegistryError, shared_path
+from .cards import Entry, RegistryError, shared_path
 from .errors import InputError
-from .kinds import DEFAULT_KIND, kind_class
+from .kinds import kind_class
 from .locks import _no_link
-from .netfiles import keras_from_bytes
 
 #: The runtimes a detector can be loaded for (see :func:`load_entry`).
 RUNTIMES = ("auto", "litert", "keras")
@@ -82,49 +81,19 @@ def read_shared(e: Entry, file: str, sha256: str, keep: bool = True) -> bytes | 
 
 
 def load_entry(e: Entry, runtime: str = "auto", read: Reader = read_checked):
-    """The fitted detector of entry ``e``, every file checked by ``read`` (:func:`read_checked`).
+    """The fitted class model of entry ``e``, every file checked by ``read`` (:func:`read_checked`) and built
+    from the bytes checked by its kind's ``load``.
 
-    ``runtime`` (checked by the caller, :func:`check_runtime`): "litert" runs the entry's LiteRT
-    flatbuffers; "keras" loads the Keras model; "auto" takes LiteRT when the entry has it and
-    ``ai-edge-litert`` is installed, else Keras. Kinds that hold a network (ae-hog, geotrans) take
-    the runtime for it; the others answer in NumPy whatever the runtime.
+    ``runtime`` (checked by the caller, :func:`check_runtime`), for a kind that holds a network: "litert"
+    runs the entry's LiteRT flatbuffers; "keras" loads the Keras model; "auto" takes LiteRT when the entry
+    has it and ``ai-edge-litert`` is installed, else Keras. NumPy kinds answer the same whatever it is.
     """
-    from .detector import AutoencoderDetector
-
     where = f"class {e.class_name!r} version {e.version}"
-    if e.kind != DEFAULT_KIND:
-        data = {file: read(e, file, sha256) for file, sha256 in e.model_files}
-        data.update({file: read_shared(e, file, sha256) for file, sha256 in e.shared_files})
-        try:
-            return kind_class(e.kind).load(e.card, data, runtime=runtime)
-        except InputError as err:
-            raise RegistryError(f"{where}: cannot load its {e.kind} model ({err})") from None
-    files = e.litert_files
-    if runtime == "litert" and not files:
-        why = (e.card.get("litert") or {}).get("skipped", "registered before LiteRT artifacts were written")
-        raise RegistryError(f"{where}: no LiteRT model ({why}); use the keras runtime, or register the class again")
-    # each file is read once: the one used is loaded from the bytes its checksum was checked on
-    if runtime == "litert" or (runtime == "auto" and files and rt.available()):
-        read(e, MODEL_FILE, e.card["model_sha256"], keep=False)
-        flatbuffers = {f["batch"]: read(e, f["file"], f["sha256"]) for f in files}
-        try:
-            model = rt.LiteModel(flatbuffers, e.spec.shape)
-        except ImportError as err:
-            raise RegistryError(f"{where}: the LiteRT runtime is not installed ({err}); "
-                                "pip install ai-edge-litert, or use the keras runtime") from None
-        except (ValueError, RuntimeError) as err:
-            raise RegistryError(f"{where}: cannot load its LiteRT model ({err})") from None
-        return AutoencoderDetector.from_card(e.card, model)
-    data = read(e, MODEL_FILE, e.card["model_sha256"])
-    for f in files:
-        read(e, f["file"], f["sha256"], keep=False)
-    return AutoencoderDetector.from_card(e.card, load_keras(e, data))
-
-
-def load_keras(e: Entry, data: bytes):
-    """The Keras model (safe mode) from ``data``, the bytes of ``model.keras`` already checked
-    against the card: never the file again, which may have been swapped since."""
+    data = {file: read(e, file, sha256) for file, sha256 in e.model_files}
+    data.update({file: read_shared(e, file, sha256) for file, sha256 in e.shared_files})
     try:
-        return keras_from_bytes(data, f"class {e.class_name!r} version {e.version}", MODEL_FILE, e.spec.shape)
-    except InputError as err:
-        raise RegistryError(str(err)) from None
+        return kind_class(e.kind).load(e.card, data, runtime=runtime)
+    except InputError as err:  # "<kind> model: ..." says what failed in the model: said for the entry
+        said = str(err).removeprefix(f"{e.kind} model: ")
+        raise RegistryError(f"{where}: {said}" if said != str(err) else
+                            f"{where}: cannot load its {e.kind} model ({err})") from None

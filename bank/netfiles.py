@@ -1,13 +1,12 @@
 """A Keras network as files and back: its LiteRT twins written beside it, and the model rebuilt from bytes.
 
-Shared by the registry's autoencoder entries and by kinds that hold a Keras network among their files:
+Shared by the kinds that hold a Keras network among their files (the autoencoder, ae-hog, geotrans):
 what is written is checked (the LiteRT models against Keras, to 1e-5), and what is loaded is built from
 the very bytes whose checksum was checked, never from the file read again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -15,17 +14,20 @@ import warnings
 from pathlib import Path
 
 from . import runtime as rt
+from .digest import sha256_bytes
 from .errors import InputError
 from .images import InputSpec
 
 
 def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str,
-                 out_shape: tuple[int, ...] | None = None) -> dict:
+                 out_shape: tuple[int, ...] | None = None, enabled: bool = True) -> dict:
     """Convert ``model`` for LiteRT at each batch size, check it against Keras, write the files named by
     ``pattern`` (``"model-b{batch}.tflite"``); a card's "litert" field. ``name`` says whose in a warning
     ("class 'cat'", "the geotrans network"). ``out_shape``: each image's
     output when it is not an image of the spec. A failure is a warning and a "skipped" reason, never a
-    lost entry."""
+    lost entry. Not ``enabled``: no files, and "skipped" says so."""
+    if not enabled:
+        return {"files": [], "skipped": "registered without LiteRT models (not asked for)"}
     try:
         if not rt.available():
             raise ImportError("ai-edge-litert is not installed")
@@ -43,7 +45,7 @@ def write_litert(name: str, model, spec: InputSpec, folder: Path, pattern: str,
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        files.append({"batch": batch, "file": file, "sha256": hashlib.sha256(data).hexdigest()})
+        files.append({"batch": batch, "file": file, "sha256": sha256_bytes(data)})
     return {"files": files, "max_rel_diff": diff}
 
 
@@ -76,14 +78,16 @@ def keras_from_bytes(data: bytes, where: str, file: str, shape: tuple[int, ...],
 
 
 def load_network(files: dict[str, bytes], keras_file: str, pattern: str, shape: tuple[int, ...],
-                 out_shape: tuple[int, ...] | None, runtime: str, where: str):
+                 out_shape: tuple[int, ...] | None, runtime: str, where: str, why_no_litert: str | None = None):
     """A kind's network from the checked bytes of its ``files``: the LiteRT twins (named by ``pattern``)
     for ``runtime`` "litert", or "auto" when they are all there and LiteRT is installed; else the Keras
-    model ``keras_file`` in safe mode. InputError naming ``where`` for what is missing."""
+    model ``keras_file`` in safe mode. InputError naming ``where`` for what is missing (``why_no_litert``:
+    why the model was written without its LiteRT twins, from its card)."""
     lite = {b: files[pattern.format(batch=b)] for b in rt.BATCH_SIZES if pattern.format(batch=b) in files}
     whole = len(lite) == len(rt.BATCH_SIZES)
     if runtime == "litert" and not whole:
-        raise InputError(f"{where}: no LiteRT model (registered without one); use the keras runtime")
+        raise InputError(f"{where}: no LiteRT model ({why_no_litert or 'registered without one'}); use the keras "
+                         "runtime, or register the class again")
     if runtime == "litert" or (runtime == "auto" and whole and rt.available()):
         try:
             return rt.LiteModel(lite, shape, out_shape=out_shape)

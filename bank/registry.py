@@ -2,11 +2,11 @@
 
 Layout (see registry/README.md)::
 
-    <root>/<class>/<version>/model.keras   Keras native format
-    <root>/<class>/<version>/model-b1.tflite, model-b4.tflite
-                                           the same model for LiteRT, per batch size
-    <root>/<class>/<version>/card.json     what the model is, its error statistics
+    <root>/<class>/<version>/card.json     what the model is (its kind), its error statistics, its files
+    <root>/<class>/<version>/...           the files its kind wrote (a Keras model and its LiteRT twins,
+                                           plain arrays), each listed in the card with its SHA-256
     <root>/<class>/ACTIVE                  the active version number
+    <root>/.shared/                        files several classes share (a backbone), each once
 
 An entry is written in full to a hidden temporary folder beside its final
 place, then renamed into place: a reader sees a whole entry or none. Writers
@@ -17,11 +17,11 @@ point leaves at most a hidden leftover, which readers ignore and
 :meth:`Registry.gc` (or the class's next registration) removes.
 
 Loading reads each file once and verifies its sha256: the model used is
-built from the bytes checked, never from the file read again. Answering runs
-the LiteRT flatbuffers (no TensorFlow import; builtin operations only) when
-the entry has them, else the Keras model in safe mode (no Lambda layers, no
-arbitrary code); nothing is pickled. The registry never follows a
-symbolic link out of its root.
+built from the bytes checked, never from the file read again, by its kind's
+``load``. A network answers through its LiteRT flatbuffers (no TensorFlow
+import; builtin operations only) when the entry has them, else through its
+Keras model in safe mode (no Lambda layers, no arbitrary code); nothing is
+pickled. The registry never follows a symbolic link out of its root.
 
 The card format is :mod:`bank.cards`; the locks and the careful file steps
 are :mod:`bank.locks`; the loading path (checksums, LiteRT or Keras) is
@@ -31,13 +31,13 @@ are :mod:`bank.locks`; the loading path (checksums, LiteRT or Keras) is
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
 import time
 import unicodedata
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -45,22 +45,17 @@ from pathlib import Path
 
 from . import runtime as rt
 from . import trainstate
-from .netfiles import write_litert
-from .cards import (CARD_FILE, FORMAT_VERSION, LITERT_FILE, MODEL_FILE, SHARED_DIR, Entry, RegistryError,
-                    _versions_stamp, parse_card, sha256_file, shared_path)
+from .cards import CARD_FILE, FORMAT_VERSION, SHARED_DIR, Entry, RegistryError, _versions_stamp, parse_card, shared_path
+from .digest import sha256_bytes, sha256_file
 from .errors import InputError
-from .kinds import DEFAULT_KIND, kind_class  # noqa: F401 (kind_class: importable from here before bank.loading)
-from .images import InputSpec
-from .loading import RUNTIMES as RUNTIMES  # re-exported: it was defined here before
 from .loading import check_runtime, load_entry, read_checked, read_shared
-from .locks import STALE_SECONDS as STALE_SECONDS  # re-exported: it was defined here before
 from .locks import _is_free, _is_stale, _locked, _no_link, _remove_path, _write_text
 
 ACTIVE_FILE = "ACTIVE"
 #: The hidden folder under the root where trainings keep the state they resume from.
 TRAINING_DIR = ".training"
 #: Names an entry's extra files may not take.
-RESERVED_FILES = frozenset({MODEL_FILE, CARD_FILE, ACTIVE_FILE})
+RESERVED_FILES = frozenset({CARD_FILE, ACTIVE_FILE})
 MAX_NAME = 100
 ENV_VAR = "BANK_REGISTRY"
 LOCK_FILE = ".lock"
@@ -95,11 +90,6 @@ def validate_class_name(name: str) -> str:
     if problem:
         raise RegistryError(f"class name {name!r} {problem}; use letters, digits, '-', '_' or spaces")
     return norm
-
-
-def _write_litert(name: str, model, spec: InputSpec, folder: Path) -> dict:
-    """An autoencoder entry's LiteRT twins (``model-b{batch}.tflite``): :func:`bank.netfiles.write_litert`."""
-    return write_litert(f"class {name!r}", model, spec, folder, LITERT_FILE)
 
 
 def _is_version(name: str) -> bool:
@@ -221,12 +211,12 @@ class Registry:
         return read_checked(e, file, sha256, keep)
 
     def load_detector(self, name: str, version: int | None = None, runtime: str = "auto"):
-        """Load a fitted :class:`~bank.detector.AutoencoderDetector`, checking every file's sha256.
+        """Load a fitted class model (of the entry's kind), checking every file's sha256.
 
-        ``runtime``: "litert" runs the entry's LiteRT flatbuffers (no TensorFlow
-        import); "keras" loads the Keras model (TensorFlow, the reference);
-        "auto" (default) takes LiteRT when the entry has it and ``ai-edge-litert``
-        is installed, else Keras. See :func:`bank.loading.load_entry`.
+        ``runtime``, for a kind that holds a network: "litert" runs the entry's LiteRT
+        flatbuffers (no TensorFlow import); "keras" loads the Keras model (TensorFlow,
+        the reference); "auto" (default) takes LiteRT when the entry has it and
+        ``ai-edge-litert`` is installed, else Keras. See :func:`bank.loading.load_entry`.
         """
         check_runtime(runtime)
         return load_entry(self.entry(name, version), runtime, read=self._read_checked)
@@ -260,7 +250,7 @@ class Registry:
                 try:
                     if load:
                         self.load_detector(name, v, runtime="keras")  # parses the card, checks the checksums first
-                        if self.entry(name, v).litert_files and rt.available():
+                        if self.entry(name, v).has_litert and rt.available():
                             self.load_detector(name, v, runtime="litert")
                     else:
                         self.check_model(self.entry(name, v))
@@ -276,11 +266,12 @@ class Registry:
     # ------------------------------------------------------------ writing
 
     def register(self, name: str, detector, litert: bool = True, extras: dict[str, bytes] | None = None) -> Entry:
-        """Add a fitted detector as the next version of ``name`` and make it active.
+        """Add a fitted class model as the next version of ``name`` and make it active.
 
-        With ``litert`` (default) the model is also written as LiteRT
-        flatbuffers, checked against Keras, for answering without TensorFlow;
-        when that fails the entry is written without them and a warning says why.
+        The model writes its own files (its kind's ``save``). With ``litert``
+        (default) a network is also written as LiteRT flatbuffers, checked
+        against Keras, for answering without TensorFlow; when that fails the
+        entry is written without them and a warning says why.
         Safe with other writers in other processes; a writer that dies
         midway leaves only a hidden leftover (see :meth:`gc`). ``extras``:
         more files for the entry's folder by name (such as the training-loss
@@ -292,13 +283,7 @@ class Registry:
         for file in extras:
             if file in RESERVED_FILES or file.startswith(".") or Path(file).name != file or file.endswith(".tflite"):
                 raise InputError(f"extras: {file!r} is not a plain file name free for an entry's folder")
-        kind = getattr(detector, "kind", DEFAULT_KIND)
-        fields = detector.card_fields() if kind == DEFAULT_KIND else None  # raises NotFittedError first
-        if kind != DEFAULT_KIND:
-            detector._check_fitted()
-        elif not hasattr(detector.model_, "save"):
-            raise InputError(f"class {name!r}: registering needs the detector's Keras model; this one was loaded "
-                             "for LiteRT (load it with runtime='keras')")
+        detector._check_fitted()
         cdir = self._class_dir(name)
         cdir.mkdir(parents=True, exist_ok=True)
         for p in self._trash() + self._class_leftovers(cdir):  # clear what interrupted writes left
@@ -308,20 +293,27 @@ class Registry:
         with _locked(cdir / f"{token}.lock"):  # marks tmp as in progress for gc
             try:
                 tmp.mkdir()
-                if kind != DEFAULT_KIND:  # plain files, listed with their checksums by the kind
-                    card = {"format_version": FORMAT_VERSION, "class": name, "version": None,
-                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                            **detector.save(tmp), "versions": _versions_stamp()}
-                    self._put_shared(card.get("shared") or {}, detector)
-                else:
-                    detector.model_.save(tmp / MODEL_FILE)
-                    card = self._autoencoder_card(name, detector, fields, tmp, litert)
+                try:  # the kind writes its files and says what they are, with their checksums
+                    with warnings.catch_warnings(record=True) as said:
+                        warnings.simplefilter("always")
+                        fields = detector.save(tmp, litert=litert)
+                except InputError as err:
+                    raise InputError(f"class {name!r}: {err}") from None
+                for w in said:  # ours (a network written without its LiteRT twins) said for the class
+                    if issubclass(w.category, UserWarning):
+                        warnings.warn(f"class {name!r}: {w.message}", w.category, stacklevel=2)
+                    else:
+                        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                card = {"format_version": FORMAT_VERSION, "class": name, "version": None,
+                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                        **fields, "versions": _versions_stamp()}
+                self._put_shared(card.get("shared") or {}, detector)
                 for file, data in extras.items():
-                    if file in card.get("files", {}):
-                        raise InputError(f"extras: {file!r} is a file of the {kind} model")
+                    if file in card["files"]:
+                        raise InputError(f"extras: {file!r} is a file of the {detector.kind} model")
                     (tmp / file).write_bytes(data)
                 if extras:
-                    card["extras"] = [{"file": f, "sha256": hashlib.sha256(d).hexdigest()} for f, d in extras.items()]
+                    card["extras"] = [{"file": f, "sha256": sha256_bytes(d)} for f, d in extras.items()]
                 with _locked(cdir / LOCK_FILE):
                     version = (self.versions(name) or [0])[-1] + 1
                     card["version"] = version
@@ -343,7 +335,7 @@ class Registry:
         files = detector.shared_files()
         for name, sha in shared.items():
             data = files.get(name)
-            if data is None or hashlib.sha256(data).hexdigest() != sha:
+            if data is None or sha256_bytes(data) != sha:
                 raise InputError(f"the model names the shared file {name!r} but does not give its bytes")
             path = shared_path(self.root, name, sha)
             if path.is_file() and not path.is_symlink() and sha256_file(path) == sha:
@@ -360,22 +352,6 @@ class Registry:
             finally:
                 tmp.unlink(missing_ok=True)
 
-    @staticmethod
-    def _autoencoder_card(name: str, detector, fields: dict, tmp: Path, litert: bool) -> dict:
-        """The card of an autoencoder whose model.keras is written in ``tmp``."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "class": name,
-            "version": None,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **fields,
-            "model_file": MODEL_FILE,
-            "model_sha256": sha256_file(tmp / MODEL_FILE),
-            **({"litert": _write_litert(name, detector.model_, InputSpec.from_dict(fields["input_spec"]), tmp)}
-               if litert else {}),
-            "versions": _versions_stamp(),
-        }
-
     def training_path(self, name: str) -> Path:
         """The folder under which trainings of class ``name`` keep the state they resume from
         (``<root>/.training/<name>``, one sub-folder per run: see :meth:`training_dir`)."""
@@ -385,7 +361,7 @@ class Registry:
     def training_dir(self, name: str, key: str, fresh: bool = False) -> Iterator[Path]:
         """A folder, held by this process, where the training run ``key`` of class ``name`` keeps
         its state (``<root>/.training/<name>/<key prefix>[-N]``; ``key``: the detector's
-        :meth:`~bank.detector.AutoencoderDetector.run_key`). A free folder with state of the same run
+        :meth:`~bank.kinds.autoencoder.AutoencoderModel.run_key`). A free folder with state of the same run
         is resumed; a folder a live process holds is never touched, so concurrent trainings of a
         class each get their own. ``fresh`` empties the folder taken first (no resuming). What a
         rerun cannot resume from is removed afterwards (see :mod:`bank.trainstate`)."""

@@ -20,7 +20,8 @@ from matplotlib.font_manager import FontProperties
 from scipy import stats as sps
 
 from . import stats as st
-from .evaluate import describe_rule, evaluate, training_warnings, unfinished_trainings
+from .evaluate import evaluate
+from .presentation import describe_rule, training_warnings, unfinished_trainings
 from .images import take
 from .decision import BankResult
 from .router import Router
@@ -227,8 +228,7 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
 
     for k, c in enumerate(result.classes):
         d = router.detectors[c]
-        what = ("reconstruction error (per-pixel MSE)" if getattr(d, "score_unit", st.PIXEL_MSE) == st.PIXEL_MSE
-                else f"the {d.kind} score")
+        what = "reconstruction error (per-pixel MSE)" if d.score_unit == st.PIXEL_MSE else f"the {d.kind} score"
         p = plot_histogram(out / f"hist_{k:03d}.png", c, result.errors[:, k], truth == c, router.stats[k],
                            result.threshold, result.method, what)
         pictures[f"histogram of class {c}"] = p.name
@@ -242,7 +242,7 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
         worst_pairs += [(int(i), c, float(result.test_z[i, k])) for i in own]
     worst_pairs = sorted(worst_pairs, key=lambda t: -t[2])[:worst]
     # pictures of reconstructions for the classes whose kind reconstructs (a one-class SVM does not)
-    rebuilds = {c for c, d in router.detectors.items() if hasattr(d, "reconstruct")}
+    rebuilds = {c for c, d in router.detectors.items() if d.reconstructs}
     sample = [(i, c) for i, c in sample if c in rebuilds]
     drawn = [(i, c, z) for i, c, z in worst_pairs if c in rebuilds]
     if sample:
@@ -254,11 +254,11 @@ def write_report(out: str | Path, router: Router, images, truth: Sequence[str], 
         titles = [f"{_short(result.names[i])}, class {c}: {label} {z:.1f}" for i, c, z in drawn]
         pictures[f"worst: own-class images with the highest {label} (of the error)"] = reconstruction_montage(
             out / "montage_worst.png", router, images, [(i, c) for i, c, _ in drawn], titles).name
-    histories = {c: d.history_ for c, d in router.detectors.items() if getattr(d, "history_", None)}
+    histories = {c: d.curves() for c, d in router.detectors.items() if d.curves()}
     if histories:
-        labels = {getattr(router.detectors[c], "loss_label", None) for c in histories}
-        kw = {} if labels == {None} else {"ylabel": labels.pop() if len(labels) == 1 else "training loss (each kind's)"}
-        pictures["training loss"] = plot_losses(out / "loss.png", histories, **kw).name
+        labels = {router.detectors[c].loss_label for c in histories}
+        label = labels.pop() if len(labels) == 1 else "training loss (each kind's)"
+        pictures["training loss"] = plot_losses(out / "loss.png", histories, label).name
 
     figures["pictures"] = pictures
     figures["training_warnings"] = training_warnings(router.detectors)

@@ -24,7 +24,7 @@ class Router:
 
     Parameters
     ----------
-    detectors : dict of class name -> fitted AutoencoderDetector
+    detectors : dict of class name -> fitted class model (any kind: :mod:`bank.kinds`)
     threshold : float
         z above which a class flags an image as too poorly reconstructed (default 3).
     method : "complexity", "lognormal" or "gaussian"
@@ -68,7 +68,7 @@ class Router:
         if compare != "auto" and compare not in st.COMPARE_MODES:
             raise InputError(f"compare: expected one of auto, {', '.join(st.COMPARE_MODES)}, got {compare!r}")
         self.compare = compare
-        self.kinds = [getattr(d, "kind", "autoencoder") for d in self.detectors.values()]
+        self.kinds = [d.kind for d in self.detectors.values()]
         self.stats = [d.stats_ for d in self.detectors.values()]
         groups: dict[InputSpec, list[int]] = {}
         for k, det in enumerate(self.detectors.values()):
@@ -146,23 +146,14 @@ class Router:
 
     def _scorers(self, spec: InputSpec) -> list[tuple[list[int], object]]:
         """The functions scoring images at ``spec``: one per kind among the classes of that spec, each with
-        the columns it fills. Autoencoders are fused into one compiled call (LiteRT or Keras); another
-        kind scores its classes with its ``group_scorer``."""
+        the columns it fills, made by the kind's ``group_scorer`` (which fuses its classes where it can:
+        autoencoders into one compiled call, pretrained classes behind one backbone pass)."""
         if spec not in self._fns:
-            families: dict[object, list[int]] = {}
+            families: dict[type, list[int]] = {}
             for k in self.groups[spec]:
-                det = self.detectors[self.classes[k]]
-                families.setdefault("autoencoder" if hasattr(det, "model_") else type(det), []).append(k)
-            fns = []
-            for family, idx in families.items():
-                members = [self.detectors[self.classes[k]] for k in idx]
-                if family == "autoencoder":
-                    from .runtime import error_fn
-
-                    fns.append((idx, error_fn([m.model_ for m in members], spec.shape)))
-                else:
-                    fns.append((idx, family.group_scorer(members)))
-            self._fns[spec] = fns
+                families.setdefault(type(self.detectors[self.classes[k]]), []).append(k)
+            self._fns[spec] = [(idx, family.group_scorer([self.detectors[self.classes[k]] for k in idx]))
+                               for family, idx in families.items()]
         return self._fns[spec]
 
     def errors(self, images: Images) -> np.ndarray:

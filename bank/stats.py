@@ -75,9 +75,6 @@ COMPARE_MODES = ("raw", "relative")
 #: [0, 1]): their raw errors compare across classes. Every kind names its unit; classes of one unit compare raw.
 PIXEL_MSE = "pixel-mse"
 
-#: Score units fitted per class (the HOG SVM's kernel width): even a bank of one of them compares relative.
-PER_CLASS_UNITS = ("hog-ocsvm",)
-
 #: A class flags an image when another class's error is lower by this much in log (e**0.2 = 1.22).
 DEFAULT_MARGIN = 0.2
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import stats as st
 from .cards import Entry, RegistryError
-from .kinds import DEFAULT_KIND
+from .kinds import kind_class
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -42,8 +42,8 @@ class EntrySummary:
     entry: Entry
     broken: str | None  #: why a model file fails its checksum; None when sound
     created: str | None
-    architecture: str | None  #: the autoencoder's architecture ("dense", "conv"); None for other kinds
-    model_params: dict  #: the architecture's or the kind's parameters
+    model: str  #: what the model is, as its kind says it ("dense autoencoder", "pca")
+    model_params: dict  #: its settings worth showing, as its kind picks them
     training: dict  #: the card's training record
     resumed_from_epoch: int  #: > 0: the training went on from an interrupted run
     convergence: str  #: "settled", else how the training did not finish
@@ -62,10 +62,6 @@ class EntrySummary:
     @property
     def stats(self) -> st.ErrorStats:
         return self.entry.stats
-
-    @property
-    def is_autoencoder(self) -> bool:
-        return self.entry.kind == DEFAULT_KIND
 
     def to_json(self) -> dict:
         """What ``bank show --json`` prints: the card as stored, with ``broken``."""
@@ -88,13 +84,7 @@ def entry_summary(registry: Registry, name: str, version: int | None = None) -> 
 def summarize(e: Entry, broken: str | None = None) -> EntrySummary:
     """The summary of entry ``e`` from its card alone (``broken``: the result of its checksum check)."""
     c, s = e.card, e.stats
-    autoencoder = e.kind == DEFAULT_KIND
-    if autoencoder:
-        architecture, params = c["architecture"]["name"], c["architecture"]["params"]
-    else:
-        architecture = None
-        params = {k: v for k, v in (c.get("params") or {}).items()  # settings, not curves or conversion checks
-                  if k not in ("kind", "input_shape", "history", "litert")}
+    model, params = kind_class(e.kind).describe(dict(c.get("params") or {}))
     t = c.get("training", {})
     skipped = t.get("skipped_files") or {}
     count = skipped.get("count") or 0
@@ -112,7 +102,7 @@ def summarize(e: Entry, broken: str | None = None) -> EntrySummary:
         entry=e,
         broken=broken,
         created=c.get("created"),
-        architecture=architecture,
+        model=model,
         model_params=params,
         training=t,
         resumed_from_epoch=t.get("resumed_from_epoch") or 0,
@@ -127,5 +117,5 @@ def summarize(e: Entry, broken: str | None = None) -> EntrySummary:
         error_cuts=cuts,
         warnings=list(c.get("training", {}).get("warnings") or []),
         made_with=c.get("versions") or {},
-        checksums=list(e.model_files[:1] if autoencoder else e.model_files + e.shared_files),
+        checksums=list(e.model_files + e.shared_files),
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 from .errors import InputError
 from .images import InputSpec, infer_spec, is_gray, parse_size
 from .inputs import as_images
-from .kinds import AUTO, DEFAULT_KIND, PHOTO_KIND, WITH_AUTOENCODER, check_kind, choose_kind, kind_class
+from .kinds import AUTO, AUTO_CHOICES, check_kind, choose_kind, kind_class
 from .registry import validate_class_name
 from .decision import skipped_json
 from .trainstate import resumable
@@ -31,7 +31,7 @@ from .trainstate import resumable
 BACKENDS = ("loky", "dask")
 
 
-#: The training settings every kind takes; the others are the autoencoder's (epochs, patience, ...).
+#: The training settings every kind takes; the others each kind declares (``training_options``).
 COMMON = ("seed",)
 #: What :func:`make_detector`'s ``params`` may hold besides training settings.
 NOT_TRAINING = ("size", "color", "kind", "fresh", "verbose", "progress")
@@ -55,13 +55,12 @@ def resolve_kind(images, kind: str, size: str | None = None) -> str:
     return choose_kind(*own_look(images), parse_size(size) if size else None)
 
 
-def make_detector(images, *, size: str | None = None, color: str | None = None, kind: str = DEFAULT_KIND,
+def make_detector(images, *, size: str | None = None, color: str | None = None, kind: str = AUTO,
                   **params):
-    """An unfitted class model of ``kind`` (an AutoencoderDetector by default; ``"auto"``: the kind
-    :func:`resolve_kind` picks for these images); ``size`` ("HxW") or ``color`` fix its input spec, the
-    images' own size (as the kind chooses from it) and colour filling in what is not given. Another kind
-    takes the ``seed`` of ``params`` and those of the autoencoder's training settings it names in
-    ``training_options`` (the rest are the autoencoder's)."""
+    """An unfitted class model of ``kind`` (``"auto"``, the default: the kind :func:`resolve_kind` picks for
+    these images); ``size`` ("HxW") or ``color`` fix its input spec, the images' own size (as the kind
+    chooses from it) and colour filling in what is not given. The kind takes the ``seed`` of ``params``
+    and the training settings it declares (``training_options``: its ``from_options``)."""
     from .pipeline import ImageFiles
 
     asked, kind = kind, resolve_kind(images, kind, size)
@@ -74,43 +73,26 @@ def make_detector(images, *, size: str | None = None, color: str | None = None, 
         guess = cls.choose_spec(images.spec() if isinstance(images, ImageFiles) else infer_spec(as_images(images)))
         h, w = parse_size(size) if size else (guess.height, guess.width)
         spec = InputSpec(h, w, color or guess.color)
-    if kind == DEFAULT_KIND:
-        return cls(spec=spec, **params)
-    common = {k: v for k, v in params.items() if k in COMMON}
-    if kind in WITH_AUTOENCODER:  # the autoencoder inside takes the training settings
-        return cls(spec=spec, ae={k: v for k, v in params.items() if k not in COMMON}, **common)
-    own = {k: v for k, v in params.items() if k in getattr(cls, "training_options", ())}
-    return cls(spec=spec, **own, **common)
+    return cls.from_options(spec, **params)
 
 
 def ignored_by(kind: str, params: dict) -> list[str]:
-    """The autoencoder's training settings in ``params`` that ``kind`` does not take (it would ignore them)."""
-    if kind in (DEFAULT_KIND, *WITH_AUTOENCODER):
-        return []
-    takes = (*COMMON, *getattr(kind_class(kind), "training_options", ()), *NOT_TRAINING)
+    """The training settings in ``params`` that ``kind`` does not take (it would ignore them)."""
+    takes = (*COMMON, *kind_class(kind).training_options, *NOT_TRAINING)
     return [k for k, v in params.items() if v is not None and k not in takes]
 
 
 def check_params(params: dict) -> None:
     """Refuse bad training settings (:func:`make_detector`'s ``params``) before any image is read: a
     wrong size or option should not wait for a scan of the whole data to be said."""
-    from .detector import AutoencoderDetector
-
     p = {k: v for k, v in params.items() if k != "fresh"}
     size, color = p.pop("size", None), p.pop("color", None)
-    kind = check_kind(p.pop("kind", DEFAULT_KIND), auto=True)
+    kind = check_kind(p.pop("kind", AUTO), auto=True)
     spec = InputSpec(*parse_size(size), color or "gray") if size else None
     if color is not None:
         InputSpec(1, 1, color)  # says which colours there are
-    for k in ((DEFAULT_KIND, PHOTO_KIND) if kind == AUTO else (kind,)):
-        if k == DEFAULT_KIND:
-            AutoencoderDetector(**p)._check_params()
-            continue
-        cls = kind_class(k)
-        own = {key: v for key, v in p.items() if key in COMMON or key in getattr(cls, "training_options", ())}
-        cls(spec=spec if kind != AUTO else None, **own)._check_params()  # auto: the images decide, later
-        if k in WITH_AUTOENCODER:
-            AutoencoderDetector(**p)._check_params()
+    for k in (AUTO_CHOICES if kind == AUTO else (kind,)):  # auto: the images decide the spec, later
+        kind_class(k).from_options(spec if kind != AUTO else None, **p)._check_params()
 
 
 def mixing_note(registry, names: Iterable[str], kind: str, look: tuple[int, bool]) -> str | None:
@@ -172,12 +154,12 @@ def fit_and_register(registry, name: str, data, params: dict, skipped: list[tupl
     params = dict(params)
     fresh = params.pop("fresh", False)
     det = make_detector(data, **params)
-    if det.kind != DEFAULT_KIND:  # in memory: no state to resume; loss curves for a kind that trains a network
+    if not det.resumes:  # no state to resume; loss curves for a kind that trains a network
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             det.fit(data)
         record_skipped(det, skipped)
-        if not (getattr(det, "history_", None) or {}).get("loss"):
+        if not det.curves().get("loss"):
             return det, registry.register(name, det)
         with tempfile.TemporaryDirectory(prefix="bank-plot-") as tmp:
             return det, registry.register(name, det, extras=loss_plot(name, det, Path(tmp)))
@@ -199,8 +181,7 @@ def loss_plot(name: str, detector, folder: Path) -> dict[str, bytes]:
     """The training-loss curves as PNG bytes, ready for the registry entry: ``{"loss.png": ...}``."""
     from .report import plot_losses
 
-    label = getattr(detector, "loss_label", None)
-    path = plot_losses(Path(folder) / "loss.png", {name: detector.history_}, *([label] if label else []))
+    path = plot_losses(Path(folder) / "loss.png", {name: detector.curves()}, detector.loss_label)
     return {"loss.png": path.read_bytes()}
 
 
@@ -292,7 +273,7 @@ def train_one(name: str, folder: str | os.PathLike, registry_root: str | os.Path
         det, entry = fit_and_register(Registry(registry_root), name, files, {"verbose": 0, **params, **extra},
                                       run.skipped, on_start=started)
         run.warnings = list(det.training_.get("warnings", []))
-        run.version, run.resumed_from_epoch = entry.version, getattr(det, "resumed_from_", 0)
+        run.version, run.resumed_from_epoch = entry.version, det.training_.get("resumed_from_epoch", 0)
     except Exception as err:  # noqa: BLE001  (one class's failure must not stop the others)
         run.error = f"{type(err).__name__}: {err}"
     run.seconds = time.perf_counter() - t0
@@ -371,7 +352,7 @@ def train_all(root: str | os.PathLike, registry_root: str | os.PathLike, params:
     for name in folders:
         validate_class_name(name)
     params = dict(params or {})
-    params["kind"] = root_kind(folders, params.get("kind", DEFAULT_KIND), params.get("size"))
+    params["kind"] = root_kind(folders, params.get("kind", AUTO), params.get("size"))
     tasks = [(name, str(path.absolute()), registry_root, dict(params)) for name, path in folders.items()]
     if backend == "dask":
         if not scheduler:

@@ -1,6 +1,6 @@
 """The state a training resumes from: one folder per run, held by a lock while the run is alive.
 
-A run is named by its key (:meth:`bank.detector.AutoencoderDetector.run_key`,
+A run is named by its key (:meth:`bank.kinds.autoencoder.AutoencoderModel.run_key`,
 a digest of its images and settings). Its state (the loss log, the best
 epoch's weights, a backup of the last finished epoch, and ``run.json``, the
 stamp of the run) lives in ``<home>/<key prefix>[-N]/``, each folder held

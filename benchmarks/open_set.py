@@ -15,7 +15,7 @@ table puts the banks side by side under the default rule, a row per kind.
 
 ``--kind`` chooses the banks by kind of class model (comma-separated, each
 with its own defaults and ``--seed``): ``autoencoder``
-(``AutoencoderDetector``), ``pca`` (``PCAModel()``), ``hog-ocsvm``
+(``AutoencoderModel``), ``pca`` (``PCAModel()``), ``hog-ocsvm``
 (``HOGOCSVMModel()``). Without it, ``--banks`` decides, as before (default
 ``default,pca``: the autoencoder bank and a PCA bank). In the JSON the
 autoencoder bank stays under ``banks.default``, the others under their kind
@@ -47,12 +47,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bank.runtime import cores  # noqa: E402
 from quality import default_detector, measure  # noqa: E402
 
-from bank import AutoencoderDetector, Registry  # noqa: E402
+from bank import AutoencoderModel, Registry  # noqa: E402
 from bank import stats as st  # noqa: E402
 from bank.data import load_labelled  # noqa: E402
 from bank.inputs import prepare  # noqa: E402
 from bank.decision import compare_kwargs, decide  # noqa: E402
-from bank.kinds import KINDS, WITH_AUTOENCODER, kind_class  # noqa: E402
+from bank.kinds import KINDS, kind_class  # noqa: E402
 
 SIDE = 28
 #: Letters a reader could take for a digit (O/0, I/1, S/5, Z/2, B/8, g/9...): reported apart.
@@ -175,12 +175,10 @@ def trained(kind: str, args, train, say) -> dict:
         for c in classes:
             t0 = time.perf_counter()
             epochs = {"epochs": args.epochs} if args.epochs else {}
-            takes = getattr(kind_class(kind), "training_options", ())
-            extra = ({"ae": {"verbose": 0, **epochs}} if kind in WITH_AUTOENCODER
-                     else epochs if "epochs" in takes else {})
+            det = kind_class(kind).from_options(None, seed=args.seed, verbose=0, **epochs)  # what it takes of them
             if kind == "geotrans":  # digits: a mirrored digit is not the digit
-                extra["mirror"] = False
-            dets[c] = kind_class(kind)(seed=args.seed, **extra).fit(train.arrays[c][: args.limit])
+                det.mirror = False
+            dets[c] = det.fit(train.arrays[c][: args.limit])
             say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
         return dets
     if args.registry:
@@ -206,7 +204,7 @@ def held_out(det, images: np.ndarray) -> np.ndarray:
     kind = getattr(det, "kind", "autoencoder")
     if kind != "autoencoder":  # every other kind splits as bank.kinds.base.ClassModel does
         return images[kind_class(kind)(seed=seed, calibration_fraction=fraction)._split(len(images))[1]]
-    return images[AutoencoderDetector(seed=seed, calibration_fraction=fraction,
+    return images[AutoencoderModel(seed=seed, calibration_fraction=fraction,
                                       monitor_fraction=det.training_.get("monitor_fraction", 0.1))._split(len(images))[2]]
 
 
@@ -272,8 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--limit: expected at least 4 images per class, got {args.limit}")
     given = [o for o in AUTOENCODER_ONLY if getattr(args, o[2:]) is not None]
     args.epochs = 10 if args.epochs is None else args.epochs
-    takes_epochs = {k for k in banks.values()  # it trains an autoencoder, or a network of its own
-                    if k in WITH_AUTOENCODER or "epochs" in getattr(kind_class(k), "training_options", ())}
+    takes_epochs = {k for k in banks.values() if "epochs" in kind_class(k).training_options}  # it trains a network
     ignored = {b: [o for o in given if not (k in takes_epochs and o == "--epochs")]
                for b, k in banks.items() if k != "autoencoder"}
     ignored = {b: opts for b, opts in ignored.items() if opts}

@@ -8,7 +8,7 @@ next run). Each way of training runs in its own fresh process, one after the
 other, on the same files and settings, and reports its peak resident memory
 (``ru_maxrss``) and time:
 
-- ``streamed``: ``AutoencoderDetector.fit(scan(folder))`` with nothing kept
+- ``streamed``: ``AutoencoderModel.fit(scan(folder))`` with nothing kept
   in memory (the cache of decoded images turned off), what ``bank train``
   does with sets too big to keep;
 - ``in memory``: every photo decoded and brought to the input spec into one
@@ -37,13 +37,13 @@ import json, resource, sys, time
 import numpy as np
 mode, folder, size, epochs, filters = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 import bank.pipeline as pipeline
-from bank import AutoencoderDetector
+from bank import AutoencoderModel
 from bank.decoding import read_image
 from bank.images import InputSpec, to_spec
 spec = InputSpec(size, size, "gray")
 t0 = time.perf_counter()
 files = pipeline.scan([folder])
-det = AutoencoderDetector(spec=spec, epochs=epochs, batch_size=32, verbose=0,
+det = AutoencoderModel(spec=spec, epochs=epochs, batch_size=32, verbose=0,
                           params={"filters": [int(f) for f in filters.split(",")], "latent_dim": 32})
 if mode == "streamed":
     pipeline.CACHE_BYTES = 0

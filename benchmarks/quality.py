@@ -11,7 +11,7 @@
     ``group_scorer``), 256 at a time.
 (b) ``seed``: the seed tutorials' conv autoencoder (filters 32, 64; latent
     16), Adam on MSE, 10 epochs, batch 32, no early stopping to speak of.
-(c) ``default``: ``AutoencoderDetector()`` as ``bank train`` runs it.
+(c) ``default``: ``AutoencoderModel()`` as ``bank train`` runs it.
 
 Every bank fits its error statistics on a 10% split of each class's
 training images that it never trained on, then routes the 10,000 test
@@ -48,18 +48,18 @@ RULES = {
 
 
 def seed_detector(seed: int):
-    from bank import AutoencoderDetector
+    from bank import AutoencoderModel
 
-    return AutoencoderDetector(architecture="conv", params={"filters": [32, 64], "latent_dim": 16}, epochs=10,
+    return AutoencoderModel(architecture="conv", params={"filters": [32, 64], "latent_dim": 16}, epochs=10,
                                batch_size=32, patience=10, calibration_fraction=0.1, monitor_fraction=0.02,
                                seed=seed, verbose=0)
 
 
 def default_detector(seed: int, epochs: int | None, **overrides):
-    """``AutoencoderDetector()`` with its defaults, or with the settings a trial overrides."""
-    from bank import AutoencoderDetector
+    """``AutoencoderModel()`` with its defaults, or with the settings a trial overrides."""
+    from bank import AutoencoderModel
 
-    return AutoencoderDetector(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}), **overrides)
+    return AutoencoderModel(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}), **overrides)
 
 
 def make(bank: str, seed: int, epochs: int | None, overrides: dict):

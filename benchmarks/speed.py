@@ -136,10 +136,10 @@ def random_detector(seed: int, rng: np.random.Generator):
     """A "fitted" detector without training: random weights, statistics of random errors."""
     import keras
 
-    from bank import AutoencoderDetector, InputSpec, fit_error_stats, models
+    from bank import AutoencoderModel, InputSpec, fit_error_stats, models
 
     keras.utils.set_random_seed(seed)
-    det = AutoencoderDetector(verbose=0)
+    det = AutoencoderModel(verbose=0)
     det.spec_ = InputSpec(*SHAPE[:2], "gray")
     det.architecture_, det.params_ = "conv", dict(PARAMS)
     det.model_ = models.build("conv", SHAPE, PARAMS)
@@ -583,17 +583,16 @@ def fitted_kind_bank(kind: str, train: list[np.ndarray], seed: int, say,
     the fits gave."""
     import warnings
 
-    from bank.kinds import WITH_AUTOENCODER, kind_class
+    from bank.kinds import kind_class
 
     say(f"fitting {len(train)} {kind} class models")
-    extra = {} if epochs is None else (
-        {"ae": {"epochs": epochs, "verbose": 0}} if kind in WITH_AUTOENCODER else {"epochs": epochs})
+    extra = {} if epochs is None else {"epochs": epochs, "verbose": 0}
     bank, secs, caught_all = {}, [], []
     for k, images in enumerate(train):
         t = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            bank[str(k)] = kind_class(kind)(seed=seed, **extra).fit(images)
+            bank[str(k)] = kind_class(kind).from_options(None, seed=seed, **extra).fit(images)
         secs.append(time.perf_counter() - t)
         caught_all += [str(w.message) for w in caught]
     return bank, statistics.mean(secs), list(dict.fromkeys(caught_all))
@@ -1007,9 +1006,9 @@ def settings(args: argparse.Namespace) -> dict:
 
 def trains_network(kind: str) -> bool:
     """Whether ``kind`` trains a network for some epochs (ae-hog's autoencoder, geotrans)."""
-    from bank.kinds import WITH_AUTOENCODER, kind_class
+    from bank.kinds import kind_class
 
-    return kind in WITH_AUTOENCODER or "epochs" in getattr(kind_class(kind), "training_options", ())
+    return "epochs" in kind_class(kind).training_options
 
 
 def versions() -> str:

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bank import AutoencoderDetector, Registry, Router
+from bank import AutoencoderModel, Registry, Router
 from bank.data import load_labelled
 from bank.evaluate import evaluate
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     for digit in train.classes:
         images = train.arrays[digit][: args.limit]
         t0 = time.perf_counter()
-        det = AutoencoderDetector(epochs=args.epochs, seed=args.seed, verbose=0 if args.json else 2)
+        det = AutoencoderModel(epochs=args.epochs, seed=args.seed, verbose=0 if args.json else 2)
         det.fit(images)
         seconds[digit] = round(time.perf_counter() - t0, 1)
         versions[digit] = reg.register(digit, det).version

@@ -51,10 +51,10 @@ import warnings
 
 import numpy as np
 
-from bank import AutoencoderDetector, Registry, Router
+from bank import Registry, Router
 from bank.evaluate import evaluate
 from bank.images import InputSpec
-from bank.kinds import AUTO, KINDS, WITH_AUTOENCODER, choose_kind, kind_class
+from bank.kinds import AUTO, KINDS, choose_kind, kind_class
 from bank.pipeline import ImageFiles, batches, scan
 from bank.training import own_look
 
@@ -110,11 +110,9 @@ def make(kind: str, spec: InputSpec, args, params: dict):
     pretrained: --head, and --epochs, --batch-size for its autoencoder head)."""
     ae = {"params": params or None, "epochs": args.epochs, "batch_size": args.batch_size,
           "verbose": 0 if args.json else 2}
-    if kind == "autoencoder":
-        return AutoencoderDetector(spec=spec, seed=args.seed, **ae)
-    if kind in WITH_AUTOENCODER:
-        return kind_class(kind)(spec=spec, seed=args.seed, ae=ae)
     cls = kind_class(kind)
+    if "params" in cls.training_options:  # the autoencoder's options (also inside ae-hog)
+        return cls.from_options(spec, seed=args.seed, **ae)
     own = {o: getattr(args, o) for o in AUTOENCODER_ONLY if o in args.given and o in takes(kind, args.head)}
     if "verbose" in takes(kind, args.head):
         own["verbose"] = ae["verbose"]
@@ -128,10 +126,8 @@ def takes(kind: str, head: str | None = None) -> tuple[str, ...]:
     ``--head autoencoder``: epochs, batch size)."""
     if kind == OWN_INPUT and head == "autoencoder":
         return ("epochs", "batch_size", "verbose")
-    return WITH_AUTOENCODER_OPTIONS if kind in WITH_AUTOENCODER else getattr(kind_class(kind), "training_options", ())
-
-
-WITH_AUTOENCODER_OPTIONS = tuple(AUTOENCODER_ONLY)
+    options = kind_class(kind).training_options
+    return (*options, "filters", "latent") if "params" in options else options  # they reach it inside params
 
 
 def figures(router: Router, parts: list, names: list[str], truth: list[str], args) -> dict:

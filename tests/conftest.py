@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bank import AutoencoderDetector, Registry
+from bank import AutoencoderModel, Registry
 
 
 @pytest.fixture(scope="session")
@@ -17,10 +17,10 @@ def digits():
     return (d.images / 16.0).astype(np.float32), d.target
 
 
-def tiny_detector(images, **kw) -> AutoencoderDetector:
+def tiny_detector(images, **kw) -> AutoencoderModel:
     """A quick detector: few epochs, fixed seed, silent."""
     kw = {"epochs": 8, "batch_size": 32, "seed": 0, "verbose": 0, **kw}
-    return AutoencoderDetector(**kw).fit(images)
+    return AutoencoderModel(**kw).fit(images)
 
 
 @pytest.fixture(scope="session")

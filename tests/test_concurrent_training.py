@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bank import AutoencoderDetector, Registry, trainstate
+from bank import AutoencoderModel, Registry, trainstate
 from bank.cli import main
 
 
@@ -80,13 +80,13 @@ def test_a_lock_file_removed_between_open_and_lock_is_taken_again(tmp_path, monk
 def test_the_run_key_is_what_fit_stamps_and_changes_with_the_settings(digits, tmp_path):
     images, labels = digits
     x = images[labels == 4][:40]
-    det = AutoencoderDetector(epochs=1, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w")
+    det = AutoencoderModel(epochs=1, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w")
     key = det.run_key(x)
     det.fit(x)
     assert json.loads((tmp_path / "w" / trainstate.STAMP_FILE).read_text())["run"] == key
-    assert AutoencoderDetector(epochs=2).run_key(x) != AutoencoderDetector(epochs=1).run_key(x)
-    assert AutoencoderDetector(epochs=1, batch_size=16).run_key(x[:-1]) != key
-    assert AutoencoderDetector(epochs=1, batch_size=16).run_key(x) == key
+    assert AutoencoderModel(epochs=2).run_key(x) != AutoencoderModel(epochs=1).run_key(x)
+    assert AutoencoderModel(epochs=1, batch_size=16).run_key(x[:-1]) != key
+    assert AutoencoderModel(epochs=1, batch_size=16).run_key(x) == key
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_an_interrupted_train_says_how_to_resume_and_other_settings_keep_off(two
         _state(Path(self.checkpoint_dir), run_id)  # an epoch finished and was backed up, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(AutoencoderDetector, "_train", interrupted)
+    monkeypatch.setattr(AutoencoderModel, "_train", interrupted)
     reg = tmp_path / "reg"
     cmd = ["train", "c0", str(two_folders / "c0"), "--registry", str(reg), "--epochs", "2"]
     assert main(cmd) == 130

@@ -5,8 +5,8 @@ import pytest
 
 from bank import stats as st
 from bank.demo import EXAMPLE_COLUMNS, example_rows, examples_of
-from bank.evaluate import (describe_outliers, describe_rule, evaluate, flag_tags, outlier_cut, past_each_quantile,
-                           rank_outliers, training_warnings)
+from bank.evaluate import evaluate, outlier_cut, past_each_quantile, rank_outliers
+from bank.presentation import describe_outliers, describe_rule, flag_tags, training_warnings
 from bank.decision import decide
 
 
@@ -126,7 +126,7 @@ def test_training_warnings_come_from_the_cards():
         def __init__(self, training):
             self.training_ = training
 
-    dets = {"a": Det({"warnings": ["stopped early"]}), "b": Det({"warnings": []}), "c": Det({}), "d": object()}
+    dets = {"a": Det({"warnings": ["stopped early"]}), "b": Det({"warnings": []}), "c": Det({})}
     assert training_warnings(dets) == {"a": ["stopped early"]}
 
 

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from bank import AutoencoderDetector, Registry
+from bank import AutoencoderModel, Registry
 from bank.cli import main
 from bank.export import export_bank
 from bank.images import InputSpec, complexity, to_spec
@@ -127,7 +127,7 @@ def test_export_refuses_mixed_input_specs(digits, tmp_path):
     images, labels = digits
     reg = Registry(tmp_path / "reg")
     reg.register("0", tiny_detector(images[labels == 0][:120], epochs=2))
-    big = AutoencoderDetector(spec=InputSpec(12, 12, "gray"), epochs=2, seed=0, verbose=0)
+    big = AutoencoderModel(spec=InputSpec(12, 12, "gray"), epochs=2, seed=0, verbose=0)
     reg.register("1", big.fit(images[labels == 1][:120]))
     with pytest.raises(ValueError, match=r"different input specs \(8x8x1: 0; 12x12x1: 1\)"):
         export_bank(reg, tmp_path / "out")

@@ -47,11 +47,11 @@ def no_reading(monkeypatch):
     (["train", "a/b"], "class name 'a/b' contains a path separator"),
     (["train", ".."], "class name '..' starts with a dot"),
     (["train", "c", "--size", "4000x4000"], "size: each side must be in 1..1024, got '4000x4000'"),
-    (["train", "c", "--epochs", "0"], "epochs: expected a positive integer, got 0"),
+    (["train", "c", "--epochs", "0"], "epochs: expected a whole number of at least 1, got 0"),
     (["train", "c", "--filters", "8,0"], "--filters: expected numbers of filters of at least 1"),
     (["train", "c", "--latent", "0"], "--latent: expected a code size of at least 1"),
     (["train-all", "--size", "0x9"], "size: each side must be in 1..1024"),
-    (["train-all", "--patience", "-1"], "patience: expected a positive integer, got -1"),
+    (["train-all", "--patience", "-1"], "patience: expected a whole number of at least 0, got -1"),
 ])
 def test_names_sizes_and_options_are_checked_before_any_image_is_read(argv, said, two_classes, tmp_path,
                                                                          no_reading, capsys):
@@ -210,21 +210,21 @@ NEWCOMER_CURVE = [0.09, 0.078, 0.11, 0.15, 0.17, 0.19, 0.196]  # the issue's cir
 
 
 def test_an_unfinished_training_is_said_in_train_card_show_and_evaluate(tmp_path, two_classes, monkeypatch, capsys):
-    from bank.detector import AutoencoderDetector
+    from bank.kinds.autoencoder import AutoencoderModel
 
-    real = AutoencoderDetector._train
+    real = AutoencoderModel._train
 
     def newcomer(self, *a, **k):  # the real training, then the loss curve the newcomer saw
         real(self, *a, **k)
         return {"loss": [0.05] * len(NEWCOMER_CURVE), "val_loss": list(NEWCOMER_CURVE)}
 
-    monkeypatch.setattr(AutoencoderDetector, "_train", newcomer)
+    monkeypatch.setattr(AutoencoderModel, "_train", newcomer)
     reg = str(tmp_path / "reg")
     code = main(["train", "0", str(two_classes / "0"), "--registry", reg, "--epochs", "30", "--patience", "2"])
     _, err = capsys.readouterr()
     assert code == 0
     assert "warning: training kept epoch 2 of 7" in err and "try --patience 15" in err
-    monkeypatch.setattr(AutoencoderDetector, "_train", real)
+    monkeypatch.setattr(AutoencoderModel, "_train", real)
     assert main(["train", "1", str(two_classes / "1"), "--registry", reg, "--epochs", "2", "--batch-size", "8"]) == 0
     capsys.readouterr()
 

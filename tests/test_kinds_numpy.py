@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from bank.errors import InputError
+from bank.kinds.base import NotFittedError
 from bank.kinds.hog import hog, hog_length
 from bank.kinds.hog_ocsvm import HOGOneClassSVM
 from bank.kinds.pca import FusedPCA, PCADetector, fused_scores
@@ -120,7 +121,7 @@ def test_pca_caps_components_and_reconstructs(digit_images):
         PCADetector(n_components=1.5)
     with pytest.raises(InputError, match="shape"):
         det.score_samples(images[:2, :4])
-    with pytest.raises(InputError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         PCADetector().score_samples(few)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bank import AutoencoderDetector, NotFittedError
+from bank import AutoencoderModel, NotFittedError
 from bank import models
 from bank.images import InputSpec
 from conftest import tiny_detector
@@ -73,9 +73,9 @@ def test_the_same_seed_gives_the_same_model(digits):
 )
 def test_fit_refuses_bad_input_clearly(kwargs, X, match):
     with pytest.raises(ValueError, match=match):
-        AutoencoderDetector(verbose=0, **kwargs).fit(X)
+        AutoencoderModel(verbose=0, **kwargs).fit(X)
 
 
 def test_scoring_before_fit_says_so():
     with pytest.raises(NotFittedError, match="not fitted"):
-        AutoencoderDetector().decision_function(np.zeros((1, 8, 8)))
+        AutoencoderModel().decision_function(np.zeros((1, 8, 8)))

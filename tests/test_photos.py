@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from photos import make_family
 
-from bank import AutoencoderDetector, Registry
+from bank import AutoencoderModel, Registry
 from bank.cli import main
 from bank.decoding import read_image
 from bank.images import InputSpec, to_spec
@@ -73,7 +73,7 @@ def test_streamed_training_separates_two_families(photo_root, tmp_path):
     plot = e.path / "loss.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert e.card["extras"][0]["file"] == "loss.png"
-    assert len(e.card["history"]["loss"]) == t["epochs_run"] >= 1
+    assert len(e.card["params"]["history"]["loss"]) == t["epochs_run"] >= 1
     assert not (reg / ".training" / "stripes").exists()  # the state is gone once registered
 
     router = Router.from_registry(Registry(reg))
@@ -99,7 +99,7 @@ def test_a_file_gone_bad_during_training_is_left_out(photo_root, tmp_path, monke
     for p in scan([root / "train" / "blobs"]).paths[:40]:
         (folder / os.path.basename(p)).write_bytes(open(p, "rb").read())
     files = scan([folder])
-    det = AutoencoderDetector(spec=InputSpec(16, 16, "gray"), epochs=2, batch_size=8, verbose=0)
+    det = AutoencoderModel(spec=InputSpec(16, 16, "gray"), epochs=2, batch_size=8, verbose=0)
     victim = files.paths[det._split(len(files))[0][0]]  # a training image
     open(victim, "w").write("overwritten after the scan")
     det.fit(files)
@@ -111,12 +111,12 @@ def test_a_file_gone_bad_during_training_is_left_out(photo_root, tmp_path, monke
 def test_a_finished_checkpoint_is_reused_and_other_settings_start_over(digits, tmp_path):
     images, labels = digits
     x = images[labels == 3][:80]
-    first = AutoencoderDetector(epochs=3, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w").fit(x)
+    first = AutoencoderModel(epochs=3, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w").fit(x)
     assert first.resumed_from_ == 0 and json.loads((tmp_path / "w" / "run.json").read_text())["finished"]
-    again = AutoencoderDetector(epochs=3, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w").fit(x)
+    again = AutoencoderModel(epochs=3, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w").fit(x)
     assert again.resumed_from_ == 3 and again.history_ == first.history_
     np.testing.assert_allclose(again.stats_.mean, first.stats_.mean, rtol=1e-5)
-    other = AutoencoderDetector(epochs=2, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w").fit(x)
+    other = AutoencoderModel(epochs=2, batch_size=16, verbose=0, checkpoint_dir=tmp_path / "w").fit(x)
     assert other.resumed_from_ == 0 and len(other.history_["loss"]) == 2
 
 
@@ -150,7 +150,7 @@ def test_a_killed_training_resumes_where_it_stopped(photo_root, tmp_path):
     t = Registry(reg).entry("blobs").card["training"]
     assert 2 <= t["resumed_from_epoch"] < 8, t
     assert f"resumed an interrupted training after epoch {t['resumed_from_epoch']}" in again.stderr
-    assert t["epochs_run"] == 8 and len(Registry(reg).entry("blobs").card["history"]["val_loss"]) == 8
+    assert t["epochs_run"] == 8 and len(Registry(reg).entry("blobs").card["params"]["history"]["val_loss"]) == 8
     assert t["best_epoch"] > t["resumed_from_epoch"]  # the broken best was dropped: chosen among the later epochs
     assert "found the state of an interrupted training of class 'blobs'" in again.stderr
     assert not (reg / ".training").exists()  # the state is gone once registered

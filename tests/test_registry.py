@@ -10,6 +10,11 @@ from bank.registry import validate_class_name
 from conftest import tiny_detector
 
 
+def model_file(entry):
+    """An autoencoder entry's Keras model file."""
+    return entry.path / "model.keras"
+
+
 @pytest.fixture
 def ones(digits):
     images, labels = digits
@@ -25,8 +30,8 @@ def test_round_trip_gives_the_same_errors_and_stats(tmp_path, ones):
     np.testing.assert_allclose(loaded.reconstruction_error(ones[:10]), det.reconstruction_error(ones[:10]), rtol=1e-6)
     assert loaded.stats_ == det.stats_ and loaded.spec_ == det.spec_
     card = json.loads((entry.path / "card.json").read_text())
-    for key in ("class", "version", "created", "input_spec", "architecture", "training", "stats",
-                "model_sha256", "versions", "format_version"):
+    for key in ("class", "version", "created", "kind", "input_spec", "params", "files", "training", "stats",
+                "versions", "format_version"):
         assert key in card
     assert card["training"]["n_calibration"] == det.stats_.n
     assert set(card["versions"]) >= {"bank", "tensorflow", "keras"}
@@ -55,9 +60,9 @@ def test_versions_activation_and_removal(tmp_path, ones):
 def test_a_changed_model_file_is_refused(tmp_path, ones):
     reg = Registry(tmp_path)
     entry = reg.register("one", tiny_detector(ones, epochs=2))
-    data = bytearray(entry.model_path.read_bytes())
+    data = bytearray(model_file(entry).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    entry.model_path.write_bytes(bytes(data))
+    model_file(entry).write_bytes(bytes(data))
     with pytest.raises(RegistryError, match="class 'one' version 1: model.keras checksum mismatch"):
         reg.load_detector("one")
 
@@ -103,11 +108,11 @@ def test_names_are_unicode_normalized():
 
 
 def test_unfitted_detector_writes_nothing(tmp_path):
-    from bank import AutoencoderDetector, NotFittedError
+    from bank import AutoencoderModel, NotFittedError
 
     reg = Registry(tmp_path)
     with pytest.raises(NotFittedError):
-        reg.register("one", AutoencoderDetector())
+        reg.register("one", AutoencoderModel())
     assert reg.classes() == []
 
 

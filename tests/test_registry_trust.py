@@ -21,10 +21,16 @@ from hypothesis import strategies as hs
 
 from bank import Registry, RegistryError, Router
 from bank.cli import main
-from bank.registry import parse_card, sha256_file
+from bank.cards import parse_card
+from bank.digest import sha256_file
 from conftest import tiny_detector
 
 WRITER = Path(__file__).with_name("registry_writer.py")
+
+
+def model_file(entry):
+    """An autoencoder entry's Keras model file."""
+    return entry.path / "model.keras"
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +39,8 @@ def template(tmp_path_factory, digits):
     images, labels = digits
     det = tiny_detector(images[labels == 1][:60], epochs=2)
     root = tmp_path_factory.mktemp("template")
-    det.model_.save(root / "model.keras")
-    (root / "fields.json").write_text(json.dumps(det.card_fields()))
+    fields = det.save(root, litert=False)  # model.keras, and the card's fields
+    (root / "fields.json").write_text(json.dumps(fields))
     return root
 
 
@@ -163,7 +169,7 @@ def test_a_router_keeps_working_while_its_class_is_re_registered(two_classes, fi
 
     # a broken new version is refused: the loaded one keeps serving
     entry = reg.register("1", fitted["1"])
-    entry.model_path.write_bytes(entry.model_path.read_bytes()[:100])
+    model_file(entry).write_bytes(model_file(entry).read_bytes()[:100])
     kept = newer.reload()
     assert kept.versions["1"][0] == 2 and kept.detectors["1"] is newer.detectors["1"]
     assert "version 3" in kept.skipped[0][1] and "still using version 2" in kept.skipped[0][1]
@@ -187,7 +193,7 @@ def two_classes(tmp_path, fitted):
 
 def test_a_truncated_model_is_refused_by_name_and_skip_broken_loads_the_rest(two_classes):
     reg = two_classes
-    model = reg.entry("1").model_path
+    model = model_file(reg.entry("1"))
     model.write_bytes(model.read_bytes()[:-50])
     with pytest.raises(RegistryError, match="class '1' version 1: model.keras checksum mismatch"):
         Router.from_registry(reg)
@@ -208,7 +214,7 @@ def test_cli_verify_and_skip_broken(two_classes, tmp_path, capsys):
     root = str(two_classes.root)
     assert main(["registry", "verify", "--registry", root]) == 0
     assert "2 entries checked (cards, checksums, and models loaded in safe mode): all sound" in capsys.readouterr().out
-    model = two_classes.entry("0").model_path
+    model = model_file(two_classes.entry("0"))
     data = bytearray(model.read_bytes())
     data[len(data) // 3] ^= 0x01  # one byte
     model.write_bytes(bytes(data))
@@ -235,7 +241,7 @@ def test_list_marks_the_active_version_and_a_broken_class(two_classes, fitted, c
     rows = {c["class"]: c for c in json.loads(capsys.readouterr().out)["classes"]}
     assert rows["0"]["active"] == 1 and rows["0"]["versions"] == [1, 2]
     assert "not valid JSON" in rows["1"]["broken"]
-    model = two_classes.entry("0").model_path
+    model = model_file(two_classes.entry("0"))
     model.write_bytes(model.read_bytes() + b"x")
     assert main(["list", "--registry", str(two_classes.root)]) == 0
     out = capsys.readouterr().out
@@ -251,10 +257,11 @@ def test_a_model_with_a_lambda_layer_is_refused(two_classes):
     out = keras.layers.Lambda(lambda t: t * 0.0)(inp)
     planted = keras.Model(inp, out)
     entry = two_classes.entry("0")
-    planted.save(entry.model_path)
-    card = dict(entry.card, model_sha256=sha256_file(entry.model_path))  # the attacker fixes the checksum too
+    planted.save(model_file(entry))
+    card = dict(entry.card, files={**entry.card["files"], "model.keras": sha256_file(model_file(entry))})
+    # the attacker fixed the checksum too
     (entry.path / "card.json").write_text(json.dumps(card))
-    with pytest.raises(RegistryError, match="class '0' version 1: cannot load model.keras.*Lambda"):
+    with pytest.raises(RegistryError, match="class '0' version 1: .*cannot load model.keras.*Lambda"):
         two_classes.load_detector("0", runtime="keras")
     problems = two_classes.verify()
     assert [(p.class_name, p.version) for p in problems] == [("0", 1)]
@@ -265,19 +272,19 @@ def test_a_model_config_naming_code_outside_keras_is_refused(two_classes):
     import zipfile
 
     entry = two_classes.entry("0")
-    with zipfile.ZipFile(entry.model_path) as z:
+    with zipfile.ZipFile(model_file(entry)) as z:
         files = {n: z.read(n) for n in z.namelist()}
     cfg = json.loads(files["config.json"])
     layer = next(x for x in cfg["config"]["layers"] if "activation" in x["config"])
     layer["config"]["activation"] = {"module": "os", "class_name": "function", "config": "system",
                                      "registered_name": "system"}
     files["config.json"] = json.dumps(cfg).encode()
-    with zipfile.ZipFile(entry.model_path, "w") as z:
+    with zipfile.ZipFile(model_file(entry), "w") as z:
         for n, b in files.items():
             z.writestr(n, b)
-    card = dict(entry.card, model_sha256=sha256_file(entry.model_path))
+    card = dict(entry.card, files={**entry.card["files"], "model.keras": sha256_file(model_file(entry))})
     (entry.path / "card.json").write_text(json.dumps(card))
-    with pytest.raises(RegistryError, match="class '0' version 1: cannot load model.keras"):
+    with pytest.raises(RegistryError, match="class '0' version 1: .*cannot load model.keras"):
         two_classes.load_detector("0", runtime="keras")
     assert [(p.class_name, p.version) for p in two_classes.verify()] == [("0", 1)]
 
@@ -319,7 +326,7 @@ def test_symlinks_out_of_the_registry_are_not_followed(two_classes, fitted, tmp_
     assert any("symbolic link" in str(p) for p in two_classes.verify(load=False))
 
     secret = tmp_path / "secret.keras"
-    model = two_classes.entry("1").model_path
+    model = model_file(two_classes.entry("1"))
     secret.write_bytes(model.read_bytes())
     model.unlink()
     model.symlink_to(secret)
@@ -383,10 +390,10 @@ def test_any_text_is_a_card_or_a_registry_error(text):
 @pytest.fixture(scope="module")
 def good_card(template):
     fields = json.loads((template / "fields.json").read_text())
-    return {"format_version": 1, "class": "x", "version": 1, **fields, "model_sha256": "0" * 64}
+    return {"format_version": 1, "class": "x", "version": 1, **fields}
 
 
-FIELDS = ["format_version", "class", "version", "input_spec", "architecture", "stats", "training"]
+FIELDS = ["format_version", "class", "version", "input_spec", "kind", "params", "files", "stats", "training"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -415,7 +422,7 @@ def test_a_mutated_card_is_accepted_whole_or_refused_clearly(good_card, field, s
 
 def test_activating_a_broken_version_is_refused(two_classes, fitted, capsys):
     two_classes.register("0", fitted["0"])
-    model = two_classes.entry("0", 1).model_path
+    model = model_file(two_classes.entry("0", 1))
     model.write_bytes(model.read_bytes()[:-1])
     with pytest.raises(RegistryError, match="class '0' version 1: model.keras checksum mismatch"):
         two_classes.activate("0", 1)

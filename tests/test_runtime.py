@@ -13,18 +13,19 @@ import pytest
 from PIL import Image
 
 from bank import Registry, RegistryError, Router
-from bank.registry import parse_card, sha256_file
+from bank.cards import parse_card
+from bank.digest import sha256_file
 
 from conftest import tiny_detector
 
 
 def test_registration_writes_checked_litert_models(bank_registry):
     e = bank_registry.entry("0")
-    files = e.litert_files
-    assert sorted(f["batch"] for f in files) == [1, 4]
-    for f in files:
-        assert sha256_file(e.path / f["file"]) == f["sha256"]
-    assert e.card["litert"]["max_rel_diff"] < 1e-5
+    files = {f: sha for f, sha in e.model_files if f.endswith(".tflite")}
+    assert sorted(files) == ["model-b1.tflite", "model-b4.tflite"] and e.has_litert
+    for f, sha in files.items():
+        assert sha256_file(e.path / f) == sha
+    assert e.card["params"]["litert"]["max_rel_diff"] < 1e-5
 
 
 @pytest.mark.parametrize("n", [1, 2, 4, 5, 7, 70])  # one, a padded rest, a full batch, a single rest, a padded rest, many
@@ -93,9 +94,7 @@ def test_a_planted_litert_file_with_a_fixed_checksum_is_refused_not_crashing(ban
     e = reg.entry("1")
     (e.path / "model-b1.tflite").write_bytes(payload)
     card = json.loads((e.path / "card.json").read_text())
-    for f in card["litert"]["files"]:
-        if f["batch"] == 1:
-            f["sha256"] = sha256_file(e.path / "model-b1.tflite")  # the attacker fixes the checksum too
+    card["files"]["model-b1.tflite"] = sha256_file(e.path / "model-b1.tflite")  # the attacker fixes the checksum too
     (e.path / "card.json").write_text(json.dumps(card))
     with pytest.raises(RegistryError, match="class '1' version 1: cannot load its LiteRT model"):
         reg.load_detector("1")
@@ -122,8 +121,9 @@ def test_a_litert_model_of_another_shape_is_refused(bank_registry, tmp_path):
     {"files": "model-b1.tflite"},
     [],
 ])
-def test_a_malformed_litert_field_is_refused(bank_registry, field):
-    card = dict(bank_registry.entry("0").card, litert=field)
+def test_a_malformed_litert_field_of_an_old_card_is_refused(field):
+    old = Path(__file__).parent / "data" / "registry-0.1" / "registry" / "0" / "1" / "card.json"
+    card = dict(json.loads(old.read_text()), litert=field)  # written before every kind had one card format
     with pytest.raises(RegistryError, match="class 'x' version 1: card.json litert"):
         parse_card(json.dumps(card), "class 'x' version 1")
 
@@ -145,14 +145,14 @@ def test_a_failed_conversion_still_registers_the_class(tmp_path, bank_registry, 
 
     monkeypatch.setattr(runtime, "convert", broken)
     reg = Registry(tmp_path / "reg")
-    with pytest.warns(UserWarning, match="class '0': registered without a LiteRT model.*converter says no"):
+    with pytest.warns(UserWarning, match="class '0': .*registered without a LiteRT model.*converter says no"):
         e = reg.register("0", bank_registry.load_detector("0", runtime="keras"))
-    assert e.card["litert"] == {"files": [], "skipped": "RuntimeError: converter says no"}
+    assert e.card["params"]["litert"] == {"skipped": "RuntimeError: converter says no"} and not e.has_litert
     assert reg.load_detector("0").stats_.n > 0
 
 
 def test_a_litert_detector_cannot_be_registered_again(tmp_path, bank_registry):
-    with pytest.raises(ValueError, match="registering needs the detector's Keras model"):
+    with pytest.raises(ValueError, match="saved from its Keras model; this one was loaded for LiteRT"):
         Registry(tmp_path / "reg").register("0", bank_registry.load_detector("0", runtime="litert"))
 
 

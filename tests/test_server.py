@@ -23,6 +23,11 @@ from bank.server import create_app  # noqa: E402
 FIELDS = ["error", "z", "score", "test_z", "method", "p_value", "conformal_p_value", "margin", "complexity_z", "flag", "reasons"]
 
 
+def model_file(entry):
+    """An autoencoder entry's Keras model file."""
+    return entry.path / "model.keras"
+
+
 def png(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((img * 255).round().astype(np.uint8)).save(buf, format="PNG")
@@ -186,7 +191,7 @@ def test_reload_serves_a_new_version_and_refuses_a_broken_one(bank_registry, png
         assert c.get("/v1/classes").json()["classes"][0]["version"] == 2
         assert c.post("/v1/classify", content=pngs[0]).status_code == 200
         e = reg.register("0", reg.load_detector("0", runtime="keras"), litert=False)
-        with open(e.model_path, "ab") as fh:
+        with open(model_file(e), "ab") as fh:
             fh.write(b"tampered")
         doc = c.post("/v1/reload").json()
         assert doc["classes"][0]["version"] == 2

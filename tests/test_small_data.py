@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from shapes import SHAPES, make_shapes  # noqa: E402
 
 from bank.convergence import STOPPED_EARLY  # noqa: E402
-from bank.detector import AutoencoderDetector  # noqa: E402
+from bank.kinds.autoencoder import AutoencoderModel  # noqa: E402
 from bank.images import InputSpec, to_spec  # noqa: E402
 from bank.inputs import as_images  # noqa: E402
 from bank.router import Router  # noqa: E402
@@ -39,7 +39,7 @@ def shapes_bank():
     for s in SHAPES:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            detectors[s] = AutoencoderDetector(verbose=0).fit(data[s][:N_TRAIN])
+            detectors[s] = AutoencoderModel(verbose=0).fit(data[s][:N_TRAIN])
     return detectors, {s: x[N_TRAIN:] for s, x in data.items()}
 
 

@@ -15,15 +15,16 @@ from bank.summary import SKIPPED_SHOWN, entry_summary, summarize
 def test_the_summary_works_out_the_cuts_and_the_model_from_the_card(bank_registry):
     m = entry_summary(bank_registry, "1")
     e, s = m.entry, m.stats
-    assert m.broken is None and m.is_autoencoder and (e.class_name, e.version) == ("1", 1)
-    assert m.architecture == e.card["architecture"]["name"] and m.model_params == e.card["architecture"]["params"]
+    assert m.broken is None and (e.class_name, e.version) == ("1", 1)
+    arch = e.card["params"]["architecture"]
+    assert m.model == f"{arch['name']} autoencoder" and m.model_params == arch["params"]
     assert m.convergence == e.card["training"]["convergence"]["status"] and m.resumed_from_epoch == 0
     assert m.error_cuts["gaussian"] == pytest.approx(s.mean + 3 * s.std)
     assert m.error_cuts["lognormal"] == pytest.approx(math.exp(s.log_mean + 3 * s.log_std))
     assert m.complexity is not None and m.complexity.typical == pytest.approx(math.exp(s.complexity_mean))
     lo, hi = m.complexity.accepted
     assert lo < m.complexity.typical < hi
-    assert m.checksums == [("model.keras", e.card["model_sha256"])]  # its LiteRT twins are not listed
+    assert m.checksums == sorted(e.card["files"].items())  # the model and its LiteRT twins
     assert m.margin_share == pytest.approx(1 - math.exp(-m.margin))
     assert m.to_json() == {**e.card, "broken": None}
 

@@ -8,13 +8,13 @@ shares one :class:`Backbone` (one interpreter, one pass per image whatever the n
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..digest import sha256_bytes
 from ..errors import InputError
 
 #: Backbone name -> the module that builds it (``NAME``, ``SIDE``, ``FEATURES``, ``WEIGHTS_SHA256``,
@@ -102,7 +102,7 @@ def build(name: str = DEFAULT) -> Backbone:
             flat = mod.flatbuffer(net)
             model = rt.LiteModel({1: flat}, (mod.SIDE, mod.SIDE, 3), out_shape=(mod.FEATURES,))
         bb = Backbone(mod.NAME, mod.WEIGHTS_SHA256, mod.SIDE, mod.FEATURES, model or net, flat,
-                      None if flat is None else hashlib.sha256(flat).hexdigest())
+                      None if flat is None else sha256_bytes(flat))
         _CACHE[key] = bb
         if flat is not None:
             _CACHE[("lite", bb.sha256)] = bb

@@ -13,7 +13,6 @@ that order, an 8-byte little-endian element count and the storage's raw bytes.
 from __future__ import annotations
 
 import _compat_pickle
-import hashlib
 import io
 import math
 import pickle
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..digest import sha256_bytes
 from ..errors import InputError
 
 MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
@@ -278,7 +278,7 @@ def read_checked(path: str | Path, sha256: str) -> dict[str, np.ndarray]:
         data = path.read_bytes()
     except OSError as err:
         raise InputError(f"{path}: cannot read it ({err.strerror or err})") from None
-    got = hashlib.sha256(data).hexdigest()
+    got = sha256_bytes(data)
     if got != sha256.lower():
         raise InputError(f"{path}: changed or corrupt: its SHA-256 is {got}, expected {sha256.lower()}")
     return read_state_dict(data, str(path))

@@ -75,7 +75,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def classify_rows(result) -> tuple[list[list[object]], int]:
     """``classify``'s table rows (image, label, nearest, the label's error and test z, note), and how many images
     the nearest class flags while another, the label, accepts them."""
-    from ..evaluate import flag_tags
+    from ..presentation import flag_tags
 
     rows, doubtful = [], 0
     for i, rec in enumerate(result.records()):
@@ -98,7 +98,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_json(*skipped))
         return 0
-    from ..evaluate import flag_cell, flag_tags
+    from ..presentation import flag_cell, flag_tags
 
     rows = []
     for i, name in enumerate(result.names):
@@ -129,7 +129,7 @@ def _shown(v: float | None) -> float | str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import load_labelled_images
-    from ..evaluate import describe_rule
+    from ..presentation import describe_rule
     from ..images import to_spec
     from ..report import write_report
 
@@ -182,7 +182,7 @@ def _percent(v: float | None) -> str:
 
 
 def cmd_outliers(args: argparse.Namespace) -> int:
-    from ..evaluate import describe_outliers
+    from ..presentation import describe_outliers
     from ..images import to_spec
     from ..outliers import describe_fdr, find_outliers
 
@@ -198,7 +198,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
         say(f"warning: {found.warning}")
     rows, label = found.rows, found.label
     montage = None
-    if len(found.order) and args.montage != "none" and hasattr(det, "reconstruct"):  # kinds that rebuild images
+    if len(found.order) and args.montage != "none" and det.reconstructs:  # kinds that rebuild images
         from ..images import take
         from ..report import plot_montage
 

@@ -9,7 +9,8 @@ import sys
 
 from ..decoding import MAX_PIXELS, MAX_PIXELS_ENV
 from ..errors import BankError
-from ..registry import RUNTIMES, Registry
+from ..loading import RUNTIMES
+from ..registry import Registry
 from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS
 
 #: Set to 1 to see the traceback of every error (as --debug does).

@@ -6,7 +6,7 @@ import argparse
 
 from .. import stats as st
 from ..registry import RegistryError
-from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, error_cut  # noqa: F401 (importable here before)
+from ..kinds import kind_class
 from ..summary import SKIPPED_SHOWN, entry_summary
 from .common import CommandError, emit_json, registry_of, say, table
 
@@ -23,8 +23,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             reg.check_model(e)
             s = e.stats
             item = {"class": name, "active": active, "versions": reg.versions(name), "input_spec": e.spec.to_dict(),
-                    "kind": e.kind, "architecture": (e.card["architecture"]["name"] if e.kind == "autoencoder"
-                                                     else e.kind), "stats": s.to_dict(),
+                    "kind": e.kind, "architecture": kind_class(e.kind).describe(e.card.get("params") or {})[0],
+                    "stats": s.to_dict(),
                     "created": e.card.get("created"), "broken": None}
             rows.append([name, active, ",".join(map(str, item["versions"])), str(e.spec), item["architecture"],
                          s.n, s.mean, s.std, item["created"]])
@@ -52,25 +52,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"class {e.class_name!r} version {e.version} ({e.path})")
     print(f"  created      {m.created}")
     print(f"  input        {e.spec}")
-    if m.is_autoencoder:
-        print(f"  model        {m.architecture} autoencoder, {_pairs(m.model_params)}")
-    else:
-        print(f"  model        {e.kind}, {_pairs(m.model_params)}")
+    print(f"  model        {m.model}, {_pairs(m.model_params)}")
     resumed = f", went on from epoch {m.resumed_from_epoch} of an interrupted run" if m.resumed_from_epoch else ""
     resumed += "" if m.convergence == "settled" else f"; NOT FINISHED: {m.convergence} (see the warning below)"
-    if m.is_autoencoder:
-        print(f"  training     {t.get('n_train')} train / {t.get('n_monitor')} early-stopping / "
-              f"{t.get('n_calibration')} calibration images; {t.get('epochs_run')} epochs (best {t.get('best_epoch')}),"
-              f" seed {t.get('seed')}{resumed}")
-    else:
-        print(f"  training     {t.get('n_train')} train / {t.get('n_calibration')} calibration images, "
-              f"seed {t.get('seed')}{resumed}")
+    monitor = f"{t['n_monitor']} early-stopping / " if "n_monitor" in t else ""
+    epochs = f"; {t['epochs_run']} epochs (best {t.get('best_epoch')})," if "epochs_run" in t else ","
+    print(f"  training     {t.get('n_train')} train / {monitor}{t.get('n_calibration')} calibration images{epochs}"
+          f" seed {t.get('seed')}{resumed}")
     if m.skipped_count:
         more = (f" and {m.skipped_count - SKIPPED_SHOWN} more (--json lists up to 100)"
                 if m.skipped_count > SKIPPED_SHOWN else "")
         print(f"  skipped      {m.skipped_count} unreadable file(s) when training: {', '.join(m.skipped_shown)}{more}")
-    from ..kinds import kind_class
-
     unit = kind_class(e.kind).score_label  # declared on the kind
     print(f"  error stats  mean {s.mean:.6g}, std {s.std:.6g}, n {s.n} ({unit} on held-out images)")
     print("  quantiles    " + ", ".join(f"q{k} {v:.6g}" for k, v in s.quantiles.items()))
@@ -88,8 +80,6 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{cut['complexity']:.6g} at typical complexity (default); "
               f"|{st.INPUT_COMPLEXITY_LABEL}| > {m.complexity_threshold:g}: input outside {lo:.3g}..{hi:.3g} bits/value")
     else:
-        from ..kinds import kind_class
-
         why = ("registered before complexity statistics" if kind_class(e.kind).uses_complexity
                else f"a {e.kind} score does not grow with how busy an input is")
         print(f"  complexity   not fitted ({why}): lognormal is used, no complexity test")
@@ -103,7 +93,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  warning      {w}")
     print(f"  made with    {_pairs(m.made_with)}")
     for file, sha256 in m.checksums:
-        print(f"  sha256       {sha256}" + ("" if m.is_autoencoder else f" ({file})"))
+        print(f"  sha256       {sha256} ({file})")
     return 0
 
 

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from ..decision import skipped_json
-from ..kinds import AUTO, PHOTO_SIDE
+from ..kinds import AUTO, PHOTO_SIDE, kind_class
 from .common import CommandError, emit_json, registry_of, report_skipped, say, table
 
 
 def _training_params(args: argparse.Namespace) -> dict:
-    """AutoencoderDetector parameters (and size, color) from the training options."""
+    """The training options as the kinds' parameters (and size, color, kind): what :func:`bank.training.make_detector`
+    takes."""
     params = {}
     if args.filters:
         try:
@@ -35,11 +36,11 @@ def _training_params(args: argparse.Namespace) -> dict:
 
 
 def note_ignored(kind: str, params: dict) -> None:
-    """Say which of the autoencoder's options given ``kind`` ignores (rather than drop them silently)."""
+    """Say which of the training options given ``kind`` ignores (rather than drop them silently)."""
     from ..training import ignored_by
 
-    given = ["--" + o.replace("_", "-") for o in AUTOENCODER_ONLY
-             if o in ignored_by(kind, {k: params.get(k) for k in AUTOENCODER_ONLY})]
+    given = ["--" + o.replace("_", "-") for o in TRAINING_FLAGS
+             if o in ignored_by(kind, {k: params.get(k) for k in TRAINING_FLAGS})]
     if "params" in ignored_by(kind, {"params": params.get("params")}):
         given += [o for o, k in (("--filters", "filters"), ("--latent", "latent_dim")) if k in params["params"]]
     if given:
@@ -97,7 +98,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"training class {args.class_name!r} on {len(data)} image(s)"
              f"{'' if skipped is None else ' read from files'} (state in {work})")
 
-    if params["kind"] != "autoencoder":  # the autoencoder says it when it has taken its state folder
+    resumes = kind_class(params["kind"]).resumes
+    if not resumes:  # a kind that resumes says it when it has taken its state folder
         say(f"training class {args.class_name!r} ({params['kind']}) on {len(data)} image(s)"
             f"{'' if skipped is None else ' read from files'}")
     try:
@@ -107,14 +109,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         if held and held[0].is_dir():  # kept: a finished epoch to go on from
             say(f"bank train: interrupted; run the same command again to resume from the last finished epoch "
                  f"(state in {held[0]}; --fresh starts over)")
-        elif params["kind"] != "autoencoder":
+        elif not resumes:
             say(f"bank train: interrupted; a {params['kind']} training does not resume (the same command starts "
                 "over)")
         else:
             say("bank train: interrupted before an epoch finished; nothing to resume (the same command starts over)")
         return 130
-    if getattr(det, "resumed_from_", 0):
-        say(f"resumed an interrupted training after epoch {det.resumed_from_}")
+    if det.training_.get("resumed_from_epoch"):
+        say(f"resumed an interrupted training after epoch {det.training_['resumed_from_epoch']}")
     for w in det.training_.get("warnings", []):
         say(f"warning: {w}")
     skipped = skipped or []
@@ -124,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "path": str(entry.path),
         "input_spec": det.spec_.to_dict(),
         "kind": det.kind,
-        **({"architecture": {"name": det.architecture_, "params": det.params_}} if det.kind == "autoencoder" else {}),
+        **{k: v for k, v in (entry.card.get("params") or {}).items() if k == "architecture"},
         "training": det.training_,
         "stats": det.stats_.to_dict(),
         "skipped": skipped_json(skipped),
@@ -134,13 +136,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         t, s = det.training_, det.stats_
         print(f"registered class {entry.class_name!r} version {entry.version} (active) at {entry.path}")
-        if det.kind == "autoencoder":
-            print(f"  input {det.spec_}, {det.architecture_} autoencoder {det.params_}")
-            print(f"  images: {t['n_train']} train, {t['n_monitor']} early-stopping, {t['n_calibration']} "
-                  f"calibration; {t['epochs_run']} epochs, best {t['best_epoch']}; {t['data']}")
-        else:
-            print(f"  input {det.spec_}, {det.kind} model")
-            print(f"  images: {t['n_train']} train, {t['n_calibration']} calibration")
+        model, shown = kind_class(det.kind).describe(entry.card.get("params") or {})
+        print(f"  input {det.spec_}, {model}{f' {shown}' if shown else ''}")
+        monitor = f"{t['n_monitor']} early-stopping, " if "n_monitor" in t else ""
+        epochs = f"; {t['epochs_run']} epochs, best {t['best_epoch']}" if "epochs_run" in t else ""
+        data = f"; {t['data']}" if "data" in t else ""
+        print(f"  images: {t['n_train']} train, {monitor}{t['n_calibration']} calibration{epochs}{data}")
         print(f"  held-out error: mean {s.mean:.5g}, std {s.std:.5g}, q0.99 {s.quantiles.get('0.99', float('nan')):.5g}")
         if (entry.path / "loss.png").is_file():
             print(f"  training-loss curves: {entry.path / 'loss.png'}")
@@ -191,7 +192,7 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         landed = [f"{r.class_name} (version {r.version})" for r in finished if not r.error]
         rest = [c for c in todo if c not in {r.class_name for r in finished if not r.error}]
-        resumes = params["kind"] == "autoencoder"
+        resumes = kind_class(params["kind"]).resumes
         each = "each from its last finished epoch" if resumes else f"each anew ({params['kind']} does not resume)"
         if not landed:
             say(f"bank train-all: interrupted before any class was registered; run the same command again: "
@@ -213,15 +214,6 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _default(name: str) -> object:
-    """The detector's own default of a training parameter: the command line's follows it."""
-    import inspect
-
-    from ..detector import AutoencoderDetector
-
-    return inspect.signature(AutoencoderDetector).parameters[name].default
-
-
 def _share_or_auto(text: str) -> float | str:
     if text == "auto":
         return text
@@ -231,53 +223,62 @@ def _share_or_auto(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number such as 0.1, got {text!r}") from None
 
 
-#: The training options only the autoencoder reads (the other kinds use their own defaults); "filters" and
-#: "latent" reach it inside "params".
-AUTOENCODER_ONLY = ("epochs", "architecture", "filters", "latent", "batch_size", "patience", "min_improvement",
-                    "shift")
+#: The training flags beyond --size, --color and --seed, by the option each sets ("filters" and "latent" reach
+#: the architecture inside "params"); each kind takes those it declares (its ``training_options``).
+TRAINING_FLAGS = ("epochs", "architecture", "filters", "latent", "batch_size", "patience", "min_improvement",
+                  "shift")
+
+
+def _defaults(option: str) -> str:
+    """The defaults of ``option`` for the kinds that take it, as ``--help`` says them (read from the kinds)."""
+    from ..kinds import option_defaults
+
+    by_value: dict[str, list[str]] = {}
+    for kind, default in option_defaults(option).items():
+        by_value.setdefault(str(default), []).append(kind)
+    return "; ".join(f"{v} for {', '.join(kinds)}" for v, kinds in by_value.items()) or "none take it"
 
 
 def add_training(sp: argparse.ArgumentParser) -> None:
-    from ..detector import SMALL_CLASS, SMALL_SHIFT
+    from ..kinds import KINDS, kind_class
 
-    epochs, batch, patience, better, shift = (_default(k) for k in ("epochs", "batch_size", "patience",
-                                                                     "min_improvement", "shift"))
-    from ..kinds import KINDS
-
+    kinds = "; ".join(f"{k}: {kind_class(k).summary}" for k in KINDS)
     sp.add_argument("--kind", choices=[AUTO, *KINDS], default=AUTO,
-                    help=f"the kind of class model: auto (default: pretrained for photos, in colour (at least 16 px) or larger "
-                         f"than {PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits), "
-                         "pretrained (nearest neighbours among the class's photos in the features of a network "
-                         "pretrained on ImageNet, shipped with bank; it sees 224x224 colour: no --size), "
-                         "autoencoder, pca (principal subspace, NumPy), "
-                         "hog-ocsvm (HOG features + one-class SVM), ae-hog (an autoencoder and a HOG one-class "
-                         "SVM scored as one) or geotrans (a network that recognises turns and flips of the class: "
-                         "for photos); --size, --color and --seed apply to every kind, "
-                         f"{', '.join('--' + o.replace('_', '-') for o in AUTOENCODER_ONLY)} to the autoencoder "
-                         "(also inside ae-hog), --epochs, --batch-size and --shift also to geotrans (its defaults: "
-                         "60 epochs, batch 128, shift 1/16)")
+                    help=f"the kind of class model. auto (default): pretrained for photos, in colour (at least 16 px) "
+                         f"or larger than {PHOTO_SIDE} px on a side; autoencoder for small gray images such as "
+                         f"digits. {kinds}. --size, --color and --seed apply to every kind, the other training "
+                         "options to the kinds that take them (each option's help names them; a kind says which "
+                         "it ignores)")
     sp.add_argument("--epochs", type=int,
-                    help=f"most epochs; early stopping may end sooner (default {epochs}; geotrans 60)")
+                    help=f"most epochs; early stopping may end sooner (default: {_defaults('epochs')})")
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
                     "at most 128, else 64x64; pretrained sees its network's 224x224 colour and refuses another)")
     sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
     sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
     sp.add_argument("--architecture", choices=["auto", "conv", "dense"],
-                    help="auto: dense up to 16x16, conv above (default)")
-    sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64")
-    sp.add_argument("--latent", type=int, metavar="N", help="latent code size")
-    sp.add_argument("--batch-size", type=int, help=f"default {batch}; geotrans 128")
+                    help=f"auto: dense up to 16x16, conv above (default: {_defaults('architecture')})")
+    sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64 "
+                    f"(taken with --architecture by: {', '.join(_takers('params'))})")
+    sp.add_argument("--latent", type=int, metavar="N",
+                    help=f"latent code size (taken by: {', '.join(_takers('params'))})")
+    sp.add_argument("--batch-size", type=int, help=f"images per training step (default: {_defaults('batch_size')})")
     sp.add_argument("--patience", type=int,
-                    help=f"stop after this many epochs in a row without progress (default {patience})")
+                    help=f"stop after this many epochs in a row without progress (default: {_defaults('patience')})")
     sp.add_argument("--min-improvement", type=float, metavar="SHARE",
-                    help=f"progress: an epoch lowers the best early-stopping loss by at least this share of it "
-                         f"(default {better})")
+                    help="progress: an epoch lowers the best early-stopping loss by at least this share of it "
+                         f"(default: {_defaults('min_improvement')})")
     sp.add_argument("--shift", type=_share_or_auto, metavar="SHARE",
                     help="move each training image by a random shift of up to this share of its sides, anew each "
-                         f"epoch; 0 turns it off; auto: {SMALL_SHIFT} for a class of fewer than {SMALL_CLASS} "
-                         f"training images, else 0 (default {shift}; geotrans: auto is 1/16)")
+                         "epoch; 0 turns it off; auto: each kind's own choice by the size of the class (docs/kinds.md) "
+                         f"(default: {_defaults('shift')})")
     sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
                     "training of the class left (by default the same command resumes from it)")
+
+
+def _takers(option: str) -> list[str]:
+    from ..kinds import option_defaults
+
+    return list(option_defaults(option))
 
 
 def register(add) -> None:

@@ -1,8 +1,8 @@
 """Kinds of class model: the table the registry, the command line and the server find them in.
 
-``autoencoder`` (:class:`bank.detector.AutoencoderDetector`, Keras, answered through LiteRT) is the
-first; the others honour :class:`bank.kinds.base.ClassModel` and answer in NumPy. Each is imported
-only when asked for, so naming the kinds costs nothing.
+Every kind is one module here and honours :class:`bank.kinds.base.ClassModel`; what differs between
+kinds is declared on the kind. This table, and the choice of a kind for a user's images, are the only
+places that name them. Each is imported only when asked for, so naming the kinds costs nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..errors import InputError
 
 #: kind name -> (module, class)
 KINDS = {
-    "autoencoder": ("bank.detector", "AutoencoderDetector"),
+    "autoencoder": ("bank.kinds.autoencoder", "AutoencoderModel"),
     "pca": ("bank.kinds.pca", "PCAModel"),
     "hog-ocsvm": ("bank.kinds.hog_ocsvm", "HOGOCSVMModel"),
     "ae-hog": ("bank.kinds.ae_hog", "AEHOGModel"),
@@ -21,11 +21,12 @@ KINDS = {
     "pretrained": ("bank.kinds.pretrained", "PretrainedModel"),
 }
 
-#: The kinds that train an autoencoder, and so take its training settings (epochs, patience, ...).
-WITH_AUTOENCODER = ("autoencoder", "ae-hog")
+#: The kind a card without a ``kind`` field is (every card written before kinds): read through its
+#: ``upgrade_card``.
+LEGACY_KIND = "autoencoder"
 
-#: The kind a card without a ``kind`` field is (every card written before kinds).
-DEFAULT_KIND = "autoencoder"
+#: The kind :func:`choose_kind` takes for small gray images such as digits.
+SMALL_KIND = "autoencoder"
 
 #: The kind that is chosen by the images: :func:`choose_kind`. ``bank train``'s default.
 AUTO = "auto"
@@ -39,6 +40,9 @@ MIN_PHOTO_SIDE = 16
 #: The kind :func:`choose_kind` takes for photos.
 PHOTO_KIND = "pretrained"
 
+#: The kinds ``auto`` may choose: training options are checked against them before any image is read.
+AUTO_CHOICES = (SMALL_KIND, PHOTO_KIND)
+
 
 def choose_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None) -> str:
     """The kind measured best for images whose largest side is ``largest_side`` pixels (their own size,
@@ -49,7 +53,7 @@ def choose_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = No
     in under 2 ms). ``size``, the input size asked for, is not looked at: the pretrained kind sees its
     network's size, and says so when another is asked for."""
     photo = (not gray and largest_side >= MIN_PHOTO_SIDE) or largest_side > PHOTO_SIDE
-    return PHOTO_KIND if photo else DEFAULT_KIND
+    return PHOTO_KIND if photo else SMALL_KIND
 
 
 def why_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None) -> str:
@@ -66,6 +70,17 @@ def check_kind(name: object, auto: bool = False) -> str:
     if name not in KINDS and not (auto and name == AUTO):
         raise InputError(f"kind: expected one of {', '.join([*KINDS, *([AUTO] if auto else [])])}, got {name!r}")
     return name  # type: ignore[return-value]
+
+
+def option_defaults(option: str) -> dict[str, object]:
+    """Per kind that takes the training option ``option`` (its ``training_options``), its default: what
+    ``bank train --help`` says."""
+    out = {}
+    for name in KINDS:
+        cls = kind_class(name)
+        if option in cls.training_options:
+            out[name] = cls.option_default(option)
+    return out
 
 
 def kind_class(name: str) -> type:

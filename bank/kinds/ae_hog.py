@@ -29,13 +29,15 @@ listed in the card with its SHA-256. Loading runs the LiteRT twins when they are
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
 
 from .. import stats as st
 from ..errors import InputError
+from ..images import InputSpec
+from .autoencoder import AutoencoderModel
+from . import params as P
 from .base import ARRAYS_FILE, ClassModel, checksums, read_arrays
 from .hog_ocsvm import HOGOneClassSVM
 
@@ -53,7 +55,7 @@ class AEHOGModel(ClassModel):
     Parameters
     ----------
     ae : dict or None
-        Keyword arguments of :class:`bank.detector.AutoencoderDetector` (``epochs``, ``architecture``,
+        Keyword arguments of :class:`bank.kinds.autoencoder.AutoencoderModel` (``epochs``, ``architecture``,
         ``params``, ...); its ``spec`` and ``seed`` are this model's.
     svm : dict or None
         Keyword arguments of :class:`bank.kinds.hog_ocsvm.HOGOneClassSVM`.
@@ -64,8 +66,23 @@ class AEHOGModel(ClassModel):
     """
 
     kind = "ae-hog"
+    summary = "an autoencoder and a HOG one-class SVM scored as one"
     score_label = "the ae-hog score"
     score_unit = "ae-hog"  #: the AE's squared error times a class-relative HOG factor: compares within the kind
+    reconstructs = True
+    #: the autoencoder's training options, for the autoencoder inside (:meth:`from_options`)
+    training_options = AutoencoderModel.training_options
+
+    @classmethod
+    def option_default(cls, name: str) -> object:
+        return AutoencoderModel.option_default(name)  # the options are the autoencoder's inside
+
+    @classmethod
+    def from_options(cls, spec: InputSpec | None = None, **options) -> AEHOGModel:
+        """An ae-hog model whose autoencoder takes the training options (its ``spec`` and ``seed`` are this
+        model's)."""
+        ae = {k: v for k, v in options.items() if k in cls.training_options}
+        return cls(spec=spec, ae=ae, **{k: v for k, v in options.items() if k == "seed"})
 
     def __init__(self, *, ae: dict | None = None, svm: dict | None = None, weight: str | float = "auto", **common):
         super().__init__(**common)
@@ -73,18 +90,19 @@ class AEHOGModel(ClassModel):
         self.svm = svm
         self.weight = weight
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        w = self.weight
-        if not (w == "auto" or (isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w < math.inf)):
-            raise InputError(f"ae-hog weight: expected 'auto' or a number >= 0, got {w!r}")
-        for name in ("ae", "svm"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
-                raise InputError(f"ae-hog {name}: expected a dict of keyword arguments, got {getattr(self, name)!r}")
+    rules = {"ae": P.one_of(None) | P.mapping(), "svm": P.one_of(None) | P.mapping(),
+             "weight": P.one_of("auto") | P.number(0)}
+
+    def _check_together(self) -> None:
+        """The autoencoder's and the SVM's own parameters, by their own rules."""
+        try:
+            AutoencoderModel(**{k: v for k, v in (self.ae or {}).items() if k not in ("spec", "seed")})._check_params()
+            HOGOneClassSVM(**(self.svm or {}))
+        except TypeError as err:  # a keyword neither takes
+            raise InputError(f"ae-hog: {err}") from None
 
     # ------------------------------------------------------------ learning
     def _fit_core(self, x: np.ndarray) -> None:
-        from ..detector import AutoencoderDetector
 
         order = np.random.default_rng(self.seed + 1).permutation(len(x))
         n_const = min(max(2, round(CONSTANTS_FRACTION * len(x))), len(x) - 4)
@@ -93,7 +111,7 @@ class AEHOGModel(ClassModel):
                              f"got {len(x)}")
         const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
         ae = {"verbose": 0, **(self.ae or {}), "spec": self.spec_, "seed": self.seed}
-        self.ae_ = AutoencoderDetector(**ae).fit(learn)
+        self.ae_ = AutoencoderModel(**ae).fit(learn)
         self.hog_ = HOGOneClassSVM(**{"seed": self.seed, **(self.svm or {})}).fit(learn)
         log_ae = np.log(np.maximum(self.ae_._errors(const), st.LOG_FLOOR))
         log_hog = np.log(np.maximum(self.hog_.score_samples(const), st.LOG_FLOOR))
@@ -135,7 +153,7 @@ class AEHOGModel(ClassModel):
         return self.ae_.reconstruct(X, batch_size)
 
     # ------------------------------------------------------------ files
-    def save(self, folder: str | Path) -> dict:
+    def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the autoencoder (Keras and LiteRT) and the SVM's arrays into ``folder``; the card's fields."""
         from ..netfiles import write_litert
 
@@ -144,24 +162,24 @@ class AEHOGModel(ClassModel):
         if not hasattr(self.ae_.model_, "save"):
             raise InputError("ae-hog: saving needs the autoencoder's Keras model; this one was loaded for LiteRT")
         self.ae_.model_.save(folder / AE_FILE)
-        litert = write_litert(f"the {self.kind} network", self.ae_.model_, self.spec_, folder, AE_LITERT)
+        lite = write_litert(f"the {self.kind} network", self.ae_.model_, self.spec_, folder, AE_LITERT,
+                            enabled=litert)
         hog_params, arrays = self.hog_.to_arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         (folder / ARRAYS_FILE).write_bytes(buf.getvalue())
-        files = checksums(folder, [AE_FILE, *(f["file"] for f in litert["files"]), ARRAYS_FILE])
+        files = checksums(folder, [AE_FILE, *(f["file"] for f in lite["files"]), ARRAYS_FILE])
         ae_fields = self.ae_.card_fields()
         params = {"kind": self.kind, "weight": self.weight, "weight_used": self.weight_,
                   "hog_log_mean": self.hog_log_mean_, "hog": hog_params,
                   "ae": {k: ae_fields[k] for k in ("architecture", "training", "history", "stats")},
-                  "litert": {k: v for k, v in litert.items() if k != "files"}}
+                  "litert": {k: v for k, v in lite.items() if k != "files"}}
         return self._card_fields(params, files)
 
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AEHOGModel:
         """The model from its card and the checked bytes of its files (``runtime`` as
         :func:`bank.netfiles.load_network`: LiteRT when it can, else Keras)."""
-        from ..detector import AutoencoderDetector
         from ..netfiles import load_network
 
         params = cls._card_params(card)
@@ -173,7 +191,7 @@ class AEHOGModel(ClassModel):
         arrays = read_arrays(cls.kind, files)
         model = cls(weight=params.get("weight", "auto"))._restore(card)
         net = load_network(files, AE_FILE, AE_LITERT, model.spec_.shape, None, runtime, f"{cls.kind} model")
-        model.ae_ = AutoencoderDetector.from_card({"input_spec": card["input_spec"], **params["ae"]}, net)
+        model.ae_ = AutoencoderModel.from_card({"input_spec": card["input_spec"], **params["ae"]}, net)
         model.hog_ = HOGOneClassSVM.from_arrays(params["hog"], arrays)
         model.hog_log_mean_ = float(params["hog_log_mean"])
         model.weight_ = float(params["weight_used"])

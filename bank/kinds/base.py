@@ -16,7 +16,7 @@ classes into one matrix product). Nothing here imports TensorFlow or scikit-lear
 
 from __future__ import annotations
 
-import hashlib
+import inspect
 import io
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,10 +26,12 @@ import numpy as np
 
 from .. import stats as st
 from ..decision import decide
+from ..digest import sha256_bytes, sha256_file
 from ..errors import InputError
 from ..images import InputSpec, complexity, infer_spec, to_spec
 from ..inputs import as_images, prepare
 from ..pipeline import ImageFiles
+from . import params as P
 
 #: The file a kind's learned arrays are saved in (``np.savez``, read back with ``allow_pickle=False``).
 ARRAYS_FILE = "arrays.npz"
@@ -73,12 +75,44 @@ class ClassModel:
     seed : int
         Seeds the split (and the kind's own randomness).
     threshold, method, complexity_threshold
-        The flag rule of ``predict``, as for :class:`bank.detector.AutoencoderDetector`.
+        The flag rule of ``predict``, as for :class:`bank.kinds.autoencoder.AutoencoderModel`.
     """
 
     kind = ""
+    #: What the kind is, in a few words (``bank train --help``).
+    summary = ""
     #: What the raw score is, in words (``bank show``'s statistics line).
     score_label = "per-pixel MSE"
+    #: The unit of the raw score: classes that share one compare their raw scores (the router's argmin and
+    #: margin); per-pixel squared error (:data:`bank.stats.PIXEL_MSE`) by default.
+    score_unit = st.PIXEL_MSE
+    #: Whether the unit is fitted per class (a kernel width), so that even classes of this kind alone compare
+    #: relative to their own held-out scores.
+    unit_per_class = False
+    #: What the training-loss curves plot (``loss.png``), for a kind that trains by epochs.
+    loss_label = "MSE (solid: training, dashed: early-stopping set)"
+    #: Whether the model rebuilds its input (``reconstruct(X)`` gives the images at its spec and its rebuilt
+    #: ones): the report's and ``bank outliers``' pictures of originals beside reconstructions.
+    reconstructs = False
+    #: Whether an interrupted training goes on from its last epoch when run again (``run_key`` and a
+    #: ``checkpoint_dir``).
+    resumes = False
+    #: The options besides ``spec`` and ``seed`` that :meth:`from_options` takes (the command line's
+    #: training options, by their parameter names); the others are said to be ignored.
+    training_options: tuple[str, ...] = ()
+    #: Whether ``bank export`` writes the kind as a TensorFlow graph (:meth:`tf_network`, :meth:`tf_score`).
+    exports = False
+    #: What each constructor parameter may be (:mod:`bank.kinds.params`), checked by :meth:`_check_params`
+    #: before any image is read; a kind adds its own parameters' rules to these (:meth:`param_rules`).
+    rules: dict[str, P.Rule] = {
+        "spec": P.Rule(lambda v: v is None or isinstance(v, InputSpec), "an InputSpec or None"),
+        "calibration_fraction": P.number(0, 1, low_open=True, high_open=True,
+                                         text="a number strictly between 0 and 1"),
+        "seed": P.whole(0),
+        "threshold": P.number(0, low_open=True),
+        "method": P.one_of(*st.STATS_METHODS),
+        "complexity_threshold": P.one_of(None) | P.number(0, low_open=True),
+    }
     #: Whether the input-complexity statistics (and the complexity test) apply to the kind's scores: they
     #: correct a reconstruction error for how busy the input is (Serra et al., ICLR 2020). A kind whose
     #: score does not track the input's busyness (a distance between pretrained features) says False.
@@ -116,6 +150,27 @@ class ClassModel:
         raise NotImplementedError
 
     @classmethod
+    def from_options(cls, spec: InputSpec | None = None, **options) -> ClassModel:
+        """A model of this kind from the command line's training options (:attr:`training_options`, ``seed``;
+        anything else is left out: see :func:`bank.training.ignored_by`)."""
+        return cls(spec=spec, **{k: v for k, v in options.items() if k in (*cls.training_options, "seed")})
+
+    @classmethod
+    def option_default(cls, name: str) -> object:
+        """The default of the training option ``name`` for this kind (one of :attr:`training_options`)."""
+        return cls.param_defaults().get(name)
+
+    @classmethod
+    def describe(cls, params: dict) -> tuple[str, dict]:
+        """What ``bank show`` and ``bank list`` call a model of this kind with these card ``params``, and its
+        settings worth showing (not curves or conversion checks)."""
+        return cls.kind, {k: v for k, v in params.items() if k not in ("kind", "input_shape", "history", "litert")}
+
+    def curves(self) -> dict[str, list[float]]:
+        """The training-loss curves by name ("loss", "val_loss"), for a kind that trains by epochs; else empty."""
+        return dict(getattr(self, "history_", None) or {})
+
+    @classmethod
     def choose_spec(cls, inferred: InputSpec) -> InputSpec:
         """The input spec when none is given, from the one inferred from the images (kept by default)."""
         return inferred
@@ -128,14 +183,51 @@ class ClassModel:
 
     # ------------------------------------------------------------ fitting
 
+    # ------------------------------------------------------------ parameters
+
+    @classmethod
+    def param_rules(cls) -> dict[str, P.Rule]:
+        """Every parameter's rule: the base's, then each kind's down the class tree (a kind may tighten one)."""
+        out: dict[str, P.Rule] = {}
+        for c in reversed(cls.__mro__):
+            out.update(c.__dict__.get("rules", {}))
+        return out
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, object]:
+        """The constructor's parameters and their defaults (scikit-learn's ``_get_param_names``), the base's
+        (taken through ``**common``) included."""
+        out: dict[str, object] = {}
+        for c in reversed([c for c in cls.__mro__ if issubclass(c, ClassModel)]):
+            for name, p in inspect.signature(c.__init__).parameters.items():
+                if name != "self" and p.kind == p.KEYWORD_ONLY:
+                    out[name] = p.default
+        return out
+
+    def get_params(self, deep: bool = False) -> dict[str, object]:
+        """The model's parameters by name, as given to the constructor (scikit-learn's ``get_params``)."""
+        return {name: getattr(self, name) for name in self.param_defaults()}
+
+    def set_params(self, **params) -> ClassModel:
+        """Change parameters by name before fitting; an unknown name is refused, naming the ones there are."""
+        names = self.param_defaults()
+        for name, value in params.items():
+            if name not in names:
+                raise InputError(f"{self.kind}: no parameter {name!r} (parameters: {', '.join(names)})")
+            setattr(self, name, value)
+        return self
+
     def _check_params(self) -> None:
-        v = self.calibration_fraction
-        if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 < v < 1):
-            raise InputError(f"calibration_fraction: expected a number strictly between 0 and 1, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise InputError(f"seed: expected an integer, got {self.seed!r}")
-        st.check_method(self.method)
-        st.check_complexity(self.complexity_threshold)
+        """Refuse a parameter its rule does not allow, naming it, what it allows and what came; then what
+        the kind checks of its parameters together (:meth:`_check_together`)."""
+        for name, rule in self.param_rules().items():
+            value = getattr(self, name)
+            if not rule.allows(value):
+                raise InputError(f"{self.kind} {name}: expected {rule}, got {value!r}")
+        self._check_together()
+
+    def _check_together(self) -> None:
+        """What a kind checks of its parameters together, once each is allowed alone (nothing by default)."""
 
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if n < MIN_IMAGES:
@@ -248,17 +340,18 @@ class ClassModel:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, folder: str | Path) -> dict:
+    def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the learned state into ``folder`` as plain files (``arrays.npz``: no pickles) and return
         the card's fields: ``kind``, ``input_spec``, ``params``, ``files`` (name -> SHA-256 of the bytes
-        written), ``training``, ``stats``."""
+        written), ``training``, ``stats``. ``litert``: for kinds holding a network, whether to write its
+        LiteRT twins too (NumPy kinds have none)."""
         self._check_fitted()
         params, arrays = self._arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         data = buf.getvalue()
         Path(folder, ARRAYS_FILE).write_bytes(data)
-        return self._card_fields(params, {ARRAYS_FILE: hashlib.sha256(data).hexdigest()})
+        return self._card_fields(params, {ARRAYS_FILE: sha256_bytes(data)})
 
     def _card_fields(self, params: dict, files: dict[str, str]) -> dict:
         """What :meth:`save` returns: the kind's ``params`` and ``files`` (name -> SHA-256) beside the fields
@@ -291,14 +384,35 @@ class ClassModel:
         model._from_arrays(params, arrays)
         return model
 
+    def tf_network(self):
+        """The Keras network an exported graph runs for this class (tracked once however many classes share it);
+        for a kind that :attr:`exports`, loaded with the keras runtime."""
+        raise NotImplementedError(f"bank export does not write {self.kind} models")
+
+    def tf_score(self, images, cache: dict):
+        """The raw scores (N,) of ``images`` (a float32 tensor (N, H, W, C) at the spec) as TensorFlow operations,
+        for ``bank export``; ``cache`` holds, within one graph, what classes of the kind share (a backbone's
+        features of the images)."""
+        raise NotImplementedError(f"bank export does not write {self.kind} models")
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(kind={self.kind!r}{', fitted' if hasattr(self, 'spec_') else ''})"
+        """The class and the parameters that differ from their defaults, as scikit-learn shows an estimator."""
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (v is self.param_defaults()[k] or _equal(v, self.param_defaults()[k]))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def _equal(a: object, b: object) -> bool:
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):  # arrays and other things without one truth value
+        return False
 
 
 
 def checksums(folder: Path, names) -> dict[str, str]:
     """File name -> SHA-256 of the bytes of each of ``names`` in ``folder`` (a card's ``files``)."""
-    return {name: hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest() for name in names}
+    return {name: sha256_file(Path(folder) / name) for name in names}
 
 
 def read_arrays(kind: str, files: dict[str, bytes]) -> dict[str, np.ndarray]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..images import InputSpec
+from . import params as P
 from .base import ClassModel, checksums, warn_training
 
 NET_FILE = "net.keras"
@@ -166,6 +167,8 @@ class GeoTransModel(ClassModel):
     """
 
     kind = "geotrans"
+    summary = "a network that recognises turns and flips of the class's images (for photos)"
+    exports = True
     score_label = "surprise at the turns and flips, nats"
     #: Surprise crowds at 0 nats for the images it is sure of: the log fits take a fitted shift.
     shifted_log = True
@@ -195,42 +198,26 @@ class GeoTransModel(ClassModel):
         self.verbose = verbose
         self.progress = progress
 
-    def _check_params(self) -> None:
-        super()._check_params()
+    rules = {
+        "transforms": P.one_of(*TRANSFORMS),
+        "epochs": P.whole(1),
+        "batch_size": P.whole(1),
+        "shift": P.one_of("auto") | P.number(0, 0.5, high_open=True, text="a share of the side in [0, 0.5)"),
+        "mirror": P.one_of("auto", True, False),
+        "crop": P.number(0, 1, low_open=True, text="the smallest share of the side kept, in (0, 1]"),
+        "light": P.number(0, 1, high_open=True),
+        "filters": P.wholes(1),
+        "dense": P.whole(1),
+        "dropout": P.number(0, 1, high_open=True),
+        "learning_rate": P.number(0, low_open=True),
+        "verbose": P.one_of(0, 1, 2),
+        "progress": P.callable_or_none(),
+    }
 
-        def whole(name: str, v: object) -> None:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise InputError(f"geotrans {name}: expected a whole number of at least 1, got {v!r}")
-
-        if self.transforms not in TRANSFORMS:
-            raise InputError(f"geotrans transforms: expected one of {TRANSFORMS}, got {self.transforms!r}")
-        whole("epochs", self.epochs)
-        whole("batch_size", self.batch_size)
-        whole("dense", self.dense)
-        if isinstance(self.filters, (str, bytes)) or not isinstance(self.filters, Sequence) or not self.filters:
-            raise InputError(f"geotrans filters: expected a list of whole numbers, got {self.filters!r}")
-        for f in self.filters:
-            whole("filters", f)
-        s = self.shift
-        if not (s == "auto" or (isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s < 0.5)):
-            raise InputError(f"geotrans shift: expected 'auto' or a share of the side in [0, 0.5), got {s!r}")
-        if self.mirror not in ("auto", True, False):
-            raise InputError(f"geotrans mirror: expected 'auto', True or False, got {self.mirror!r}")
+    def _check_together(self) -> None:
         if self.mirror is True and self.transforms == 8:
             raise InputError("geotrans mirror: the mirror is one of the 8 transformations it learns to recognise; "
                              "mirror=True needs transforms=4")
-        c = self.crop
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 < c <= 1:
-            raise InputError(f"geotrans crop: expected the smallest share of the side kept, in (0, 1], got {c!r}")
-        v = self.light
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-            raise InputError(f"geotrans light: expected a number in [0, 1), got {v!r}")
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            raise InputError(f"geotrans dropout: expected a number in [0, 1), got {d!r}")
-        r = self.learning_rate
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < math.inf:
-            raise InputError(f"geotrans learning_rate: expected a positive number, got {r!r}")
         if self.spec is not None:
             _check_side(self.spec)
         if self.spec is not None and self.spec.height != self.spec.width:
@@ -316,8 +303,20 @@ class GeoTransModel(ClassModel):
             singles.append(single)
         return rt.across_cores([single._scores for single in singles])
 
+    def tf_network(self):
+        return self.net_
+
+    def tf_score(self, images, cache: dict):
+        """:func:`surprise` at every transformation as TensorFlow operations (float32)."""
+        import tensorflow as tf
+
+        mirrored = tf.reverse(images, axis=[2])
+        return tf.add_n([-tf.nn.log_softmax(self.net_(tf.image.rot90(mirrored if t >= 4 else images, k=t % 4),
+                                                       training=False))[:, t]
+                         for t in range(self.transforms)]) / self.transforms
+
     # ------------------------------------------------------------ files
-    def save(self, folder: str | Path) -> dict:
+    def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the network (Keras and LiteRT) into ``folder``; the card's fields."""
         from ..netfiles import write_litert
 
@@ -326,15 +325,15 @@ class GeoTransModel(ClassModel):
         if not hasattr(self.net_, "save"):
             raise InputError("geotrans: saving needs the Keras network; this one was loaded for LiteRT")
         self.net_.save(folder / NET_FILE)
-        litert = write_litert(f"the {self.kind} network", self.net_, self.spec_, folder, NET_LITERT,
-                              out_shape=(self.transforms,))
-        files = checksums(folder, [NET_FILE, *(f["file"] for f in litert["files"])])
+        lite = write_litert(f"the {self.kind} network", self.net_, self.spec_, folder, NET_LITERT,
+                            out_shape=(self.transforms,), enabled=litert)
+        files = checksums(folder, [NET_FILE, *(f["file"] for f in lite["files"])])
         params = {"transforms": int(self.transforms), "epochs": int(self.epochs), "batch_size": int(self.batch_size),
                   "shift": self.shift if self.shift == "auto" else float(self.shift),
                   "mirror": self.mirror, "crop": float(self.crop), "light": float(self.light),
                   "shift_pixels": self.shift_pixels_, "filters": [int(f) for f in self.filters],
                   "dense": int(self.dense), "dropout": float(self.dropout), "learning_rate": float(self.learning_rate),
-                  "history": self.history_, "litert": {k: v for k, v in litert.items() if k != "files"}}
+                  "history": self.history_, "litert": {k: v for k, v in lite.items() if k != "files"}}
         return self._card_fields(params, files)
 
     @classmethod

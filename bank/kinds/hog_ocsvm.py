@@ -67,7 +67,8 @@ import numpy as np
 
 from ..errors import InputError
 from ._arrays import check_batch, get_array, get_param, get_shape
-from .base import ClassModel
+from . import params as P
+from .base import ClassModel, NotFittedError
 from .hog import BLOCK_NORMS, _pair, hog, hog_grid, hog_length
 
 #: Kernel values computed at once while scoring (rows x support vectors), about 32 MB of float64.
@@ -181,7 +182,7 @@ class HOGOneClassSVM:
 
     def _fitted(self) -> None:
         if not hasattr(self, "support_vectors_"):
-            raise InputError("hog-ocsvm: this detector is not fitted; call fit(x) or from_arrays first")
+            raise NotFittedError("hog-ocsvm: this detector is not fitted; call fit(x) or from_arrays first")
 
     # ------------------------------------------------------------ scoring
     def _log_kernel_sum(self, f: np.ndarray) -> np.ndarray:
@@ -285,13 +286,24 @@ class HOGOCSVMModel(ClassModel):
     :class:`~bank.kinds.base.ClassModel`; the score is the module's non-negative one."""
 
     kind = "hog-ocsvm"
+    summary = "HOG features and a one-class SVM"
     score_label = "the hog-ocsvm score"
     #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.stats.compared)
     score_unit = "hog-ocsvm"
+    unit_per_class = True  #: the kernel width is fitted per class: even hog-ocsvm classes alone compare relative
+
+    rules = {"svm": P.one_of(None) | P.mapping()}
 
     def __init__(self, *, svm: dict | None = None, **common):
         super().__init__(**common)
         self.svm = svm
+
+    def _check_together(self) -> None:
+        """The SVM's own parameters, by its constructor."""
+        try:
+            HOGOneClassSVM(**(self.svm or {}))
+        except TypeError as err:  # a keyword it does not take
+            raise InputError(f"hog-ocsvm: {err}") from None
 
     def _fit_core(self, x: np.ndarray) -> None:
         self.core_ = HOGOneClassSVM(**{"seed": self.seed, **(self.svm or {})}).fit(x)

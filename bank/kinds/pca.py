@@ -30,7 +30,8 @@ import numpy as np
 from .. import stats as st
 from ..errors import InputError
 from ._arrays import check_batch, get_array, get_param, get_shape
-from .base import ClassModel
+from . import params as P
+from .base import ClassModel, NotFittedError
 
 
 class PCADetector:
@@ -81,7 +82,7 @@ class PCADetector:
 
     def _fitted(self) -> None:
         if not hasattr(self, "components_"):
-            raise InputError("pca: this detector is not fitted; call fit(x) or from_arrays first")
+            raise NotFittedError("pca: this detector is not fitted; call fit(x) or from_arrays first")
 
     # ------------------------------------------------------------ scoring
     def _centred(self, x: np.ndarray) -> np.ndarray:
@@ -204,7 +205,12 @@ class PCAModel(ClassModel):
     """
 
     kind = "pca"
+    summary = "the class's principal subspace (NumPy)"
     score_unit = st.PIXEL_MSE  #: per-pixel squared error of the reconstruction, as the autoencoder
+    reconstructs = True
+
+    rules = {"n_components": P.whole(1) | P.number(0, 1, low_open=True, high_open=True,
+                                                    text="a share of variance in (0, 1)")}
 
     def __init__(self, *, n_components: int | float = 28, **common):
         super().__init__(**common)

@@ -32,6 +32,7 @@ from ..backbones import backbone as bbs
 from ..errors import InputError
 from ..images import InputSpec
 from ._arrays import get_array
+from . import params as P
 from .base import ClassModel, read_arrays
 
 #: The heads a class can have on the features.
@@ -84,6 +85,9 @@ class PretrainedModel(ClassModel):
     """
 
     kind = "pretrained"
+    summary = ("nearest neighbours among the class's photos in the features of a network pretrained on "
+               "ImageNet, shipped with bank; it sees 224x224 colour: no --size")
+    exports = True
     score_label = "cosine distance to the nearest training photos' features"
     uses_complexity = False
     #: The autoencoder's training settings this kind takes from the command line: none (its default head,
@@ -115,20 +119,11 @@ class PretrainedModel(ClassModel):
     def loss_label(self) -> str:
         return "mean squared error of the standardised features (training)"
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        if self.head not in HEADS:
-            raise InputError(f"pretrained head: expected one of {', '.join(HEADS)}, got {self.head!r}")
-        bbs.check_backbone(self.backbone)
-        for name in ("k", "epochs", "batch_size", "latent", "hidden"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise InputError(f"pretrained {name}: expected a whole number of at least 1, got {v!r}")
-        if self.mirror not in (True, False):
-            raise InputError(f"pretrained mirror: expected True or False, got {self.mirror!r}")
-        r = self.learning_rate
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < np.inf:
-            raise InputError(f"pretrained learning_rate: expected a positive number, got {r!r}")
+    rules = {"head": P.one_of(*HEADS), "backbone": P.one_of(*bbs.BACKBONES), "k": P.whole(1), "epochs": P.whole(1),
+             "batch_size": P.whole(1), "latent": P.whole(1), "hidden": P.whole(1), "mirror": P.one_of(True, False),
+             "learning_rate": P.number(0, low_open=True), "verbose": P.one_of(0, 1, 2)}
+
+    def _check_together(self) -> None:
         want = self.choose_spec(None)
         if self.spec is not None and self.spec != want:
             raise InputError(f"pretrained: its network sees {want} images; the input {self.spec} was asked for: "
@@ -210,6 +205,21 @@ class PretrainedModel(ClassModel):
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self._head_scores(self.features(x))
 
+    def tf_network(self):
+        return self.backbone_.model
+
+    def tf_score(self, images, cache: dict):
+        """The head's scores on the backbone's features of ``images``, computed once per graph for every
+        class of one backbone (and mirroring)."""
+        import tensorflow as tf
+
+        m = self.backbone_.model
+        key = (id(m), self.mirror)
+        if key not in cache:
+            f = m(images, training=False)
+            cache[key] = 0.5 * (f + m(tf.reverse(images, axis=[2]), training=False)) if self.mirror else f
+        return self.tf_scores(cache[key])
+
     def tf_scores(self, features):
         """:meth:`_head_scores` as TensorFlow operations on a (N, dim) features tensor, float32: for
         ``bank export``, the class's training features and weights as constants of the graph."""
@@ -285,7 +295,7 @@ class PretrainedModel(ClassModel):
                        for i, w in enumerate(self.weights_)})
         return self._params(), arrays
 
-    def save(self, folder) -> dict:
+    def save(self, folder, litert: bool = True) -> dict:
         """The arrays (:meth:`ClassModel.save`), and the backbone named among the registry's shared files."""
         fields = super().save(folder)
         bb = self.backbone_
@@ -340,7 +350,3 @@ class PretrainedModel(ClassModel):
             model.weights_ = [get_array(arrays, f"w{i}", s, cls.kind).astype(np.float32) for i, s in enumerate(shapes)]
         model.history_ = dict(params.get("history") or {})
         return model
-
-    def __repr__(self) -> str:
-        fitted = ", fitted" if hasattr(self, "spec_") else ""
-        return f"PretrainedModel(head={self.head!r}, k={self.k}, backbone={self.backbone!r}{fitted})"

@@ -1,6 +1,6 @@
 """One class, one autoencoder: the detector every class model honours.
 
-``AutoencoderDetector`` follows the scikit-learn / PyOD contract: ``fit``
+``AutoencoderModel`` follows the scikit-learn / PyOD contract: ``fit``
 returns self, learned state ends in ``_``, ``decision_function`` gives the raw
 score (higher = more anomalous), ``predict`` the 0/1 flag. Training splits the
 class's images (seeded) three ways: a training set, a monitor set for early
@@ -22,17 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoints
-from . import stats as st
-from .checkpoints import _best_epoch, _log_loss, _Plan, read_history  # noqa: F401 (were defined here)
-from .convergence import advice, assess
-from .errors import InputError
-from .images import InputSpec, complexity, infer_spec, to_spec
-from .inputs import as_images, prepare
-from .kinds.base import MIN_CALIBRATION, ClassModel, NotFittedError, few_held_out, warn_training  # noqa: F401
-from .pipeline import ImageFiles
-from .trainstate import STAMP_FILE, resumable  # noqa: F401 (importable from here before bank.checkpoints)
-from .trainstate import stamp as _stamp  # noqa: F401
+from .. import checkpoints
+from .. import stats as st
+from ..checkpoints import _best_epoch, _Plan
+from ..convergence import advice, assess
+from ..errors import InputError
+from ..images import InputSpec, complexity, infer_spec, to_spec
+from ..inputs import as_images, prepare
+from ..pipeline import ImageFiles
+from . import params as P
+from .base import ClassModel, checksums, few_held_out, warn_training
+
+#: The Keras model's file, and its LiteRT twins' (one per batch size).
+MODEL_FILE = "model.keras"
+LITERT_FILE = "model-b{batch}.tflite"
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -53,7 +56,7 @@ SMALL_SHIFT = 0.1
 TRAIN_ERROR_SAMPLE = 2000
 
 
-class AutoencoderDetector(ClassModel):
+class AutoencoderModel(ClassModel):
     """A one-class autoencoder with fitted statistics of its normal error: the ``autoencoder`` kind.
 
     It honours the contract of :class:`~bank.kinds.base.ClassModel` (``fit``, ``score_samples``,
@@ -113,7 +116,28 @@ class AutoencoderDetector(ClassModel):
     """
 
     kind = "autoencoder"
+    summary = "a small autoencoder trained on the class's images (Keras; answers through LiteRT)"
     score_unit = st.PIXEL_MSE  #: per-pixel squared error: raw errors compare across classes
+    reconstructs = True
+    resumes = True
+    exports = True
+    training_options = ("architecture", "params", "epochs", "batch_size", "learning_rate", "patience",
+                        "min_improvement", "shift", "verbose", "progress")
+    rules = {
+        "architecture": P.one_of("auto", "conv", "dense"),
+        "params": P.one_of(None) | P.mapping(),
+        "epochs": P.whole(1),
+        "batch_size": P.whole(1),
+        "learning_rate": P.number(0, low_open=True),
+        "patience": P.whole(0),
+        "min_improvement": P.number(0, 1, high_open=True, text="a share from 0 to below 1"),
+        "shift": P.one_of("auto") | P.number(0, 0.5, high_open=True,
+                                             text="a share of the image from 0 (off) to below 0.5"),
+        "monitor_fraction": P.number(0, 1, low_open=True, high_open=True, text="a number strictly between 0 and 1"),
+        "verbose": P.one_of("auto", 0, 1, 2),
+        "checkpoint_dir": P.anything("a folder or None"),
+        "progress": P.callable_or_none(),
+    }
 
     def __init__(
         self,
@@ -163,29 +187,6 @@ class AutoencoderDetector(ClassModel):
             return int(self.verbose)
         return 1 if getattr(sys.stdout, "isatty", lambda: False)() else 2
 
-    def _check_params(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "patience" else 1):
-                raise InputError(f"{name}: expected a positive integer, got {v!r}")
-        for name in ("calibration_fraction", "monitor_fraction"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0 < v < 1):
-                raise InputError(f"{name}: expected a number strictly between 0 and 1, got {v!r}")
-        if self.shift != "auto" and (isinstance(self.shift, bool) or not (isinstance(self.shift, (int, float))
-                                                                          and 0 <= self.shift < 0.5)):
-            raise InputError(f"shift: expected 'auto' or a share of the image from 0 (off) to below 0.5, "
-                             f"got {self.shift!r}")
-        if isinstance(self.min_improvement, bool) or not (isinstance(self.min_improvement, (int, float))
-                                                          and 0 <= self.min_improvement < 1):
-            raise InputError(f"min_improvement: expected a share from 0 to below 1, got {self.min_improvement!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise InputError(f"learning_rate: expected a positive number, got {self.learning_rate!r}")
-        st.check_method(self.method)
-        st.check_complexity(self.complexity_threshold)
-        if self.architecture not in ("auto", "conv", "dense"):
-            raise InputError(f"architecture: expected 'auto', 'conv' or 'dense', got {self.architecture!r}")
-
     def _shift(self, n_train: int) -> float:
         """The shift ``fit`` trains with on ``n_train`` images (``shift`` with "auto" resolved)."""
         if self.shift == "auto":
@@ -217,7 +218,7 @@ class AutoencoderDetector(ClassModel):
             n = len(x)
         split = self._split(n)
 
-        from . import models
+        from .. import models
 
         if self.architecture == "auto":
             arch, params = models.default_architecture(spec.shape)
@@ -232,7 +233,7 @@ class AutoencoderDetector(ClassModel):
         training. It names the state a checkpoint folder holds: only the same key resumes from it."""
         return self._run_id(self._plan(X))
 
-    def fit(self, X: np.ndarray | Sequence[np.ndarray] | ImageFiles) -> AutoencoderDetector:
+    def fit(self, X: np.ndarray | Sequence[np.ndarray] | ImageFiles) -> AutoencoderModel:
         """Train on images of one class and fit the error statistics.
 
         ``X``: an array (N, H, W[, C]), a list of decoded (H, W, C) images,
@@ -242,7 +243,7 @@ class AutoencoderDetector(ClassModel):
         files, x, spec, n, arch, params = plan.files, plan.x, plan.spec, plan.n, plan.arch, plan.params
         train_idx, mon_idx, cal_idx = plan.split
 
-        from . import models
+        from .. import models
         import keras
 
         keras.utils.set_random_seed(self.seed)
@@ -252,7 +253,7 @@ class AutoencoderDetector(ClassModel):
         late: list[tuple[str, str]] = []  # files unreadable since the scan
         cache = False
         if files is not None:
-            from .pipeline import dataset, fits_in_memory
+            from ..pipeline import dataset, fits_in_memory
 
             paths, cache = files.paths, fits_in_memory(len(train_idx) + len(mon_idx), spec)
             train = dataset([paths[i] for i in train_idx], spec, self.batch_size, seed=self.seed, repeats=repeats,
@@ -271,7 +272,7 @@ class AutoencoderDetector(ClassModel):
         self.history_ = self._train(model, train, monitor, run_id)
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         if files is not None:
-            from .pipeline import measure
+            from ..pipeline import measure
 
             error_fn, note = self._error_fn(), lambda name, why: late.append((name, why))
             cal_errors, cal_cx = measure(error_fn, [paths[i] for i in cal_idx], spec, on_skip=note)
@@ -336,12 +337,6 @@ class AutoencoderDetector(ClassModel):
 
     # ------------------------------------------------------------ scoring
 
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError(
-                "This AutoencoderDetector is not fitted yet. Call 'fit' or load it from a registry."
-            )
-
     def reconstruction_error(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """Per-image reconstruction error (per-pixel MSE in [0, 1] units), shape (N,).
 
@@ -361,7 +356,7 @@ class AutoencoderDetector(ClassModel):
 
     def _error_fn(self):
         """Images at the model's spec -> their errors, (N,)."""
-        from .runtime import error_fn
+        from ..runtime import error_fn
 
         fn = error_fn([self.model_], self.spec_.shape)
         return lambda x: fn(x)[:, 0]
@@ -382,10 +377,29 @@ class AutoencoderDetector(ClassModel):
         out = [np.asarray(self.model_.predict_on_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         return x, np.concatenate(out)
 
-    # ------------------------------------------------------------ persistence
+    # ------------------------------------------------------------ the bank's scorer, files
+
+    @classmethod
+    def group_scorer(cls, models: Sequence[AutoencoderModel]) -> Callable[[np.ndarray], np.ndarray]:
+        """Errors of images (at the models' shared spec) under every one of ``models``, (N, K), in one compiled
+        call: LiteRT models share the classes among the cores, Keras models are fused into one graph
+        (:func:`bank.runtime.error_fn`)."""
+        from ..runtime import error_fn
+
+        return error_fn([m.model_ for m in models], models[0].spec_.shape)
+
+    def tf_network(self):
+        return self.model_
+
+    def tf_score(self, images, cache: dict):
+        """The error as :func:`bank.models.error_model` defines it: per-pixel MSE, in float32."""
+        import tensorflow as tf
+
+        return tf.reduce_mean(tf.square(self.model_(images, training=False) - images), axis=[1, 2, 3])
 
     def card_fields(self) -> dict:
-        """What a registry stores about this detector beside the model file."""
+        """What this model's card says of its network (architecture, training, curves, statistics): the
+        ``ae`` part of an ae-hog card, and what :meth:`from_card` reads back."""
         self._check_fitted()
         return {
             "input_spec": self.spec_.to_dict(),
@@ -395,20 +409,39 @@ class AutoencoderDetector(ClassModel):
             "stats": self.stats_.to_dict(),
         }
 
-    def save(self, folder) -> dict:
-        """Not for this kind: a registry writes an autoencoder (a Keras model, LiteRT twins checked against
-        it): ``Registry(root).register(name, detector)``."""
-        raise InputError("an autoencoder is saved by a registry: Registry(root).register(name, detector) writes "
-                         "its Keras model and LiteRT twins (card_fields gives the card's fields)")
+    def save(self, folder: str | Path, litert: bool = True) -> dict:
+        """Write the Keras model ``model.keras`` and (with ``litert``) its LiteRT twins, checked against it,
+        into ``folder``; the card's fields, the architecture and loss curves in ``params``."""
+        from ..netfiles import write_litert
+
+        self._check_fitted()
+        if not hasattr(self.model_, "save"):
+            raise InputError("an autoencoder is saved from its Keras model; this one was loaded for LiteRT "
+                             "(load it with runtime='keras')")
+        folder = Path(folder)
+        self.model_.save(folder / MODEL_FILE)
+        lite = write_litert("the autoencoder", self.model_, self.spec_, folder, LITERT_FILE, enabled=litert)
+        params = {"architecture": {"name": self.architecture_, "params": self.params_}, "history": self.history_,
+                  "litert": {k: v for k, v in lite.items() if k != "files"}}
+        return self._card_fields(params, checksums(folder, [MODEL_FILE, *(f["file"] for f in lite["files"])]))
 
     @classmethod
-    def load(cls, card: dict, files: dict[str, bytes]) -> AutoencoderDetector:
-        """Not for this kind: ``Registry(root).load_detector(name)`` loads an autoencoder (LiteRT or Keras)."""
-        raise InputError("an autoencoder is loaded by a registry: Registry(root).load_detector(name)")
+    def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AutoencoderModel:
+        """The model from its card and the checked bytes of its files: the LiteRT twins when ``runtime``
+        allows (:func:`bank.netfiles.load_network`), else the Keras model in safe mode."""
+        from ..netfiles import load_network
+
+        params = cls._card_params(card)
+        arch = params.get("architecture")
+        if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("params"), dict)):
+            raise InputError("autoencoder params: architecture must be an object with 'name' and 'params'")
+        net = load_network(files, MODEL_FILE, LITERT_FILE, InputSpec.from_dict(card["input_spec"]).shape, None,
+                           runtime, f"{cls.kind} model", (params.get("litert") or {}).get("skipped"))
+        return cls.from_card({**card, "architecture": arch, "history": params.get("history") or {}}, net)
 
     @classmethod
-    def from_card(cls, card: dict, model: object) -> AutoencoderDetector:
-        """Rebuild a fitted detector from a model card and its loaded model."""
+    def from_card(cls, card: dict, model: object) -> AutoencoderModel:
+        """A fitted model from its card's fields (:meth:`card_fields`) and its loaded network."""
         det = cls(threshold=st.DEFAULT_THRESHOLD, verbose=0)
         det.spec_ = InputSpec.from_dict(card["input_spec"])
         det.architecture_ = card["architecture"]["name"]
@@ -418,6 +451,27 @@ class AutoencoderDetector(ClassModel):
         det.stats_ = st.ErrorStats.from_dict(card["stats"])
         det.model_ = model
         return det
+
+    @classmethod
+    def upgrade_card(cls, card: dict) -> dict:
+        """A card written before every kind had one card format (no ``kind``; ``architecture``, ``history``,
+        ``model_sha256`` and ``litert`` at its top) in today's: ``files`` lists the model and its LiteRT twins,
+        ``params`` holds the rest. Nothing else changes: the model loads and answers as it did."""
+        old = dict(card)
+        lite = old.pop("litert", None) or {}
+        files = {old.pop("model_file", None) or MODEL_FILE: old.pop("model_sha256")}
+        for f in lite.get("files", []):
+            files[f["file"]] = f["sha256"]
+        params = {"architecture": old.pop("architecture"), "history": old.pop("history", {}),
+                  "litert": ({k: v for k, v in lite.items() if k != "files"} if lite
+                             else {"skipped": "registered before LiteRT artifacts were written"})}
+        return {**old, "kind": cls.kind, "params": params, "files": files}
+
+    @classmethod
+    def describe(cls, params: dict) -> tuple[str, dict]:
+        """What ``bank show`` and ``bank list`` call the model, and its settings worth showing."""
+        arch = params.get("architecture") or {}
+        return f"{arch.get('name')} autoencoder", dict(arch.get("params") or {})
 
 
 def _shifted(train, batch_size: int, shift: float, seed: int):
