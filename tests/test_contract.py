@@ -69,6 +69,8 @@ def test_fit_scores_its_own_class_lower(fitted, two_digits):
     assert a.training_["n_train"] + a.training_["n_calibration"] <= 60 and a.stats_.n == a.training_["n_calibration"]
     own, other = a.score_samples(zeros[60:]), a.score_samples(ones[60:])
     assert own.shape == (10,) and np.all(np.isfinite(own)) and own.mean() < other.mean()
+    # a kind that trains by epochs gets the convergence verdict on its curve, in the card (bank show says it)
+    assert ("convergence" in a.training_) == bool(a.curves().get("loss"))
     p = a.predict_proba(zeros[60:63])
     assert p.shape == (3, 2) and np.allclose(p.sum(1), 1)
 

@@ -122,6 +122,12 @@ class AEHOGModel(ClassModel):
         else:
             self.weight_ = float(self.weight)
 
+    def curves(self) -> dict[str, list[float]]:
+        return self.ae_.curves() if hasattr(self, "ae_") else {}  # the autoencoder inside trains by epochs
+
+    def _epochs_and_patience(self, ran: int) -> tuple[int, int]:
+        return self.ae_.epochs, self.ae_.patience
+
     def _parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The two experts' raw scores of images at the spec: the AE's error and the HOG score."""
         return self.ae_._errors(x), self.hog_.score_samples(x)

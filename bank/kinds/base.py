@@ -280,7 +280,8 @@ class ClassModel:
     def _record_training(self, n: int, train_idx: np.ndarray, cal_idx: np.ndarray, train_scores: np.ndarray,
                          late: list[tuple[str, str]]) -> None:
         """The training record (``training_``), with its warnings: files left out, too few held-out images,
-        held-out scores all but equal."""
+        held-out scores all but equal, and for a kind that trains by epochs the convergence verdict on its
+        loss curve (:mod:`bank.convergence`)."""
         self.training_ = {"kind": self.kind, "seed": self.seed, "calibration_fraction": self.calibration_fraction,
                           "n_images": int(n), "n_train": int(len(train_idx)), "n_calibration": int(len(cal_idx)),
                           "train_error_mean": float(np.mean(train_scores)), "warnings": []}
@@ -288,8 +289,29 @@ class ClassModel:
             gone = sorted({n for n, _ in late})
             self.training_["warnings"].append(f"{len(gone)} file(s) could not be read and were left out: "
                                               f"{', '.join(gone[:10])}")
+        self._convergence()
         warn_training(self.training_, few_held_out(len(cal_idx)))
         warn_training(self.training_, st.degenerate(self.stats_))
+
+    def _convergence(self) -> None:
+        """The convergence verdict on the curve a kind that trains by epochs watched (its early-stopping loss,
+        else its training loss) into ``training_``, with what to try when it did not settle."""
+        from ..convergence import advice, assess
+
+        curves = self.curves()
+        if not curves.get("loss"):
+            return  # not trained by epochs
+        watched, name = ((curves["val_loss"], "validation loss") if curves.get("val_loss")
+                         else (curves["loss"], "training loss"))
+        epochs, patience = self._epochs_and_patience(len(watched))
+        self.training_["convergence"] = assess(watched, epochs, patience)
+        warn_training(self.training_, advice(self.training_["convergence"], epochs, patience, name))
+
+    def _epochs_and_patience(self, ran: int) -> tuple[int, int]:
+        """The most epochs the training could run and its early-stopping patience (the epochs, without one)."""
+        params = self.get_params()
+        epochs = params.get("epochs") or ran
+        return epochs, params.get("patience") or epochs
 
     def calibrate(self, X, at_spec: bool = False) -> ClassModel:
         """Fit the error statistics on images of the class the model did not learn from."""

@@ -255,13 +255,7 @@ class GeoTransModel(ClassModel):
         self.history_ = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
 
     def fit(self, X) -> GeoTransModel:
-        from ..convergence import advice, assess
-
-        super().fit(X)
-        loss = self.history_.get("loss") or []  # no early stopping: every epoch runs, and the verdict is on this
-        self.training_["convergence"] = assess(loss, self.epochs, self.epochs)
-        warn_training(self.training_, advice(self.training_["convergence"], self.epochs, self.epochs,
-                                             "training loss"))
+        super().fit(X)  # with the convergence verdict on the training loss (no early stopping: every epoch runs)
         acc = (self.history_.get("accuracy") or [math.nan])[-1]
         self.training_["transform_accuracy"] = acc
         if acc < 2 / self.transforms:  # at most twice chance: the class's images look alike turned
