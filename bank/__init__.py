@@ -3,16 +3,16 @@
 Importing ``bank`` does not import TensorFlow; training and loading models do.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
-from .decision import BankResult
+from .verdict.decision import BankResult
 from .kinds.autoencoder import AutoencoderModel
 from .kinds.base import NotFittedError
 from .errors import BankError, InputError
-from .images import ImageError, InputSpec
-from .registry import Registry, RegistryError
-from .router import Router
-from .stats import ErrorStats, fit_error_stats
+from .io.images import ImageError, InputSpec
+from .registry.store import Registry, RegistryError
+from .answering.router import Router
+from .verdict.stats import ErrorStats, fit_error_stats
 
 __all__ = [
     "AutoencoderModel",

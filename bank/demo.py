@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .decision import BankResult
-from .training import make_detector
-from .presentation import flag_cell, flag_tags
-from .registry import Registry
-from .router import Router
+from .verdict.decision import BankResult
+from .training.runs import make_detector
+from .reports.presentation import flag_cell, flag_tags
+from .registry.store import Registry
+from .answering.router import Router
 
 #: The columns of the demo's table of scores (see :func:`example_rows`).
 EXAMPLE_COLUMNS = ["image", "class", "error", "z", "score", "test z", "p", "margin", "input cx z", "flag"]

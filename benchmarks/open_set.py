@@ -44,14 +44,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bank.runtime import cores  # noqa: E402
+from bank.nets.runtime import cores  # noqa: E402
 from quality import default_detector, measure  # noqa: E402
 
 from bank import AutoencoderModel, Registry  # noqa: E402
-from bank import stats as st  # noqa: E402
-from bank.data import load_labelled  # noqa: E402
-from bank.inputs import prepare  # noqa: E402
-from bank.decision import compare_kwargs, decide  # noqa: E402
+from bank.verdict import stats as st  # noqa: E402
+from bank.io.data import load_labelled  # noqa: E402
+from bank.io.inputs import prepare  # noqa: E402
+from bank.verdict.decision import compare_kwargs, decide  # noqa: E402
 from bank.kinds import KINDS, kind_class  # noqa: E402
 
 SIDE = 28

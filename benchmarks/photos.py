@@ -36,10 +36,10 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 mode, folder, size, epochs, filters = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-import bank.pipeline as pipeline
+import bank.io.pipeline as pipeline
 from bank import AutoencoderModel
-from bank.decoding import read_image
-from bank.images import InputSpec, to_spec
+from bank.io.decoding import read_image
+from bank.io.images import InputSpec, to_spec
 spec = InputSpec(size, size, "gray")
 t0 = time.perf_counter()
 files = pipeline.scan([folder])

@@ -34,11 +34,11 @@ import time
 
 import numpy as np
 
-from bank import stats as st
-from bank.data import load_labelled
-from bank.evaluate import evaluate
-from bank.runtime import cores
-from bank.decision import compare_kwargs, decide
+from bank.verdict import stats as st
+from bank.io.data import load_labelled
+from bank.reports.evaluate import evaluate
+from bank.nets.runtime import cores
+from bank.verdict.decision import compare_kwargs, decide
 
 RULES = {
     "seeds": {"method": "gaussian", "margin": None, "complexity_threshold": None},
@@ -109,7 +109,7 @@ def measure(dets: dict, x: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np
     every class, a chunk at a time; its scores have no complexity fit, so 1)."""
     models = list(dets.values())
     if getattr(models[0], "kind", "") == "pretrained":
-        from bank.inputs import prepare
+        from bank.io.inputs import prepare
 
         scorer = type(models[0]).group_scorer(models)
         errors = np.concatenate([scorer(prepare(x[i:i + chunk], models[0].spec_)) for i in range(0, len(x), chunk)])

@@ -66,7 +66,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bank.runtime import cores  # noqa: E402
+from bank.nets.runtime import cores  # noqa: E402
 from speed import bank_command, ints, random_bank  # noqa: E402
 
 TARGET_CLIENTS, TARGET_SHARE, TARGET_P99_MS = 32, 0.5, 100.0
@@ -103,7 +103,7 @@ def test_images(n: int, seed: int = 0) -> list[bytes]:
 def in_process(registry: Path, pngs: list[bytes], reps: int = 3) -> dict:
     """The router in this process: images/s of ``score`` (and ``errors``) on batches of 256 decoded images."""
     from bank import Registry, Router
-    from bank.decoding import decode_image
+    from bank.io.decoding import decode_image
 
     router = Router.from_registry(Registry(registry))
     x = [decode_image(p, str(i)) for i, p in enumerate((pngs * 256)[:256])]

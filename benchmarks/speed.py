@@ -96,7 +96,7 @@ from pathlib import Path
 import numpy as np
 
 from bank.kinds import KINDS
-from bank.runtime import cores
+from bank.nets.runtime import cores
 
 SHAPE = (28, 28, 1)
 PARAMS = {"filters": [32, 64], "latent_dim": 16}  # the default for 28x28
@@ -115,7 +115,7 @@ COLD_START = """
 import json, sys, time
 t0 = time.time()
 from bank import Registry, Router
-from bank.decoding import read_image
+from bank.io.decoding import read_image
 router = Router.from_registry(Registry(sys.argv[1]), sys.argv[4].split(","))
 t1 = time.time()
 label = router.classify([read_image(sys.argv[2])] * int(sys.argv[5]))[0]
@@ -136,7 +136,8 @@ def random_detector(seed: int, rng: np.random.Generator):
     """A "fitted" detector without training: random weights, statistics of random errors."""
     import keras
 
-    from bank import AutoencoderModel, InputSpec, fit_error_stats, models
+    from bank import AutoencoderModel, InputSpec, fit_error_stats
+    from bank.nets import models
 
     keras.utils.set_random_seed(seed)
     det = AutoencoderModel(verbose=0)
@@ -385,8 +386,8 @@ def training(data: Path, per_class: int, epochs: int, say) -> dict:
     (``per_class`` training images of each, written as PNG folders): wall time, seconds per class."""
     from PIL import Image
 
-    from bank.data import load_idx_split
-    from bank.training import train_all
+    from bank.io.data import load_idx_split
+    from bank.training.runs import train_all
 
     images, labels = load_idx_split(data, "train")
     params = {"epochs": epochs, "patience": epochs, "seed": 0}
@@ -546,7 +547,7 @@ def kind_data(cfg: dict, n_classes: int, n_test: int, seed: int, say) -> tuple[l
     float32 in [0, 1]) and a description of where they come from."""
     per = cfg["train_images"]
     if cfg.get("train_data"):
-        from bank.data import load_idx_split
+        from bank.io.data import load_idx_split
 
         say(f"reading MNIST from {cfg['train_data']}")
         images, labels = load_idx_split(cfg["train_data"], "train")
@@ -824,7 +825,7 @@ def backbone_macs(name: str, say) -> int:
     its conv, depthwise conv and dense layers."""
     from keras import layers
 
-    from bank import models  # noqa: F401  (imports TensorFlow, quietly)
+    from bank.nets import models  # noqa: F401  (imports TensorFlow, quietly)
     from bank.backbones import backbone as bbs
 
     say(f"counting the multiply-adds of {name}")
@@ -840,7 +841,7 @@ def backbone_macs(name: str, say) -> int:
 def photo_data(folder: Path, per: int, n_test: int, say) -> tuple[dict, list[str], dict]:
     """Per class (each sub-folder of ``folder``, sorted) its first ``per`` photos to fit on; ``n_test`` other
     photos, taken from the classes in turn, to time on; and a description."""
-    from bank.data import list_image_files
+    from bank.io.data import list_image_files
 
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
@@ -860,7 +861,7 @@ def measure_photos(cfg: dict, seed: int, say) -> dict:
 
     from bank import Registry, Router
     from bank.backbones import backbone as bbs
-    from bank.inputs import prepare
+    from bank.io.inputs import prepare
     from bank.kinds.pretrained import PretrainedModel
 
     out = {"kind": "pretrained", "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
@@ -1021,7 +1022,7 @@ def versions() -> str:
 
 def measure(cfg: dict, seed: int, say) -> dict:
     """Every figure, in one dict."""
-    from bank import models  # noqa: F401  (imports TensorFlow, quietly)
+    from bank.nets import models  # noqa: F401  (imports TensorFlow, quietly)
 
     n = max(cfg["classes"] + [BANK])
     say(f"building {n} random-initialised class models")

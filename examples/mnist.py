@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from bank import AutoencoderModel, Registry, Router
-from bank.data import load_labelled
-from bank.evaluate import evaluate
+from bank.io.data import load_labelled
+from bank.reports.evaluate import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:

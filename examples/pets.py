@@ -52,11 +52,11 @@ import warnings
 import numpy as np
 
 from bank import Registry, Router
-from bank.evaluate import evaluate
-from bank.images import InputSpec
+from bank.reports.evaluate import evaluate
+from bank.io.images import InputSpec
 from bank.kinds import AUTO, KINDS, choose_kind, kind_class
-from bank.pipeline import ImageFiles, batches, scan
-from bank.training import own_look
+from bank.io.pipeline import ImageFiles, batches, scan
+from bank.training.runs import own_look
 
 CLASSES = ("cat", "dog")
 #: The options only the autoencoder reads, and their defaults.

@@ -26,8 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from bank import registry as registry_module
-from bank.registry import Registry
+from bank.registry import store as registry_module
+from bank.registry.store import Registry
 
 
 def die() -> None:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from bank import ImageError, InputSpec, Router
-from bank.inputs import as_images, prepare
+from bank.io.inputs import as_images, prepare
 
 
 def photo(seed: int = 0, h: int = 24, w: int = 32) -> np.ndarray:

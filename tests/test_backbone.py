@@ -229,7 +229,7 @@ def test_the_port_names_cats_cats_and_dogs_dogs(nets, photos):
 
 
 def test_litert_features_equal_keras_features(nets, photos):
-    from bank import runtime as rt
+    from bank.nets import runtime as rt
 
     if not rt.available():
         pytest.skip("ai-edge-litert is not installed")

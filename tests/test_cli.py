@@ -147,8 +147,8 @@ def test_demo_json_reports_accuracy(tmp_path, capsys):
 def test_demo_table_says_why_each_flagged_class_flags(monkeypatch, capsys):
     """The demo's text, on a made-up result (no training): a flagged row names its tests, never a bare FLAG."""
     import bank.demo
-    from bank import stats as st
-    from bank.decision import decide
+    from bank.verdict import stats as st
+    from bank.verdict.decision import decide
 
     stats = [st.ErrorStats(mean=1.0, std=0.1, n=100), st.ErrorStats(mean=2.0, std=0.2, n=100)]
     r = decide(np.array([[1.25, 1.0]]), ["0", "1"], stats, names=["test #0 (digit 1)"], method="gaussian")

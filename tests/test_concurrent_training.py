@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bank import AutoencoderModel, Registry, trainstate
+from bank import AutoencoderModel, Registry
+from bank.nets import trainstate
 from bank.cli import main
 
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from bank import stats as st
-from bank.conformal import benjamini_hochberg, conformal_p_value, fewest_findable
-from bank.decision import decide
+from bank.verdict import stats as st
+from bank.verdict.conformal import benjamini_hochberg, conformal_p_value, fewest_findable
+from bank.verdict.decision import decide
 from bank.errors import InputError
 
 
@@ -79,7 +79,7 @@ def zeros_model(digits):
 
 
 def test_outliers_at_a_false_discovery_rate(zeros_model, digits):
-    from bank.outliers import find_outliers
+    from bank.reports.outliers import find_outliers
 
     images, labels = digits
     zeros, ones = images[1400:][labels[1400:] == 0][:40], images[1400:][labels[1400:] == 1][:20]
@@ -104,7 +104,7 @@ def test_outliers_fdr_on_the_command_line(zeros_model, digits, tmp_path, capsys)
     from PIL import Image
 
     from bank.cli import main
-    from bank.registry import Registry
+    from bank.registry.store import Registry
 
     images, labels = digits
     reg = Registry(tmp_path / "reg")

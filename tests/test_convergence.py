@@ -1,9 +1,9 @@
-"""The verdict on a training's loss curve (bank.convergence): pure, no TensorFlow."""
+"""The verdict on a training's loss curve (bank.nets.convergence): pure, no TensorFlow."""
 
 import numpy as np
 import pytest
 
-from bank.convergence import SETTLED, STILL_FALLING, STOPPED_EARLY, advice, assess
+from bank.nets.convergence import SETTLED, STILL_FALLING, STOPPED_EARLY, advice, assess
 
 
 def test_the_newcomers_curve_is_stopped_early():

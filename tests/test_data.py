@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bank.data import class_images, list_image_files, load_images, load_labelled, read_idx
+from bank.io.data import class_images, list_image_files, load_images, load_labelled, read_idx
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bank.data import load_images
-from bank.decoding import Busy, ImageTooLarge, PixelBudget, decode, decode_image, read_image
-from bank.images import ImageError, InputSpec, to_spec
+from bank.io.data import load_images
+from bank.io.decoding import Busy, ImageTooLarge, PixelBudget, decode, decode_image, read_image
+from bank.io.images import ImageError, InputSpec, to_spec
 
 
 def encoded(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from bank import stats as st
+from bank.verdict import stats as st
 from bank.demo import EXAMPLE_COLUMNS, example_rows, examples_of
-from bank.evaluate import evaluate, outlier_cut, past_each_quantile, rank_outliers
-from bank.presentation import describe_outliers, describe_rule, flag_tags, training_warnings
-from bank.decision import decide
+from bank.reports.evaluate import evaluate, outlier_cut, past_each_quantile, rank_outliers
+from bank.reports.presentation import describe_outliers, describe_rule, flag_tags, training_warnings
+from bank.verdict.decision import decide
 
 
 def result_from(errors, stats, threshold=3.0, method="gaussian", margin=None):

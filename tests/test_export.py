@@ -12,9 +12,9 @@ import pytest
 
 from bank import AutoencoderModel, Registry
 from bank.cli import main
-from bank.export import export_bank
-from bank.images import InputSpec, complexity, to_spec
-from bank.router import Router
+from bank.answering.export import export_bank
+from bank.io.images import InputSpec, complexity, to_spec
+from bank.answering.router import Router
 
 from conftest import tiny_detector
 
@@ -136,7 +136,7 @@ def test_export_refuses_mixed_input_specs(digits, tmp_path):
 
 
 def test_failed_write_leaves_no_version(bank_registry, tmp_path, monkeypatch):
-    import bank.export as ex
+    import bank.answering.export as ex
 
     def broken(*a, **k):
         raise OSError("disk full")

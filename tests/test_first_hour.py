@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import bank.data
-import bank.pipeline
-import bank.training
+import bank.io.data
+import bank.io.pipeline
+import bank.training.runs
 from bank.cli import main
-from bank.training import ClassRun
+from bank.training.runs import ClassRun
 
 
 @pytest.fixture
@@ -38,9 +38,9 @@ def no_reading(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("images were read before the arguments were checked")
 
-    monkeypatch.setattr(bank.pipeline, "scan", refuse)
-    monkeypatch.setattr(bank.data, "class_source", refuse)
-    monkeypatch.setattr(bank.training, "train_one", refuse)
+    monkeypatch.setattr(bank.io.pipeline, "scan", refuse)
+    monkeypatch.setattr(bank.io.data, "class_source", refuse)
+    monkeypatch.setattr(bank.training.runs, "train_one", refuse)
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -91,7 +91,7 @@ def test_an_interrupted_train_all_says_what_landed_and_how_to_go_on(two_classes,
         on_done(ClassRun("0", str(two_classes / "0"), version=3, n_images=30), 1, 2)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bank.training, "train_all", interrupted)
+    monkeypatch.setattr(bank.training.runs, "train_all", interrupted)
     assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg")]) == 130
     err = capsys.readouterr().err
     assert ("bank train-all: interrupted. Registered before that: 0 (version 3). To go on with the others, each "
@@ -104,7 +104,7 @@ def test_a_resumed_class_says_so(two_classes, tmp_path, monkeypatch, capsys):
         on_done(run, 1, 1)
         return [run]
 
-    monkeypatch.setattr(bank.training, "train_all", resumed)
+    monkeypatch.setattr(bank.training.runs, "train_all", resumed)
     assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg"), "--classes", "1"]) == 0
     assert "[1/1] class '1': version 2, 30 images, 0 s, went on from epoch 4 of an interrupted run" in \
         capsys.readouterr().err
@@ -130,7 +130,7 @@ def test_a_worker_stops_when_its_parent_is_gone(tmp_path):
         import subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", '''
         import time, os
-        from bank.training import _exit_with_parent
+        from bank.training.runs import _exit_with_parent
         _exit_with_parent(every=0.1)
         open({str(pid_file)!r}, "w").write(str(os.getpid()))
         time.sleep(60)
@@ -184,16 +184,16 @@ def test_an_interrupted_train_all_with_nothing_landed_says_to_run_it_again(two_c
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bank.training, "train_all", interrupted)
+    monkeypatch.setattr(bank.training.runs, "train_all", interrupted)
     assert main(["train-all", str(two_classes), "--registry", str(tmp_path / "reg")]) == 130
     assert ("interrupted before any class was registered; run the same command again: each from its last finished "
             "epoch") in capsys.readouterr().err
 
 
 def test_classify_labels_the_nearest_class_that_accepts_the_image_and_says_the_nearer_one_flags_it():
-    from bank import stats as st
+    from bank.verdict import stats as st
     from bank.cli.answering import classify_rows
-    from bank.decision import decide
+    from bank.verdict.decision import decide
 
     stats = [st.ErrorStats(mean=1.0, std=0.1, n=100), st.ErrorStats(mean=2.0, std=0.2, n=100)]
     result = decide(np.array([[1.5, 2.1], [1.0, 3.0]]), ["a", "b"], stats, ["odd.png", "a.png"], method="gaussian",

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from PIL import Image
 
-from bank.decoding import read_image
-from bank.images import ImageError, InputSpec, infer_spec, parse_size, to_spec, validate_array
+from bank.io.decoding import read_image
+from bank.io.images import ImageError, InputSpec, infer_spec, parse_size, to_spec, validate_array
 
 
 def _save(tmp_path, name, im, **kw):
@@ -232,7 +232,7 @@ def test_any_bytes_give_an_image_or_an_image_error(tmp_path_factory, data, cut, 
 
 
 def test_lists_of_any_accepted_images_scale_like_the_array():
-    from bank.inputs import as_images, prepare
+    from bank.io.inputs import as_images, prepare
 
     batch = np.random.default_rng(0).integers(0, 256, (3, 8, 8), dtype=np.uint8)
     want = prepare(batch, InputSpec(8, 8))

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from bank.errors import InputError
-from bank.inputs import prepare
+from bank.io.inputs import prepare
 from bank.kinds.ae_hog import AE_FILE, AEHOGModel
 from bank.kinds.base import ARRAYS_FILE, ClassModel
-from bank.registry import Registry
-from bank.router import Router
+from bank.registry.store import Registry
+from bank.answering.router import Router
 from conftest import classify_in_a_fresh_process
 
 TINY = {"epochs": 8, "batch_size": 32}

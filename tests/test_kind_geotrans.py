@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from bank.errors import InputError
-from bank.images import InputSpec
-from bank.inputs import prepare
+from bank.io.images import InputSpec
+from bank.io.inputs import prepare
 from bank.kinds.base import ClassModel
-from bank import augment
+from bank.io import augment
 from bank.kinds.geotrans import NET_FILE, GeoTransModel, surprise, transform
-from bank.registry import Registry
-from bank.router import Router
+from bank.registry.store import Registry
+from bank.answering.router import Router
 from conftest import classify_in_a_fresh_process
 
 TINY = {"epochs": 6, "batch_size": 64, "transforms": 8, "crop": 1.0, "light": 0.0}  # digits: no mirror
@@ -122,7 +122,7 @@ def test_registered_loaded_and_answered_without_tensorflow(trained, digits, tmp_
 
 
 def test_a_network_of_the_wrong_shape_is_refused(trained):
-    from bank.netfiles import keras_from_bytes
+    from bank.nets.netfiles import keras_from_bytes
 
     models, reg = trained
     data = (reg.entry("4").path / NET_FILE).read_bytes()
@@ -179,8 +179,8 @@ def test_pets_example_runs_it_with_its_own_epochs(tmp_path):
 def test_exported_for_tensorflow_serving_as_the_router_answers(trained, digits, tmp_path):
     from test_export import _run_export
 
-    from bank.export import export_bank
-    from bank.images import complexity, to_spec
+    from bank.answering.export import export_bank
+    from bank.io.images import complexity, to_spec
 
     _, reg = trained
     images, _ = digits
@@ -199,7 +199,7 @@ def test_auto_picks_pretrained_for_photos_and_the_autoencoder_for_small_gray_ima
 
     from bank.cli import main
     from bank.kinds import choose_kind
-    from bank.training import make_detector
+    from bank.training.runs import make_detector
 
     images, labels = digits
     assert choose_kind(28, gray=True) == "autoencoder" and choose_kind(8, gray=True) == "autoencoder"

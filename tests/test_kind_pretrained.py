@@ -164,7 +164,7 @@ def test_bad_parameters_and_unfitted_use_are_clear():
     with pytest.raises(InputError, match="k: expected"):
         PretrainedModel(k=0).fit(np.zeros((8, 8, 8, 3)))
     with pytest.raises(InputError, match="224x224"):
-        from bank.images import InputSpec
+        from bank.io.images import InputSpec
 
         PretrainedModel(spec=InputSpec(64, 64, "rgb")).fit(np.zeros((8, 8, 8, 3)))
     with pytest.raises(NotFittedError):
@@ -174,9 +174,9 @@ def test_bad_parameters_and_unfitted_use_are_clear():
 def test_exported_for_tensorflow_serving_as_bank_score_answers(pets_registry, tmp_path):
     from test_export import _run_export
 
-    from bank.export import export_bank
-    from bank.images import complexity, to_spec
-    from bank.inputs import as_images
+    from bank.answering.export import export_bank
+    from bank.io.images import complexity, to_spec
+    from bank.io.inputs import as_images
 
     reg, _, test = pets_registry
     folder = export_bank(reg, tmp_path / "models")

@@ -15,7 +15,7 @@ from bank.errors import InputError
 from bank.kinds.base import ARRAYS_FILE, ClassModel
 from bank.kinds.hog_ocsvm import HOGOCSVMModel
 from bank.kinds.pca import PCAModel
-from bank.router import Router
+from bank.answering.router import Router
 
 KINDS = [PCAModel, HOGOCSVMModel]
 
@@ -88,8 +88,8 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
     """An autoencoder, a PCA model and a HOG one-class SVM in one registry: routed, classified, served."""
     from fastapi.testclient import TestClient
 
-    from bank.registry import Registry
-    from bank.server import create_app
+    from bank.registry.store import Registry
+    from bank.answering.server import create_app
 
     x_train, y_train, x_test, y_test = split
     reg = Registry(tmp_path / "mixed")
@@ -118,7 +118,7 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
 
     # the report draws reconstructions for the classes that reconstruct (not the HOG class), and its rule says
     # the margin compares z
-    from bank.report import write_report
+    from bank.reports.report import write_report
 
     fig = write_report(tmp_path / "report", router, x_test[keep][:30], list(truth[:30]),
                        [f"{i}.png" for i in range(30)])
@@ -152,7 +152,7 @@ def test_answering_imports_neither_tensorflow_nor_scikit_learn(split, tmp_path):
         import numpy as np
         from bank.kinds.pca import PCAModel
         from bank.kinds.hog_ocsvm import HOGOCSVMModel
-        from bank.router import Router
+        from bank.answering.router import Router
         x = np.load({str(tmp_path / "x.npy")!r})
         for kind in (PCAModel, HOGOCSVMModel):
             models = {{}}
@@ -192,7 +192,7 @@ def digit_folders(tmp_path_factory, digits):
 @pytest.mark.parametrize("kind", ["pca", "hog-ocsvm"])
 def test_a_kind_through_the_command_line(kind, digit_folders, tmp_path, capsys):
     from bank.cli import main
-    from bank.registry import Registry
+    from bank.registry.store import Registry
 
     reg = str(tmp_path / "reg")
     assert main(["train-all", str(digit_folders / "train"), "--kind", kind, "--registry", reg, "--jobs", "1",

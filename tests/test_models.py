@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bank import AutoencoderModel, NotFittedError
-from bank import models
-from bank.images import InputSpec
+from bank.nets import models
+from bank.io.images import InputSpec
 from conftest import tiny_detector
 
 

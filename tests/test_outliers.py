@@ -1,4 +1,4 @@
-"""bank.outliers.find_outliers: a class's images past a quantile of its held-out errors, as data."""
+"""bank.reports.outliers.find_outliers: a class's images past a quantile of its held-out errors, as data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bank.errors import InputError
-from bank.outliers import find_outliers
+from bank.reports.outliers import find_outliers
 
 
 def test_foreign_images_rank_first_and_every_row_is_past_the_cut(bank_registry, digits):

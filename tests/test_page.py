@@ -19,7 +19,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from bank.server import create_app  # noqa: E402
+from bank.answering.server import create_app  # noqa: E402
 
 try:
     from playwright.sync_api import expect

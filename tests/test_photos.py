@@ -15,10 +15,10 @@ from photos import make_family
 
 from bank import AutoencoderModel, Registry
 from bank.cli import main
-from bank.decoding import read_image
-from bank.images import InputSpec, to_spec
-from bank.pipeline import dataset, scan
-from bank.router import Router
+from bank.io.decoding import read_image
+from bank.io.images import InputSpec, to_spec
+from bank.io.pipeline import dataset, scan
+from bank.answering.router import Router
 
 
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -90,9 +90,9 @@ def test_streamed_training_separates_two_families(photo_root, tmp_path):
 
 def test_a_file_gone_bad_during_training_is_left_out(photo_root, tmp_path, monkeypatch):
     """Streamed from disk each epoch (no cache), a file overwritten after the scan is reported, not fatal."""
-    import bank.pipeline
+    import bank.io.pipeline
 
-    monkeypatch.setattr(bank.pipeline, "CACHE_BYTES", 0)
+    monkeypatch.setattr(bank.io.pipeline, "CACHE_BYTES", 0)
     root, _ = photo_root
     folder = tmp_path / "copy"
     folder.mkdir()

@@ -20,7 +20,7 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
 from bank.cli import EXIT_BUG, main  # noqa: E402
-from bank.server import create_app  # noqa: E402
+from bank.answering.server import create_app  # noqa: E402
 
 
 def png(im: Image.Image) -> bytes:
@@ -153,7 +153,7 @@ def test_classify_names_the_file_over_the_limit_and_answers_the_rest(bank_regist
 
 
 def test_a_bug_is_reported_as_one_and_shows_its_traceback_with_debug(bank_registry, tmp_path, capsys, monkeypatch):
-    import bank.router
+    import bank.answering.router
 
     img = tmp_path / "d.png"
     Image.new("L", (8, 8), 50).save(img)
@@ -161,7 +161,7 @@ def test_a_bug_is_reported_as_one_and_shows_its_traceback_with_debug(bank_regist
     def broken(self, *a, **k):
         raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
 
-    monkeypatch.setattr(bank.router.Router, "score_files", broken)
+    monkeypatch.setattr(bank.answering.router.Router, "score_files", broken)
     args = ["classify", str(img), "--registry", str(bank_registry.root)]
     assert main(args) == EXIT_BUG
     err = capsys.readouterr().err
@@ -185,7 +185,7 @@ def test_a_bug_is_reported_as_one_and_shows_its_traceback_with_debug(bank_regist
 
 def test_the_library_raises_its_own_errors_for_bad_arguments():
     from bank.errors import BankError, InputError
-    from bank.images import parse_size
+    from bank.io.images import parse_size
 
     with pytest.raises(InputError, match="size: expected HxW"):
         parse_size("big")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bank import Registry, RegistryError
-from bank.registry import validate_class_name
+from bank.registry.store import validate_class_name
 from conftest import tiny_detector
 
 

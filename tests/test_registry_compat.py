@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from bank import Registry, Router
-from bank.cards import CARD_FILE
-from bank.summary import entry_summary
+from bank.registry.cards import CARD_FILE
+from bank.registry.summary import entry_summary
 
 FIXTURE = Path(__file__).parent / "data" / "registry-0.1"
 

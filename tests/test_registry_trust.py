@@ -21,7 +21,7 @@ from hypothesis import strategies as hs
 
 from bank import Registry, RegistryError, Router
 from bank.cli import main
-from bank.cards import parse_card
+from bank.registry.cards import parse_card
 from bank.digest import sha256_file
 from conftest import tiny_detector
 
@@ -141,7 +141,7 @@ def test_writers_killed_at_random_moments(tmp_path, template):
 
 def test_gc_leaves_a_live_writer_alone(tmp_path, template):
     """A temporary folder in use is not a leftover, however long its writer takes."""
-    from bank.registry import _locked
+    from bank.registry.store import _locked
 
     reg = Registry(tmp_path)
     cdir = tmp_path / "a"
@@ -413,8 +413,8 @@ def test_a_mutated_card_is_accepted_whole_or_refused_clearly(good_card, field, s
     except RegistryError as e:
         assert "class 'x' version 1" in str(e)
     else:  # accepted: then the spec and stats it holds are usable
-        from bank.images import InputSpec
-        from bank.stats import ErrorStats
+        from bank.io.images import InputSpec
+        from bank.verdict.stats import ErrorStats
 
         spec, stats = InputSpec.from_dict(parsed["input_spec"]), ErrorStats.from_dict(parsed["stats"])
         assert spec.height >= 1 and spec.width >= 1 and stats.std > 0 and np.isfinite(stats.mean)
@@ -459,9 +459,9 @@ def test_remove_keeps_the_class_folder_and_its_lock_and_odd_folders_are_ignored(
 
 
 def test_unknown_is_not_a_class_name_and_nan_errors_are_refused():
-    from bank.registry import validate_class_name
-    from bank.decision import decide
-    from bank.stats import ErrorStats
+    from bank.registry.store import validate_class_name
+    from bank.verdict.decision import decide
+    from bank.verdict.stats import ErrorStats
 
     for name in ("unknown", "Unknown", "UNKNOWN"):
         with pytest.raises(RegistryError, match="reserved"):

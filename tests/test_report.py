@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from bank.report import MONTAGE_TITLE_LINES, montage_figure, plot_montage
+from bank.reports.report import MONTAGE_TITLE_LINES, montage_figure, plot_montage
 
 LONG = [
     "#1 error 0.0831, 4.2x the cut, complexity-corrected z 6.3",

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from bank import Router
-from bank import stats as st
-from bank.images import complexity
-from bank.inputs import prepare
+from bank.verdict import stats as st
+from bank.io.images import complexity
+from bank.io.inputs import prepare
 from conftest import tiny_detector
 
 
@@ -70,7 +70,7 @@ def test_classes_with_different_specs_each_get_their_own_size(digits, bank_regis
     np.testing.assert_allclose(router.errors(img for img in odd), err)  # a generator is read once, for both specs
     np.testing.assert_allclose(err[0, 3], big.reconstruction_error(odd)[0], rtol=1e-5)
 
-    from bank.report import write_report  # a report over classes of different sizes draws them side by side
+    from bank.reports.report import write_report  # a report over classes of different sizes draws them side by side
 
     mask = np.isin(labels[1400:], [0, 1, 3, 7])
     truth = ["3@12" if t == 3 else str(t) for t in labels[1400:][mask]]

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from bank import Registry, RegistryError, Router
-from bank.cards import parse_card
+from bank.registry.cards import parse_card
 from bank.digest import sha256_file
 
 from conftest import tiny_detector
@@ -138,7 +138,7 @@ def test_an_entry_without_litert_answers_through_keras(tmp_path, digits, bank_re
 
 
 def test_a_failed_conversion_still_registers_the_class(tmp_path, bank_registry, monkeypatch):
-    from bank import runtime
+    from bank.nets import runtime
 
     def broken(*a, **k):
         raise RuntimeError("converter says no")

@@ -18,7 +18,7 @@ with warnings.catch_warnings():
 
 from bank import Registry  # noqa: E402
 from bank.cli import main  # noqa: E402
-from bank.server import create_app  # noqa: E402
+from bank.answering.server import create_app  # noqa: E402
 
 FIELDS = ["error", "z", "score", "test_z", "method", "p_value", "conformal_p_value", "margin", "complexity_z", "flag", "reasons"]
 

@@ -21,11 +21,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from shapes import SHAPES, make_shapes  # noqa: E402
 
-from bank.convergence import STOPPED_EARLY  # noqa: E402
+from bank.nets.convergence import STOPPED_EARLY  # noqa: E402
 from bank.kinds.autoencoder import AutoencoderModel  # noqa: E402
-from bank.images import InputSpec, to_spec  # noqa: E402
-from bank.inputs import as_images  # noqa: E402
-from bank.router import Router  # noqa: E402
+from bank.io.images import InputSpec, to_spec  # noqa: E402
+from bank.io.inputs import as_images  # noqa: E402
+from bank.answering.router import Router  # noqa: E402
 
 N_TRAIN, N_TEST = 100, 30
 

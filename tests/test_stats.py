@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from bank import stats as st
+from bank.verdict import stats as st
 
 
 def test_fit_gives_mean_sample_std_n_and_quantiles():
@@ -91,7 +91,7 @@ def test_fit_round_trips_through_json_form(errs):
 
 
 def test_stats_and_package_import_without_tensorflow():
-    code = "import bank, bank.stats, bank.router, bank.registry, bank.cli, sys; print('tensorflow' in sys.modules)"
+    code = "import bank, bank.verdict.stats, bank.answering.router, bank.registry.store, bank.cli, sys; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -169,7 +169,7 @@ def test_complexity_falls_back_to_lognormal_for_old_fits_and_bad_parts_are_refus
 
 
 def test_complexity_of_images_orders_blank_digits_noise():
-    from bank.images import complexity
+    from bank.io.images import complexity
 
     rng = np.random.default_rng(0)
     blank, noise = np.zeros((1, 28, 28, 1)), rng.random((1, 28, 28, 1))

@@ -1,4 +1,4 @@
-"""bank.summary: what `bank show` tells about an entry, as data."""
+"""bank.registry.summary: what `bank show` tells about an entry, as data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from bank import Registry, RegistryError
-from bank.summary import SKIPPED_SHOWN, entry_summary, summarize
+from bank.registry.summary import SKIPPED_SHOWN, entry_summary, summarize
 
 
 def test_the_summary_works_out_the_cuts_and_the_model_from_the_card(bank_registry):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bank import Registry
 from bank.cli import main
-from bank.training import train_all
+from bank.training.runs import train_all
 
 PARAMS = {"epochs": 2, "batch_size": 32, "seed": 0}
 

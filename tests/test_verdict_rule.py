@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from bank import Registry
-from bank import stats as st
-from bank.decision import decide
+from bank.verdict import stats as st
+from bank.verdict.decision import decide
 from bank.kinds.pca import PCAModel
-from bank.training import mixing_note
+from bank.training.runs import mixing_note
 
 
 def _stats(rng, mean, spread, n=200):

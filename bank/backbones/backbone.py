@@ -49,7 +49,7 @@ def file_name(name: str, weights_sha256: str) -> str:
 class Backbone:
     """A pretrained network that turns (N, side, side, 3) images in [0, 1] into (N, dim) features.
 
-    ``model`` answers ``predict_on_batch`` (a LiteRT :class:`~bank.runtime.LiteModel`, or the Keras model);
+    ``model`` answers ``predict_on_batch`` (a LiteRT :class:`~bank.nets.runtime.LiteModel`, or the Keras model);
     ``flatbuffer`` is the LiteRT form the registry keeps (None when LiteRT could not be had), and
     ``sha256`` its digest: what a card names.
     """
@@ -89,7 +89,7 @@ class Backbone:
 def build(name: str = DEFAULT) -> Backbone:
     """The backbone ``name`` from its package's weights (checked), converted for LiteRT when LiteRT is
     installed: made once per process (about 10-20 s; needs TensorFlow)."""
-    from .. import runtime as rt
+    from ..nets import runtime as rt
 
     mod = module(name)
     key = ("build", name)
@@ -112,7 +112,7 @@ def build(name: str = DEFAULT) -> Backbone:
 def from_flatbuffer(name: str, weights_sha256: str, data: bytes, sha256: str) -> Backbone:
     """The backbone run by LiteRT from ``data``, a flatbuffer already checked against ``sha256`` (no
     TensorFlow): one per flatbuffer per process, however many classes name it."""
-    from .. import runtime as rt
+    from ..nets import runtime as rt
 
     mod = module(name)
     with _LOCK:

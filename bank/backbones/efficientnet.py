@@ -114,7 +114,7 @@ def _blocks(state: dict[str, np.ndarray]) -> int:
 def build(state: dict[str, np.ndarray], top: bool = False):
     """The network from its state dict: (224, 224, 3) pixels in [0, 1] to the 1,280 pooled features, or with
     ``top`` to the 1,000 ImageNet logits. A ``keras.Model`` of plain layers, BatchNorm folded in."""
-    from .. import models  # noqa: F401  (quiet TensorFlow start-up)
+    from ..nets import models  # noqa: F401  (quiet TensorFlow start-up)
     import keras
     from keras import layers
 
@@ -136,7 +136,7 @@ def build(state: dict[str, np.ndarray], top: bool = False):
 def flatbuffer(model) -> bytes:
     """The network as a LiteRT flatbuffer for one image, checked against Keras on a few random images
     (InputError when an output differs by more than :data:`TOLERANCE` of the outputs' scale)."""
-    from .. import runtime as rt
+    from ..nets import runtime as rt
 
     data = rt.convert(model, (SIDE, SIDE, 3), 1)
     lite = rt.LiteModel({1: data}, (SIDE, SIDE, 3), out_shape=tuple(int(v) for v in model.output_shape[1:]))

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from ..version import __version__
 from ..errors import BankError
 from . import answering, demo, entries, serving, training
 from .common import DEBUG_ENV, EXIT_BUG, CommandError, emit_json, say

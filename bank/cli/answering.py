@@ -7,16 +7,16 @@ import numpy as np
 import argparse
 from pathlib import Path
 
-from .. import stats as st
-from ..decision import skipped_json
+from ..verdict import stats as st
+from ..verdict.decision import skipped_json
 from .common import (CommandError, add_max_pixels, add_runtime, add_tests, classes_option, emit_json, fdr_rate, fmt,
                      registry_of, report_skipped, say, table)
 
 
 def _class_data(args: argparse.Namespace, **decoding) -> tuple:
     """The images of one class that DATA points at: (images, names, skipped), skipped reported
-    (``decoding``: see :func:`bank.data.load_images`)."""
-    from ..data import Loaded, class_images
+    (``decoding``: see :func:`bank.io.data.load_images`)."""
+    from ..io.data import Loaded, class_images
 
     data = class_images(args.data, args.class_name, **decoding)
     if not isinstance(data, Loaded):  # an IDX array
@@ -28,7 +28,7 @@ def _class_data(args: argparse.Namespace, **decoding) -> tuple:
 
 
 def _router(args: argparse.Namespace):
-    from ..router import Router
+    from ..answering.router import Router
 
     classes = classes_option(args)
     router = Router.from_registry(registry_of(args), classes, threshold=args.threshold, method=args.method,
@@ -75,7 +75,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def classify_rows(result) -> tuple[list[list[object]], int]:
     """``classify``'s table rows (image, label, nearest, the label's error and test z, note), and how many images
     the nearest class flags while another, the label, accepts them."""
-    from ..presentation import flag_tags
+    from ..reports.presentation import flag_tags
 
     rows, doubtful = [], 0
     for i, rec in enumerate(result.records()):
@@ -98,7 +98,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result.to_json(*skipped))
         return 0
-    from ..presentation import flag_cell, flag_tags
+    from ..reports.presentation import flag_cell, flag_tags
 
     rows = []
     for i, name in enumerate(result.names):
@@ -128,14 +128,14 @@ def _shown(v: float | None) -> float | str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..data import load_labelled_images
-    from ..presentation import describe_rule
-    from ..images import to_spec
-    from ..report import write_report
+    from ..io.data import load_labelled_images
+    from ..reports.presentation import describe_rule
+    from ..io.images import to_spec
+    from ..reports.report import write_report
 
     router = _router(args)
     keep = router.common_spec  # the images are kept for the report: at the bank's size, not the files'
-    data = load_labelled_images(args.data, args.split, args.limit, fit=router.fit, max_pixels=args.max_pixels,
+    data = load_labelled_images(args.data, args.split, args.limit, fit=router.decode_size, max_pixels=args.max_pixels,
                                 transform=lambda img: to_spec([img], keep)[0])
     report_skipped(data.skipped)
     if not data.truth:
@@ -182,9 +182,9 @@ def _percent(v: float | None) -> str:
 
 
 def cmd_outliers(args: argparse.Namespace) -> int:
-    from ..presentation import describe_outliers
-    from ..images import to_spec
-    from ..outliers import describe_fdr, find_outliers
+    from ..reports.presentation import describe_outliers
+    from ..io.images import to_spec
+    from ..reports.outliers import describe_fdr, find_outliers
 
     if args.fdr and args.quantile is not None:
         raise CommandError("--quantile and --fdr are two ways to pick outliers: give one")
@@ -199,8 +199,8 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     rows, label = found.rows, found.label
     montage = None
     if len(found.order) and args.montage != "none" and det.reconstructs:  # kinds that rebuild images
-        from ..images import take
-        from ..report import plot_montage
+        from ..io.images import take
+        from ..reports.report import plot_montage
 
         top = found.order[: args.top]
         x, rec = det.reconstruct(take(images, top))

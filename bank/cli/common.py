@@ -7,11 +7,11 @@ import json
 import math
 import sys
 
-from ..decoding import MAX_PIXELS, MAX_PIXELS_ENV
+from ..io.decoding import MAX_PIXELS, MAX_PIXELS_ENV
 from ..errors import BankError
-from ..loading import RUNTIMES
-from ..registry import Registry
-from ..stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS
+from ..registry.loading import RUNTIMES
+from ..registry.store import Registry
+from ..verdict.stats import DEFAULT_COMPLEXITY, DEFAULT_MARGIN, DEFAULT_THRESHOLD, STATS_METHODS
 
 #: Set to 1 to see the traceback of every error (as --debug does).
 DEBUG_ENV = "BANK_DEBUG"
@@ -82,7 +82,7 @@ def optional(text: str) -> float | None:
 
 def pixels(text: str) -> int:
     """An argparse type: a whole number of pixels, such as 64000000 or 6.4e7."""
-    from ..decoding import check_max_pixels
+    from ..io.decoding import check_max_pixels
 
     try:
         return check_max_pixels(text, "--max-pixels")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import stats as st
+from ..verdict import stats as st
 from .common import emit_json, registry_of, say, table
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from .. import stats as st
-from ..registry import RegistryError
+from ..verdict import stats as st
+from ..registry.store import RegistryError
 from ..kinds import kind_class
-from ..summary import SKIPPED_SHOWN, entry_summary
+from ..registry.summary import SKIPPED_SHOWN, entry_summary
 from .common import CommandError, emit_json, registry_of, say, table
 
 

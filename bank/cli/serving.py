@@ -25,7 +25,7 @@ def _loopback(host: str) -> bool:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_bank
+    from ..answering.export import export_bank
 
     say("exporting (loads TensorFlow) ...")
     path = export_bank(registry_of(args), args.out, name=args.name, version=args.version,
@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..server import create_app
+        from ..answering.server import create_app
     except ImportError as e:
         raise CommandError(f"serving needs FastAPI and uvicorn: pip install -e '.[serve]' ({e})") from None
     import logging

@@ -7,13 +7,13 @@ import contextlib
 import sys
 from pathlib import Path
 
-from ..decision import skipped_json
+from ..verdict.decision import skipped_json
 from ..kinds import AUTO, PHOTO_SIDE, kind_class
 from .common import CommandError, emit_json, registry_of, report_skipped, say, table
 
 
 def _training_params(args: argparse.Namespace) -> dict:
-    """The training options as the kinds' parameters (and size, color, kind): what :func:`bank.training.make_detector`
+    """The training options as the kinds' parameters (and size, color, kind): what :func:`bank.training.runs.make_detector`
     takes."""
     params = {}
     if args.filters:
@@ -37,7 +37,7 @@ def _training_params(args: argparse.Namespace) -> dict:
 
 def note_ignored(kind: str, params: dict) -> None:
     """Say which of the training options given ``kind`` ignores (rather than drop them silently)."""
-    from ..training import ignored_by
+    from ..training.runs import ignored_by
 
     given = ["--" + o.replace("_", "-") for o in TRAINING_FLAGS
              if o in ignored_by(kind, {k: params.get(k) for k in TRAINING_FLAGS})]
@@ -50,7 +50,7 @@ def note_ignored(kind: str, params: dict) -> None:
 def choose(kind: str, look: tuple[int, bool] | None, params: dict) -> str:
     """The kind to train: ``kind``, or what ``auto`` chooses for images of this ``look`` (largest side, all
     gray), said with why, and with the given options the chosen kind ignores."""
-    from ..images import parse_size
+    from ..io.images import parse_size
     from ..kinds import choose_kind, why_kind
 
     if kind != AUTO:
@@ -63,10 +63,10 @@ def choose(kind: str, look: tuple[int, bool] | None, params: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..data import class_source
-    from ..pipeline import scan
-    from ..registry import validate_class_name
-    from ..training import check_params, epoch_line, fit_and_register, mixing_note, own_look
+    from ..io.data import class_source
+    from ..io.pipeline import scan
+    from ..registry.store import validate_class_name
+    from ..training.runs import check_params, epoch_line, fit_and_register, mixing_note, own_look
 
     args.class_name = validate_class_name(args.class_name)  # name, registry and options before any image is read
     reg = registry_of(args)
@@ -149,8 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_all(args: argparse.Namespace) -> int:
-    from ..registry import validate_class_name
-    from ..training import check_params, class_folders, mixing_note, root_look, train_all
+    from ..registry.store import validate_class_name
+    from ..training.runs import check_params, class_folders, mixing_note, root_look, train_all
 
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     reg = registry_of(args)

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import stats as st
+from ..verdict import stats as st
 from ..errors import InputError
-from ..images import InputSpec
+from ..io.images import InputSpec
 from .autoencoder import AutoencoderModel
 from . import params as P
 from .base import ARRAYS_FILE, ClassModel, checksums, read_arrays
@@ -143,7 +143,7 @@ class AEHOGModel(ClassModel):
     def group_scorer(cls, models):
         """Scores by every one of ``models`` (one spec): their autoencoders fused into one call (LiteRT threads
         or one Keras graph, as an autoencoder bank's), then each class's HOG term."""
-        from ..runtime import error_fn
+        from ..nets.runtime import error_fn
 
         fused = error_fn([m.ae_.model_ for m in models], models[0].spec_.shape)
 
@@ -161,7 +161,7 @@ class AEHOGModel(ClassModel):
     # ------------------------------------------------------------ files
     def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the autoencoder (Keras and LiteRT) and the SVM's arrays into ``folder``; the card's fields."""
-        from ..netfiles import write_litert
+        from ..nets.netfiles import write_litert
 
         self._check_fitted()
         folder = Path(folder)
@@ -185,8 +185,8 @@ class AEHOGModel(ClassModel):
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AEHOGModel:
         """The model from its card and the checked bytes of its files (``runtime`` as
-        :func:`bank.netfiles.load_network`: LiteRT when it can, else Keras)."""
-        from ..netfiles import load_network
+        :func:`bank.nets.netfiles.load_network`: LiteRT when it can, else Keras)."""
+        from ..nets.netfiles import load_network
 
         params = cls._card_params(card)
         for name in ("ae", "hog", "hog_log_mean", "weight_used"):

@@ -1,16 +1,16 @@
-"""One class, one autoencoder: the detector every class model honours.
+"""The ``autoencoder`` kind: one small autoencoder per class, scored by its per-pixel reconstruction error.
 
-``AutoencoderModel`` follows the scikit-learn / PyOD contract: ``fit``
+``AutoencoderModel`` honours the class-model contract (:mod:`bank.kinds.base`): ``fit``
 returns self, learned state ends in ``_``, ``decision_function`` gives the raw
 score (higher = more anomalous), ``predict`` the 0/1 flag. Training splits the
 class's images (seeded) three ways: a training set, a monitor set for early
 stopping, and a calibration set that only the error statistics see.
 
 The images may be in memory (an array or a list) or files on disk
-(:class:`bank.pipeline.ImageFiles`, streamed through ``tf.data``: photos
+(:class:`bank.io.pipeline.ImageFiles`, streamed through ``tf.data``: photos
 that do not fit in memory). Training keeps the best epoch's weights, stops
 early, and with a ``checkpoint_dir`` resumes where an interrupted run left off
-(the folder and its Keras callbacks: :mod:`bank.checkpoints`).
+(the folder and its Keras callbacks: :mod:`bank.nets.checkpoints`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoints
-from .. import stats as st
-from ..checkpoints import _best_epoch, _Plan
-from ..convergence import advice, assess
+from ..nets import checkpoints
+from ..verdict import stats as st
+from ..nets.checkpoints import _best_epoch, _Plan
+from ..nets.convergence import advice, assess
 from ..errors import InputError
-from ..images import InputSpec, complexity, infer_spec, to_spec
-from ..inputs import as_images, prepare
-from ..pipeline import ImageFiles
+from ..io.images import InputSpec, complexity, infer_spec, to_spec
+from ..io.inputs import as_images, prepare
+from ..io.pipeline import ImageFiles
 from . import params as P
 from .base import ClassModel, checksums, few_held_out, warn_training
 
@@ -61,8 +61,8 @@ class AutoencoderModel(ClassModel):
 
     It honours the contract of :class:`~bank.kinds.base.ClassModel` (``fit``, ``score_samples``,
     ``measure``, ``zscore``, ``predict``, ``predict_proba``, the held-out statistics), with its own
-    training (monitor split, early stopping, checkpoints) and its own storage: a Keras model and its
-    LiteRT twins, written by :meth:`bank.registry.Registry.register` (``save`` / ``load`` refuse).
+    training (monitor split, early stopping, checkpoints, resume) and its files: a Keras model and its
+    LiteRT twins, checked against it (:meth:`save`, :meth:`load`), answered through LiteRT.
 
     Parameters
     ----------
@@ -94,7 +94,7 @@ class AutoencoderModel(ClassModel):
         z above which ``predict`` flags an image.
     method : "complexity", "lognormal" or "gaussian"
         The fit z is taken under: log error given the input's complexity
-        (default), log error, or raw error (the seeds'); see :mod:`bank.stats`.
+        (default), log error, or raw error (the seeds'); see :mod:`bank.verdict.stats`.
     complexity_threshold : float or None
         ``predict`` also flags an image whose log complexity is this many
         standard deviations from the class's (a blank page for a digit);
@@ -111,7 +111,7 @@ class AutoencoderModel(ClassModel):
         When ``fit`` is called again with the same images and parameters
         (the same :meth:`run_key`) after an interruption, it resumes from the
         last finished epoch; other images or parameters start over. One
-        folder serves one process at a time (:mod:`bank.trainstate` hands
+        folder serves one process at a time (:mod:`bank.nets.trainstate` hands
         them out). None: a temporary folder, removed after ``fit``.
     """
 
@@ -218,7 +218,7 @@ class AutoencoderModel(ClassModel):
             n = len(x)
         split = self._split(n)
 
-        from .. import models
+        from ..nets import models
 
         if self.architecture == "auto":
             arch, params = models.default_architecture(spec.shape)
@@ -237,13 +237,13 @@ class AutoencoderModel(ClassModel):
         """Train on images of one class and fit the error statistics.
 
         ``X``: an array (N, H, W[, C]), a list of decoded (H, W, C) images,
-        or :class:`~bank.pipeline.ImageFiles` (streamed from disk).
+        or :class:`~bank.io.pipeline.ImageFiles` (streamed from disk).
         """
         plan = self._plan(X)
         files, x, spec, n, arch, params = plan.files, plan.x, plan.spec, plan.n, plan.arch, plan.params
         train_idx, mon_idx, cal_idx = plan.split
 
-        from .. import models
+        from ..nets import models
         import keras
 
         keras.utils.set_random_seed(self.seed)
@@ -253,7 +253,7 @@ class AutoencoderModel(ClassModel):
         late: list[tuple[str, str]] = []  # files unreadable since the scan
         cache = False
         if files is not None:
-            from ..pipeline import dataset, fits_in_memory
+            from ..io.pipeline import dataset, fits_in_memory
 
             paths, cache = files.paths, fits_in_memory(len(train_idx) + len(mon_idx), spec)
             train = dataset([paths[i] for i in train_idx], spec, self.batch_size, seed=self.seed, repeats=repeats,
@@ -272,7 +272,7 @@ class AutoencoderModel(ClassModel):
         self.history_ = self._train(model, train, monitor, run_id)
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
         if files is not None:
-            from ..pipeline import measure
+            from ..io.pipeline import measure
 
             error_fn, note = self._error_fn(), lambda name, why: late.append((name, why))
             cal_errors, cal_cx = measure(error_fn, [paths[i] for i in cal_idx], spec, on_skip=note)
@@ -324,7 +324,7 @@ class AutoencoderModel(ClassModel):
         return checkpoints.run_key(plan, {k: getattr(self, k) for k in checkpoints.RUN_SETTINGS})
 
     def _train(self, model, train, monitor, run_id: str) -> dict[str, list[float]]:
-        """Fit with Keras, keeping and resuming state in ``checkpoint_dir`` (:func:`bank.checkpoints.train`);
+        """Fit with Keras, keeping and resuming state in ``checkpoint_dir`` (:func:`bank.nets.checkpoints.train`);
         sets ``resumed_from_`` and ``best_since_``. Returns the history of every epoch (those before a
         resume too), the model left at its best epoch."""
         def resumed(from_epoch: int, best_since: int) -> None:
@@ -340,7 +340,7 @@ class AutoencoderModel(ClassModel):
     def reconstruction_error(self, X: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
         """Per-image reconstruction error (per-pixel MSE in [0, 1] units), shape (N,).
 
-        ``X``: what :meth:`bank.Router.score` takes (:func:`bank.inputs.as_images`): an (H, W) or (H, W, C)
+        ``X``: what :meth:`bank.Router.score` takes (:func:`bank.io.inputs.as_images`): an (H, W) or (H, W, C)
         array with C <= 4 is one image (a decoded photo), (N, H, W) or (N, H, W, C) a stack; a file path; a
         PIL image; or a list mixing these. Each is brought to the model's spec (size, colour) like a file.
         The other scoring methods take the same.
@@ -356,7 +356,7 @@ class AutoencoderModel(ClassModel):
 
     def _error_fn(self):
         """Images at the model's spec -> their errors, (N,)."""
-        from ..runtime import error_fn
+        from ..nets.runtime import error_fn
 
         fn = error_fn([self.model_], self.spec_.shape)
         return lambda x: fn(x)[:, 0]
@@ -383,8 +383,8 @@ class AutoencoderModel(ClassModel):
     def group_scorer(cls, models: Sequence[AutoencoderModel]) -> Callable[[np.ndarray], np.ndarray]:
         """Errors of images (at the models' shared spec) under every one of ``models``, (N, K), in one compiled
         call: LiteRT models share the classes among the cores, Keras models are fused into one graph
-        (:func:`bank.runtime.error_fn`)."""
-        from ..runtime import error_fn
+        (:func:`bank.nets.runtime.error_fn`)."""
+        from ..nets.runtime import error_fn
 
         return error_fn([m.model_ for m in models], models[0].spec_.shape)
 
@@ -392,7 +392,7 @@ class AutoencoderModel(ClassModel):
         return self.model_
 
     def tf_score(self, images, cache: dict):
-        """The error as :func:`bank.models.error_model` defines it: per-pixel MSE, in float32."""
+        """The error as :func:`bank.nets.models.error_model` defines it: per-pixel MSE, in float32."""
         import tensorflow as tf
 
         return tf.reduce_mean(tf.square(self.model_(images, training=False) - images), axis=[1, 2, 3])
@@ -412,7 +412,7 @@ class AutoencoderModel(ClassModel):
     def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the Keras model ``model.keras`` and (with ``litert``) its LiteRT twins, checked against it,
         into ``folder``; the card's fields, the architecture and loss curves in ``params``."""
-        from ..netfiles import write_litert
+        from ..nets.netfiles import write_litert
 
         self._check_fitted()
         if not hasattr(self.model_, "save"):
@@ -428,8 +428,8 @@ class AutoencoderModel(ClassModel):
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AutoencoderModel:
         """The model from its card and the checked bytes of its files: the LiteRT twins when ``runtime``
-        allows (:func:`bank.netfiles.load_network`), else the Keras model in safe mode."""
-        from ..netfiles import load_network
+        allows (:func:`bank.nets.netfiles.load_network`), else the Keras model in safe mode."""
+        from ..nets.netfiles import load_network
 
         params = cls._card_params(card)
         arch = params.get("architecture")

@@ -4,7 +4,7 @@ A class model (PyOD's detector, scikit-learn's estimator) is built with explicit
 from its class's images alone with ``fit`` (which returns it), and gives each image a raw score where
 higher means less like the class (``score_samples``, also ``decision_function``). What turns raw
 scores into z, p-values and flags is written once, here, for every kind: ``fit`` holds out a share
-of the images (seeded), and ``calibrate`` fits the error statistics (:mod:`bank.stats`) on the
+of the images (seeded), and ``calibrate`` fits the error statistics (:mod:`bank.verdict.stats`) on the
 scores of those held-out images; ``zscore``, ``predict`` and ``predict_proba`` read them.
 
 A kind supplies four things: ``_fit_core(x)`` (learn from images at the model's input spec),
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import stats as st
-from ..decision import decide
+from ..verdict import stats as st
+from ..verdict.decision import decide
 from ..digest import sha256_bytes, sha256_file
 from ..errors import InputError
-from ..images import InputSpec, complexity, infer_spec, to_spec
-from ..inputs import as_images, prepare
-from ..pipeline import ImageFiles
+from ..io.images import InputSpec, complexity, infer_spec, to_spec
+from ..io.inputs import as_images, prepare
+from ..io.pipeline import ImageFiles
 from . import params as P
 
 #: The file a kind's learned arrays are saved in (``np.savez``, read back with ``allow_pickle=False``).
@@ -84,7 +84,7 @@ class ClassModel:
     #: What the raw score is, in words (``bank show``'s statistics line).
     score_label = "per-pixel MSE"
     #: The unit of the raw score: classes that share one compare their raw scores (the router's argmin and
-    #: margin); per-pixel squared error (:data:`bank.stats.PIXEL_MSE`) by default.
+    #: margin); per-pixel squared error (:data:`bank.verdict.stats.PIXEL_MSE`) by default.
     score_unit = st.PIXEL_MSE
     #: Whether the unit is fitted per class (a kernel width), so that even classes of this kind alone compare
     #: relative to their own held-out scores.
@@ -117,7 +117,7 @@ class ClassModel:
     #: correct a reconstruction error for how busy the input is (Serra et al., ICLR 2020). A kind whose
     #: score does not track the input's busyness (a distance between pretrained features) says False.
     uses_complexity = True
-    #: Whether the statistics' log fits take a fitted shift, ``log(score + c)`` (:func:`bank.stats.fit_log_shift`):
+    #: Whether the statistics' log fits take a fitted shift, ``log(score + c)`` (:func:`bank.verdict.stats.fit_log_shift`):
     #: for a kind whose held-out scores crowd at 0 (a network sure of most of its class's images).
     shifted_log = False
 
@@ -152,7 +152,7 @@ class ClassModel:
     @classmethod
     def from_options(cls, spec: InputSpec | None = None, **options) -> ClassModel:
         """A model of this kind from the command line's training options (:attr:`training_options`, ``seed``;
-        anything else is left out: see :func:`bank.training.ignored_by`)."""
+        anything else is left out: see :func:`bank.training.runs.ignored_by`)."""
         return cls(spec=spec, **{k: v for k, v in options.items() if k in (*cls.training_options, "seed")})
 
     @classmethod
@@ -238,7 +238,7 @@ class ClassModel:
 
     def fit(self, X) -> ClassModel:
         """Learn the class from ``X`` (an array (N, H, W[, C]), a list of images, paths or PIL images:
-        what :func:`bank.inputs.as_images` takes; or :class:`~bank.pipeline.ImageFiles`) and fit the error
+        what :func:`bank.io.inputs.as_images` takes; or :class:`~bank.io.pipeline.ImageFiles`) and fit the error
         statistics on a held-out share."""
         self._check_params()
         x, spec, late = self._read(X)
@@ -256,8 +256,8 @@ class ClassModel:
         in threads, a chunk at a time, so a transform keeps memory to one chunk of images."""
         late: list[tuple[str, str]] = []
         transform = transform or (lambda x: x)
-        if isinstance(X, ImageFiles):  # files found by bank.pipeline.scan: decoded now, at the spec, in threads
-            from ..data import iter_images
+        if isinstance(X, ImageFiles):  # files found by bank.io.pipeline.scan: decoded now, at the spec, in threads
+            from ..io.data import iter_images
 
             spec = self.spec or self.choose_spec(X.spec())
             out = []
@@ -281,7 +281,7 @@ class ClassModel:
                          late: list[tuple[str, str]]) -> None:
         """The training record (``training_``), with its warnings: files left out, too few held-out images,
         held-out scores all but equal, and for a kind that trains by epochs the convergence verdict on its
-        loss curve (:mod:`bank.convergence`)."""
+        loss curve (:mod:`bank.nets.convergence`)."""
         self.training_ = {"kind": self.kind, "seed": self.seed, "calibration_fraction": self.calibration_fraction,
                           "n_images": int(n), "n_train": int(len(train_idx)), "n_calibration": int(len(cal_idx)),
                           "train_error_mean": float(np.mean(train_scores)), "warnings": []}
@@ -296,7 +296,7 @@ class ClassModel:
     def _convergence(self) -> None:
         """The convergence verdict on the curve a kind that trains by epochs watched (its early-stopping loss,
         else its training loss) into ``training_``, with what to try when it did not settle."""
-        from ..convergence import advice, assess
+        from ..nets.convergence import advice, assess
 
         curves = self.curves()
         if not curves.get("loss"):

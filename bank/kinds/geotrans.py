@@ -3,7 +3,7 @@
 After Golan and El-Yaniv, "Deep Anomaly Detection Using Geometric Transformations" (NeurIPS 2018):
 a small convolutional network learns, from the class's own images only, to recognise which of ``T``
 transformations (the four quarter turns; times a mirror flip when ``transforms=8``) was applied to an
-image. While it learns, each image is also changed in ways that keep it of the class (:mod:`bank.augment`:
+image. While it learns, each image is also changed in ways that keep it of the class (:mod:`bank.io.augment`:
 cropped, moved, mirrored, in other light), so that it learns the class's turns rather than its photos'. Telling a cat upright from a cat upside down needs to know what a cat looks like: on an image
 of another class the network is less sure, and the image's score is
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..images import InputSpec
+from ..io.images import InputSpec
 from . import params as P
 from .base import ClassModel, checksums, warn_training
 
@@ -68,7 +68,7 @@ def surprise(logits: np.ndarray, t: np.ndarray) -> np.ndarray:
 def build_network(shape: tuple[int, ...], n_out: int, filters: Sequence[int], dense: int, dropout: float,
                   learning_rate: float):
     """The transformation classifier: conv blocks (3x3, ReLU, 2x2 max-pool), a dense layer, ``n_out`` logits."""
-    from .. import models  # noqa: F401  (quiet TensorFlow start-up)
+    from ..nets import models  # noqa: F401  (quiet TensorFlow start-up)
     import keras
     from keras import layers
 
@@ -89,9 +89,10 @@ def build_network(shape: tuple[int, ...], n_out: int, filters: Sequence[int], de
 
 def _pairs(x: np.ndarray, n_transforms: int, batch_size: int, seed: int, changes: dict):  # noqa: C901
     """A Keras dataset of every (image, transformation) pair once an epoch, shuffled anew each epoch, each
-    image changed at random as the class allows (``changes``: :mod:`bank.augment`'s crop, shift, mirror and
+    image changed at random as the class allows (``changes``: :mod:`bank.io.augment`'s crop, shift, mirror and
     light, drawn anew each time) before it is transformed."""
-    from .. import augment, models  # noqa: F401  (models: TensorFlow imported quietly)
+    from ..io import augment
+    from ..nets import models  # noqa: F401  (models: TensorFlow imported quietly)
     import keras
 
     def changed(b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -234,12 +235,12 @@ class GeoTransModel(ClassModel):
 
     # ------------------------------------------------------------ learning
     def _fit_core(self, x: np.ndarray) -> None:
-        from .. import models  # noqa: F401  (TensorFlow and Keras imported quietly, before anything else does)
+        from ..nets import models  # noqa: F401  (TensorFlow and Keras imported quietly, before anything else does)
         import keras
 
         _check_side(self.spec_)  # a spec chosen from the images
 
-        from ..checkpoints import epoch_report
+        from ..nets.checkpoints import epoch_report
 
         keras.utils.set_random_seed(self.seed)
         side = self.spec_.height
@@ -286,7 +287,7 @@ class GeoTransModel(ClassModel):
     def group_scorer(cls, models):
         """Scores by every one of ``models`` (one spec): LiteRT networks share the classes among the cores
         (one thread each), as an autoencoder bank does; Keras networks class by class."""
-        from .. import runtime as rt
+        from ..nets import runtime as rt
 
         if rt.cores() < 2 or len(models) < 2 or not all(isinstance(m.net_, rt.LiteModel) for m in models):
             return super().group_scorer(models)
@@ -312,7 +313,7 @@ class GeoTransModel(ClassModel):
     # ------------------------------------------------------------ files
     def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the network (Keras and LiteRT) into ``folder``; the card's fields."""
-        from ..netfiles import write_litert
+        from ..nets.netfiles import write_litert
 
         self._check_fitted()
         folder = Path(folder)
@@ -333,8 +334,8 @@ class GeoTransModel(ClassModel):
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> GeoTransModel:
         """The model from its card and the checked bytes of its files (``runtime`` as
-        :func:`bank.netfiles.load_network`: LiteRT when it can, else Keras)."""
-        from ..netfiles import load_network
+        :func:`bank.nets.netfiles.load_network`: LiteRT when it can, else Keras)."""
+        from ..nets.netfiles import load_network
 
         params = cls._card_params(card)
         if params.get("transforms") not in TRANSFORMS:

@@ -31,32 +31,11 @@ false accept on MNIST.) The SVM's own boundary (decision 0) sits at score
 ``threshold_ = -log(-intercept_ / sum_i a_i)``.
 
 ``pixels_per_cell="auto"`` gives about seven cells a side whatever the
-input size, ``(max(1, H // 7), max(1, W // 7))``: 4x4-pixel cells on 28x28
-digits, 9x9 on 64x64 photos, 1x1 on 8x8 digits, so with 3x3-cell blocks the
-HOG has 2,025 values (5x5 blocks) whatever the size, 2,916 on the 8x8 digits.
-Defaults (9 orientations, auto cells, 3x3-cell blocks, ``nu=0.1``,
-``gamma="scale"`` times ``gamma_factor=4``, fit on at most 2,000 images)
-come from a sweep on MNIST (mean one-class AUROC of the ten digits): 7 cells
-a side with 3x3 blocks 0.979, with 2x2 blocks 0.970, 4 cells a side 0.959 at
-most, 2 cells 0.925 at most (all at scikit-learn's "scale" gamma); then
-gamma "scale" times 0.5, 1, 2, 4, 8: 0.975, 0.979, 0.984, 0.989, 0.989 (at 8
-nearly every image becomes a support vector); nu 0.05 to 0.2 changed
-AUROC by 0.001, 0.5 lost 0.004; fitting on 2,000 images instead of all
-5,400 cost 0.001 for 60% of the support vectors and a fifth of the time.
-
-``signed=True`` takes the HOG over 360 degrees of gradient direction
-(:func:`bank.kinds.hog.hog`), where scikit-image's is unsigned (the default,
-as users compare it).
-Unsigned HOG sees no difference between a digit and its inversion: on MNIST
-(1,000 per digit, relative comparison) unsigned / signed with 9 orientations
-gave inverted digits called unknown 2.3% / 99.7%, rotated 90.7% / 93.1%,
-argmin 0.9643 / 0.9670, mean AUROC 0.9869 / 0.9887 (signed with 18: 0.9600,
-0.9868); cats and dogs at 64x64 the same either way (cat 0.421 / 0.416, dog
-0.622 / 0.627). But on a small class it flags more of its own: 3 digit
-classes of 60 images at 16x16 (6 held out) had 0-30% of their own test
-digits called unknown unsigned, 0-35% signed, argmin 0.85 -> 0.78. So it
-stays an option (``HOGOCSVMModel(svm={"signed": True})``) until a default
-per class size is measured. Cards written before the option load unsigned.
+input size, ``(max(1, H // 7), max(1, W // 7))``: with 3x3-cell blocks the
+HOG has 2,025 values whatever the size (2,916 on 8x8 digits). ``signed=True``
+takes the HOG over 360 degrees of gradient direction (:func:`bank.kinds.hog.hog`),
+where scikit-image's is unsigned (the default). How the defaults were chosen,
+and what the signed HOG changes: docs/kinds.md, "The hog-ocsvm score".
 """
 
 from __future__ import annotations
@@ -288,7 +267,7 @@ class HOGOCSVMModel(ClassModel):
     kind = "hog-ocsvm"
     summary = "HOG features and a one-class SVM"
     score_label = "the hog-ocsvm score"
-    #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.stats.compared)
+    #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.verdict.stats.compared)
     score_unit = "hog-ocsvm"
     unit_per_class = True  #: the kernel width is fitted per class: even hog-ocsvm classes alone compare relative
 

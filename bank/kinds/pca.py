@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .. import stats as st
+from ..verdict import stats as st
 from ..errors import InputError
 from ._arrays import check_batch, get_array, get_param, get_shape
 from . import params as P

@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .. import stats as st
+from ..verdict import stats as st
 from ..backbones import backbone as bbs
 from ..errors import InputError
-from ..images import InputSpec
+from ..io.images import InputSpec
 from ._arrays import get_array
 from . import params as P
 from .base import ClassModel, read_arrays
@@ -155,7 +155,7 @@ class PretrainedModel(ClassModel):
         if self.head == "knn":
             self._set_bank(*self._quantise(_unit(f)))
             return
-        from .. import models  # noqa: F401  (TensorFlow and Keras imported quietly)
+        from ..nets import models  # noqa: F401  (TensorFlow and Keras imported quietly)
         import keras
         from keras import layers
 

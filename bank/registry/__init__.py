@@ -1,0 +1,1 @@
+"""The registry on disk: cards, locks, crash-safe writes, checked loading, summaries."""

@@ -1,0 +1,1 @@
+"""Training classes into a registry: one class, or one per sub-folder in parallel processes."""

@@ -1,0 +1,494 @@
+"""Statistics of a class model's normal reconstruction error, and the tests built on them.
+
+Pure NumPy/SciPy: no TensorFlow here, so the maths is testable on its own.
+
+The unit of an error is the per-pixel mean squared error on the [0, 1] scale.
+Every score follows one direction: a higher error, z or margin is more anomalous.
+
+Three fits of the same held-out errors are kept:
+
+- ``gaussian`` (the seeds'): z = (error - mean) / std on the raw error;
+- ``lognormal``: z = (log error - log_mean) / log_std.
+  Reconstruction errors are right-skewed, bounded below by 0; their log is
+  close to normal, so its z gives honest tail probabilities (on MNIST, z > 3
+  rejects 0.6% of normal digits where the raw Gaussian rejects 2%).
+
+- ``complexity`` (the default): the lognormal z of the error *given the
+  input's complexity*. Simple inputs (a blank page, a thin stroke) reconstruct
+  well whatever they are, complex ones badly: reconstruction error tracks
+  complexity as much as class (Serra et al., ICLR 2020). Complexity here is
+  the bits per value zlib needs for the image (:func:`bank.io.images.complexity`);
+  the fit regresses log error on log complexity over the held-out images and
+  z is the residual over its standard deviation. The same fit gives a second
+  test: an input whose complexity is far outside the class's (|z| >
+  ``DEFAULT_COMPLEXITY``), such as a blank or constant image, is not the class.
+  A class fitted before this existed falls back to ``lognormal``.
+
+Beside the error's own test, a bank has the *margin* of a class on an image:
+``log(error of the class) - log(lowest error of the other classes)``. A
+positive margin means another class reconstructs the image better; past
+``DEFAULT_MARGIN`` (another class's error is 18% lower), the class flags it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Quantiles of the held-out error kept with every class model.
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99, 0.999)
+
+#: Default flag threshold, in standard deviations above the mean error.
+DEFAULT_THRESHOLD = 3.0
+
+#: Fewest held-out errors a fit accepts: a standard deviation needs two.
+MIN_SAMPLES = 2
+
+#: Fewest held-out images the complexity line is fitted on; below, z is the plain lognormal one
+#: (slope 0) and only the complexity test remains.
+MIN_COMPLEXITY_SAMPLES = 30
+
+#: The line is trusted this many standard deviations of log complexity either side of the mean, no further.
+COMPLEXITY_CLAMP = 3.0
+
+#: The fits a z can be taken under; the first is the default.
+STATS_METHODS = ("complexity", "lognormal", "gaussian")
+
+#: How each method's z (of the reconstruction error: ``test_z``) is named in messages, tables and pages.
+METHOD_LABELS = {"complexity": "complexity-corrected z", "lognormal": "lognormal z", "gaussian": "Gaussian z"}
+
+#: How the z of the input's own complexity (its zlib bits per value against the class's images: ``complexity_z``)
+#: is named: a different quantity from the complexity-corrected z of the error, so never "complexity z" alone.
+INPUT_COMPLEXITY_LABEL = "input complexity z"
+
+#: How classes are compared for the argmin and the margin: ``raw`` errors (one unit for every class:
+#: autoencoders, PCA), or ``relative``: each error's z under its class's held-out errors (:func:`compared`).
+COMPARE_MODES = ("raw", "relative")
+
+#: The ``score_unit`` of kinds scored by the per-pixel mean squared error of a reconstruction (pixels in
+#: [0, 1]): their raw errors compare across classes. Every kind names its unit; classes of one unit compare raw.
+PIXEL_MSE = "pixel-mse"
+
+#: A class flags an image when another class's error is lower by this much in log (e**0.2 = 1.22).
+DEFAULT_MARGIN = 0.2
+
+#: A class flags an image whose log complexity is this many standard deviations from the class's.
+DEFAULT_COMPLEXITY = 4.0
+
+#: The fields of the input-complexity part of a fit (all on log scales).
+COMPLEXITY_FIELDS = ("complexity_mean", "complexity_std", "complexity_slope", "residual_std")
+
+#: Errors are floored here before taking logs (a perfect reconstruction has error 0).
+LOG_FLOOR = 1e-12
+
+
+@dataclass(frozen=True)
+class ErrorStats:
+    """Mean, standard deviation, count and quantiles of held-out errors.
+
+    Fitted once, after training, on images of the class the model never
+    trained on. ``std`` is floored (see :func:`fit_error_stats`) so z-scores
+    stay finite even when every held-out error is the same.
+    """
+
+    mean: float
+    std: float
+    n: int
+    quantiles: dict[str, float] = field(default_factory=dict)
+    log_mean: float | None = None
+    log_std: float | None = None
+    complexity_mean: float | None = None
+    complexity_std: float | None = None
+    complexity_slope: float | None = None
+    residual_std: float | None = None
+    calibration: tuple[float, ...] | None = None  #: the held-out errors, sorted: conformal p-values
+    #: The log fits take log(error + log_shift): 0 (a plain log) unless fitted (:func:`fit_log_shift`), for a
+    #: kind whose scores crowd at 0 (a network sure of most of its own images), where a plain log's spread is
+    #: made by the crowd and puts the flag far past every held-out score.
+    log_shift: float = 0.0
+
+    @cached_property
+    def calibration_array(self) -> np.ndarray | None:
+        """``calibration`` as a sorted float64 array, made once: what conformal p-values search."""
+        return None if self.calibration is None else np.asarray(self.calibration, dtype=np.float64)
+
+    @property
+    def has_complexity(self) -> bool:
+        """True when the fit has the input-complexity part (models fitted since it exists)."""
+        return self.complexity_mean is not None
+
+    def __post_init__(self):
+        given = [getattr(self, k) is not None for k in COMPLEXITY_FIELDS]
+        if any(given) and not all(given):
+            raise InputError(f"stats: the complexity part needs all of {', '.join(COMPLEXITY_FIELDS)}, or none")
+        if self.log_mean is None or self.log_std is None:  # cards from before the log fit: moment-match it
+            var = math.log1p((self.std / max(self.mean, LOG_FLOOR)) ** 2)
+            object.__setattr__(self, "log_mean", math.log(max(self.mean, LOG_FLOOR)) - var / 2)
+            object.__setattr__(self, "log_std", max(math.sqrt(var), 1e-6))
+
+    def to_dict(self) -> dict:
+        """The JSON form stored in a model card."""
+        out = {"mean": self.mean, "std": self.std, "n": self.n, "quantiles": dict(self.quantiles),
+               "log_mean": self.log_mean, "log_std": self.log_std}
+        if self.has_complexity:
+            out.update({k: getattr(self, k) for k in COMPLEXITY_FIELDS})
+        if self.calibration is not None:
+            out["calibration_errors"] = list(self.calibration)
+        if self.log_shift:
+            out["log_shift"] = self.log_shift
+        return out
+
+    def logs(self, errors: np.ndarray) -> np.ndarray:
+        """The log of errors as the log fits take it: ``log(error + log_shift)``, floored."""
+        return np.log(np.maximum(np.asarray(errors, dtype=np.float64) + self.log_shift, LOG_FLOOR))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ErrorStats:
+        """Parse the JSON form, checking every field (a card may be hand-edited)."""
+        if not isinstance(data, dict):
+            raise InputError(f"stats: expected an object, got {type(data).__name__}")
+        missing = [k for k in ("mean", "std", "n") if k not in data]
+        if missing:
+            raise InputError(f"stats: missing field(s) {', '.join(missing)}")
+        mean, std = _finite(data["mean"], "stats.mean"), _finite(data["std"], "stats.std")
+        if std <= 0:
+            raise InputError(f"stats.std: expected a positive number, got {std}")
+        n = data["n"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < MIN_SAMPLES:
+            raise InputError(f"stats.n: expected an integer >= {MIN_SAMPLES}, got {n!r}")
+        quantiles = data.get("quantiles", {})
+        if not isinstance(quantiles, dict):
+            raise InputError("stats.quantiles: expected an object of quantile -> error")
+        quantiles = {str(k): _finite(v, f"stats.quantiles[{k}]") for k, v in quantiles.items()}
+        log_mean = log_std = None
+        if data.get("log_mean") is not None or data.get("log_std") is not None:
+            log_mean, log_std = _finite(data.get("log_mean"), "stats.log_mean"), _finite(data.get("log_std"),
+                                                                                         "stats.log_std")
+            if log_std <= 0:
+                raise InputError(f"stats.log_std: expected a positive number, got {log_std}")
+        extra = {}
+        if any(data.get(k) is not None for k in COMPLEXITY_FIELDS):
+            if log_mean is None:  # the line is centred on the fitted log mean: both come from one fit
+                raise InputError("stats: the complexity fields need log_mean and log_std beside them")
+            extra = {k: _finite(data.get(k), f"stats.{k}") for k in COMPLEXITY_FIELDS}
+            for k in ("complexity_std", "residual_std"):
+                if extra[k] <= 0:
+                    raise InputError(f"stats.{k}: expected a positive number, got {extra[k]}")
+        calibration = data.get("calibration_errors")
+        if calibration is not None:
+            if not isinstance(calibration, list) or len(calibration) != n:
+                raise InputError(f"stats.calibration_errors: expected a list of the n = {n} held-out errors")
+            calibration = tuple(sorted(_finite(v, "stats.calibration_errors[]") for v in calibration))
+            if calibration[0] < 0:
+                raise InputError("stats.calibration_errors: expected errors >= 0")
+        shift = data.get("log_shift", 0.0)
+        shift = 0.0 if shift is None else _finite(shift, "stats.log_shift")
+        if shift < 0:
+            raise InputError(f"stats.log_shift: expected a number >= 0, got {shift}")
+        return cls(mean=mean, std=std, n=n, quantiles=quantiles, log_mean=log_mean, log_std=log_std,
+                   calibration=calibration, log_shift=shift, **extra)
+
+
+def _finite(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def fit_error_stats(errors: np.ndarray, complexity: np.ndarray | None = None,
+                    quantiles: tuple[float, ...] = QUANTILES, shifted_log: bool = False) -> ErrorStats:
+    """Fit :class:`ErrorStats` to a 1-D array of held-out reconstruction errors.
+
+    ``std`` is the sample standard deviation (ddof=1), floored at
+    ``1e-6 * mean`` (and 1e-12) so identical errors do not give infinite z.
+    The errors themselves are kept, sorted (``calibration``), for the
+    conformal p-values of :mod:`bank.verdict.conformal`. ``shifted_log``: the log
+    fits take ``log(error + c)``, ``c`` from :func:`fit_log_shift`. ``complexity`` (the same
+    images' :func:`bank.io.images.complexity`) adds
+    the complexity part: the least-squares line of log error on log
+    complexity and the spread of both around it (the line from
+    ``MIN_COMPLEXITY_SAMPLES`` images on; fewer cannot pin a line down).
+    """
+    errors = np.asarray(errors, dtype=np.float64).ravel()
+    if errors.size < MIN_SAMPLES:
+        raise InputError(
+            f"need at least {MIN_SAMPLES} held-out errors to fit statistics, got {errors.size}"
+        )
+    if not np.all(np.isfinite(errors)):
+        raise InputError("held-out errors contain NaN or infinity")
+    if np.any(errors < 0):
+        raise InputError("held-out errors must not be negative")
+    mean = float(errors.mean())
+    std = max(float(errors.std(ddof=1)), 1e-6 * abs(mean), 1e-12)
+    shift = fit_log_shift(errors) if shifted_log else 0.0
+    logs = np.log(np.maximum(errors + shift, LOG_FLOOR))
+    log_std = max(float(logs.std(ddof=1)), 1e-6)
+    qs = {f"{q:g}": float(np.quantile(errors, q)) for q in quantiles}
+    extra = {} if complexity is None else _fit_complexity(logs, complexity, log_std)
+    return ErrorStats(mean=mean, std=std, n=int(errors.size), quantiles=qs, log_mean=float(logs.mean()),
+                      log_std=log_std, calibration=tuple(float(v) for v in np.sort(errors)), log_shift=shift, **extra)
+
+
+#: Shifts tried by :func:`fit_log_shift`, as shares of the held-out scores' median.
+SHIFT_GRID = tuple(float(v) for v in np.logspace(-3, 2, 31))
+#: The upper quantiles of the held-out scores that the shifted fit is made to meet.
+SHIFT_QUANTILES = (0.75, 0.9, 0.95)
+_Z = {0.75: 0.6744897501960817, 0.9: 1.2815515655446004, 0.95: 1.6448536269514722}
+#: The plain log is kept while its fit misses those quantiles by at most this (sum of squared log ratios):
+#: lognormal scores miss by more in 1 of 100 draws of 30 held-out images (0.12), geotrans's surprise by 0.7-1.9.
+SHIFT_SLACK = 0.15
+
+
+def fit_log_shift(errors: np.ndarray) -> float:
+    """The ``c >= 0`` (0, or a share in :data:`SHIFT_GRID` of the held-out scores' median) for which the
+    normal fit of ``log(error + c)`` puts the scores' upper quantiles (:data:`SHIFT_QUANTILES`) where the
+    held-out scores have them: the flag is a point far up that tail, so the tail is what the fit must
+    follow. Scores whose log is normal keep 0 (:data:`SHIFT_SLACK`); scores crowding at 0 get the shift
+    that stops the crowd from stretching the fitted spread."""
+    e = np.asarray(errors, dtype=np.float64)
+    med = float(np.median(e))
+    if e.size < MIN_COMPLEXITY_SAMPLES or med <= 0:
+        return 0.0
+    want = np.log(np.quantile(e, SHIFT_QUANTILES))
+    z = np.array([_Z[q] for q in SHIFT_QUANTILES])
+
+    def miss(c: float) -> float:  # how far the fit's upper quantiles are from the scores', in log
+        y = np.log(np.maximum(e + c, LOG_FLOOR))
+        got = np.exp(y.mean() + z * y.std(ddof=1)) - c
+        return float(np.sum((np.log(np.maximum(got, LOG_FLOOR)) - want) ** 2))
+
+    if miss(0.0) <= SHIFT_SLACK:
+        return 0.0
+    return min((0.0, *(share * med for share in SHIFT_GRID)), key=miss)
+
+
+#: Held-out scores are "all but equal" when this share of them tie, or their spread is below this share of
+#: their mean, or all lie below :data:`DEGENERATE_SCALE`: see :func:`degenerate`.
+DEGENERATE_TIES = 0.5
+DEGENERATE_SPREAD = 1e-3
+DEGENERATE_SCALE = 1e-9
+
+
+def degenerate(stats: ErrorStats) -> str | None:
+    """Why a class's held-out scores say too little to judge other images by (a warning), or None.
+
+    A class whose held-out scores are all but equal (many exactly tied, such as perfect reconstructions
+    of drawings at 0; or a spread that is a rounding error) has a floored standard deviation and a
+    meaningless tail: any image scored a little worse is "improbable", and its low raw scores make it
+    look the best fit for images it does not know.
+    """
+    cal = stats.calibration_array
+    if cal is None or cal.size < MIN_SAMPLES:
+        return None
+    values, counts = np.unique(cal, return_counts=True)
+    ties = int(counts.max())
+    why = None
+    if ties >= DEGENERATE_TIES * cal.size and ties > 1:
+        why = f"{ties} of its {cal.size} held-out scores are exactly {values[np.argmax(counts)]:.3g}"
+    elif float(cal.max()) < DEGENERATE_SCALE:
+        why = f"every held-out score is below {DEGENERATE_SCALE:g} (largest {float(cal.max()):.3g})"
+    elif float(np.std(cal)) < DEGENERATE_SPREAD * abs(float(np.mean(cal))):
+        why = f"its held-out scores spread by {float(np.std(cal)):.3g} around {float(np.mean(cal)):.3g}"
+    if why is None:
+        return None
+    return (f"the class's held-out scores are all but equal ({why}): its images are alike or trivially easy "
+            "for its model, so its z-scores and flags say little and its low scores may win images of other "
+            "classes; give it more varied images, or another --kind")
+
+
+def _fit_complexity(log_errors: np.ndarray, complexity: np.ndarray, log_std: float) -> dict:
+    c = np.asarray(complexity, dtype=np.float64).ravel()
+    if c.shape != log_errors.shape or not np.all(np.isfinite(c)) or np.any(c <= 0):
+        raise InputError(f"complexity: expected {log_errors.size} positive finite values, one per held-out error")
+    lc = np.log(c)
+    dc, de = lc - lc.mean(), log_errors - log_errors.mean()
+    var = float(np.mean(dc * dc))
+    if var > 1e-6 and lc.size >= MIN_COMPLEXITY_SAMPLES:
+        slope = float(np.mean(dc * de) / var)
+        residual = de - slope * dc
+        # ddof=2: the line took two degrees of freedom. Floored so a near-perfect line cannot make z explode.
+        residual_std = max(float(np.sqrt(np.sum(residual**2) / (residual.size - 2))), 0.1 * log_std, 1e-6)
+    else:  # too few images, or all alike: no line, the plain lognormal z
+        slope, residual_std = 0.0, log_std
+    return {"complexity_mean": float(lc.mean()), "complexity_std": max(float(lc.std(ddof=1)), 0.05),
+            "complexity_slope": slope, "residual_std": residual_std}
+
+
+def zscore(errors: np.ndarray, stats: ErrorStats, method: str = "gaussian",
+           complexity: np.ndarray | None = None) -> np.ndarray:
+    """z of errors under a fit: ``gaussian`` (error - mean) / std, ``lognormal`` on log error, or
+    ``complexity``: the log error's residual from the class's line at each input's ``complexity``
+    (held at the line's value ``COMPLEXITY_CLAMP`` standard deviations out for inputs beyond).
+
+    ``complexity`` falls back to ``lognormal`` when the fit has no complexity part or no
+    ``complexity`` values are given (see :func:`effective_method`).
+    """
+    e = np.asarray(errors, dtype=np.float64)
+    method = effective_method(stats, check_method(method), complexity is not None)
+    if method == "gaussian":
+        return (e - stats.mean) / stats.std
+    log_e = stats.logs(e)
+    if method == "lognormal":
+        return (log_e - stats.log_mean) / stats.log_std
+    reach = COMPLEXITY_CLAMP * stats.complexity_std  # no extrapolating the line past the images it was fitted on
+    dc = np.clip(np.log(np.asarray(complexity, np.float64)) - stats.complexity_mean, -reach, reach)
+    expected = stats.log_mean + stats.complexity_slope * dc
+    return (log_e - expected) / stats.residual_std
+
+
+def effective_method(stats: ErrorStats, method: str, have_complexity: bool = True) -> str:
+    """The method a z is really taken under: ``complexity`` needs a fit with that part and the inputs' values."""
+    if method == "complexity" and not (stats.has_complexity and have_complexity):
+        return "lognormal"
+    return method
+
+
+def complexity_z(complexity: np.ndarray, stats: ErrorStats) -> np.ndarray:
+    """How far each input's log complexity is from the class's, in standard deviations (NaN without a fit)."""
+    c = np.asarray(complexity, dtype=np.float64)
+    if not stats.has_complexity:
+        return np.full(c.shape, np.nan)
+    return (np.log(c) - stats.complexity_mean) / stats.complexity_std
+
+
+def check_method(method: str) -> str:
+    """A stats method name, checked against :data:`STATS_METHODS`."""
+    if method not in STATS_METHODS:
+        raise InputError(f"method: expected one of {', '.join(STATS_METHODS)}, got {method!r}")
+    return method
+
+
+def error_cut(stats: ErrorStats, threshold: float, method: str = "gaussian") -> float:
+    """The error at which z reaches ``threshold`` under ``method``: the inverse of :func:`zscore`
+    (for ``complexity``, at the class's typical complexity)."""
+    method = effective_method(stats, check_method(method))
+    if method == "complexity":
+        return math.exp(stats.log_mean + threshold * stats.residual_std) - stats.log_shift
+    if method == "lognormal":
+        return math.exp(stats.log_mean + threshold * stats.log_std) - stats.log_shift
+    return stats.mean + threshold * stats.std
+
+
+def compared(errors: np.ndarray, stats: Sequence[ErrorStats] | None = None,
+             units: Sequence[str | None] | None = None) -> np.ndarray:
+    """(N, K) what the argmin and the margin compare: each class's log error (``compare="raw"``) or, with
+    ``stats``, a z of it, ``(log error - log_mean) / spread`` (``"relative"``).
+
+    Raw logs compare classes whose errors share a unit (the per-pixel squared
+    error of an autoencoder or a PCA model). The z is unit-free: how unusual
+    the error is for each class, so it compares classes scored in different
+    units (see :data:`COMPARE_MODES`). ``spread`` is the root mean square of
+    ``log_std`` over the classes that share the class's unit (``units``, one
+    per class; by default each class is its own unit): a class's own
+    ``log_std``, fitted on a few held-out images, is too noisy to rank by
+    (with 6 held-out images a class it cost three HOG digit classes up to 8
+    points of accuracy), and classes of one unit differ in ``log_mean`` more
+    than in spread.
+    """
+    if stats is None:
+        return np.log(np.maximum(np.asarray(errors, dtype=np.float64), LOG_FLOOR))
+    logs = np.stack([s.logs(col) for s, col in zip(stats, np.asarray(errors, dtype=np.float64).T)], axis=1)
+    units = list(range(len(stats))) if units is None else list(units)
+    if len(units) != len(stats):
+        raise InputError(f"units: expected one per class ({len(stats)}), got {len(units)}")
+    log_std = np.array([s.log_std for s in stats])
+    spread = np.array([math.sqrt(np.mean([log_std[j] ** 2 for j, v in enumerate(units) if v == u])) for u in units])
+    return (logs - np.array([s.log_mean for s in stats])) / spread
+
+
+def margins(errors: np.ndarray, stats: Sequence[ErrorStats] | None = None,
+            units: Sequence[str | None] | None = None, accepts: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) margin of each class: its log error minus the lowest among the other classes that accept
+    the image; with ``stats``, its z minus theirs (:func:`compared`).
+
+    ``accepts`` (N, K): which classes accept each image by their own tests (error and input complexity;
+    all by default). Only they are compared with: a class that rejects an image cannot take it from
+    another, so adding a class changes no other class's flags on the images it rejects. Negative for the
+    best-fitting class, positive when an accepting class fits better; NaN for a bank of one class, or
+    when no other class accepts the image.
+    """
+    logs = compared(errors, stats, units)
+    n, k = logs.shape
+    if k < 2:
+        return np.full((n, k), np.nan)
+    ok = np.ones((n, k), bool) if accepts is None else np.asarray(accepts, bool)
+    cand = np.where(ok, logs, np.inf)
+    order = np.argsort(cand, axis=1, kind="stable")
+    best, second = cand[np.arange(n), order[:, 0]], cand[np.arange(n), order[:, 1]]
+    others_min = np.where(np.arange(k)[None, :] == order[:, :1], second[:, None], best[:, None])
+    with np.errstate(invalid="ignore"):
+        out = logs - others_min
+    return np.where(np.isfinite(others_min), out, np.nan)
+
+
+def check_compare(compare: str) -> str:
+    """A comparison mode, checked against :data:`COMPARE_MODES`."""
+    if compare not in COMPARE_MODES:
+        raise InputError(f"compare: expected one of {', '.join(COMPARE_MODES)}, got {compare!r}")
+    return compare
+
+
+def _optional_cut(value: float | None, name: str) -> float | None:
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InputError(f"{name}: expected a positive number or None, got {value!r}")
+    return None if value is None else float(value)
+
+
+def check_margin(margin: float | None) -> float | None:
+    """A margin threshold: a positive number, or None for no margin test."""
+    return _optional_cut(margin, "margin")
+
+
+def check_complexity(threshold: float | None) -> float | None:
+    """A complexity threshold: a positive number, or None for no complexity test."""
+    return _optional_cut(threshold, "complexity threshold")
+
+
+def past(values: np.ndarray, cut: float | None) -> np.ndarray:
+    """True where ``values`` exceed ``cut``; all False when the test is off (None) or a value is NaN."""
+    values = np.asarray(values)
+    return values > cut if cut is not None else np.zeros(values.shape, bool)
+
+
+def anomaly(z: np.ndarray, margin: np.ndarray | None, threshold: float, margin_threshold: float | None,
+            complexity_z: np.ndarray | None = None, complexity_threshold: float | None = None) -> np.ndarray:
+    """One score per image and class whose flag is ``> 1``: the largest of z / threshold,
+    margin / margin_threshold and |input complexity z| / complexity_threshold (the last two when given)."""
+    flag(np.zeros(1), threshold)  # validates: a positive number
+    s = np.asarray(z, dtype=np.float64) / threshold
+    if margin is not None and margin_threshold is not None:
+        s = np.fmax(s, np.asarray(margin) / margin_threshold)  # fmax: a NaN margin (one class) leaves z
+    if complexity_z is not None and complexity_threshold is not None:
+        s = np.fmax(s, np.abs(np.asarray(complexity_z)) / complexity_threshold)  # NaN: a class without the fit
+    return s
+
+
+def gaussian_score(z: np.ndarray) -> np.ndarray:
+    """The seeds' normalized Gaussian score pdf(err)/pdf(mean) = exp(-z**2/2).
+
+    1.0 at the class's mean error, falling towards 0 on either side.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    return np.exp(-0.5 * z * z)
+
+
+def upper_p_value(z: np.ndarray) -> np.ndarray:
+    """P(Z >= z) under a standard normal: small when the error is unusually high. NaN stays NaN."""
+    z = np.asarray(z, dtype=np.float64)
+    return 0.5 * np.asarray(_erfc(z / math.sqrt(2.0)), dtype=np.float64)  # math.erfc: no SciPy import (0.3 s)
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def flag(z: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """True where z passes the threshold. An error below the mean never flags."""
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold > 0):
+        raise InputError(f"threshold: expected a positive number, got {threshold!r}")
+    return np.asarray(z) > threshold
