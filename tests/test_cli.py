@@ -293,3 +293,18 @@ def test_remove_takes_several_classes_and_removes_none_when_one_is_missing(tmp_p
     assert reg.classes() == ["3"]
     code, _, err = run(capsys, "remove", "3", "1", "--version", "1", "--registry", str(reg.root))
     assert code != 0 and "one version of one class" in err
+
+
+def test_training_help_reads_each_kinds_declarations(capsys):
+    """--help says each kind and the defaults of the options it takes from the kinds themselves (one
+    declaration), not from copies in the command line."""
+    from bank.kinds import KINDS, kind_class, option_defaults
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for k in KINDS:
+        assert f"{k}: {' '.join(kind_class(k).summary.split())}" in text
+    epochs = option_defaults("epochs")
+    assert epochs["geotrans"] != epochs["autoencoder"]
+    assert f"{epochs['geotrans']} for geotrans" in text and f"{epochs['autoencoder']} for autoencoder" in text

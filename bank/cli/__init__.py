@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from ..version import __version__
 from ..errors import BankError
 from . import answering, demo, entries, serving, training
-from .common import DEBUG_ENV, EXIT_BUG, CommandError, emit_json, say
+from .common import DEBUG_ENV, EXIT_BUG, CommandError, HelpFormatter, emit_json, say
 
 __all__ = ["DEBUG_ENV", "EXIT_BUG", "CommandError", "build_parser", "main"]
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, parents=[common], help=help, description=help)
+        sp = sub.add_parser(name, parents=[common], help=help, description=help, formatter_class=HelpFormatter)
         sp.set_defaults(func=func)
         return sp
 

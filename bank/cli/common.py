@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 
 from ..io.decoding import MAX_PIXELS, MAX_PIXELS_ENV
 from ..errors import BankError
@@ -150,3 +151,22 @@ def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bo
     if skip_broken:
         sp.add_argument("--skip-broken", action="store_true", help="load the classes that are intact and say "
                         "which were skipped (default: refuse to run when any class is broken)")
+
+
+class LazyHelp(str):
+    """An option's help text made only when ``--help`` shows it (:class:`HelpFormatter`): one that reads every
+    kind's declarations would otherwise cost each command's start (a fresh ``bank classify``) their imports."""
+
+    def __new__(cls, make: Callable[[], str]) -> LazyHelp:
+        text = super().__new__(cls, "(help)")  # not empty: argparse shows only a help that has text
+        text.make = make
+        return text
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, with :class:`LazyHelp` texts made when shown."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if isinstance(action.help, LazyHelp):
+            return action.help.make()
+        return super()._get_help_string(action)

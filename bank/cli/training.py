@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..verdict.decision import skipped_json
 from ..kinds import AUTO, PHOTO_SIDE, kind_class
-from .common import CommandError, emit_json, registry_of, report_skipped, say, table
+from .common import CommandError, LazyHelp, emit_json, registry_of, report_skipped, say, table
 
 
 def _training_params(args: argparse.Namespace) -> dict:
@@ -240,37 +240,42 @@ def _defaults(option: str) -> str:
 
 
 def add_training(sp: argparse.ArgumentParser) -> None:
-    from ..kinds import KINDS, kind_class
+    from ..kinds import KINDS
 
-    kinds = "; ".join(f"{k}: {kind_class(k).summary}" for k in KINDS)
-    sp.add_argument("--kind", choices=[AUTO, *KINDS], default=AUTO,
-                    help=f"the kind of class model. auto (default): pretrained for photos, in colour (at least 16 px) "
-                         f"or larger than {PHOTO_SIDE} px on a side; autoencoder for small gray images such as "
-                         f"digits. {kinds}. --size, --color and --seed apply to every kind, the other training "
-                         "options to the kinds that take them (each option's help names them; a kind says which "
-                         "it ignores)")
-    sp.add_argument("--epochs", type=int,
-                    help=f"most epochs; early stopping may end sooner (default: {_defaults('epochs')})")
+    def kinds() -> str:
+        from ..kinds import kind_class
+
+        summaries = "; ".join(f"{k}: {kind_class(k).summary}" for k in KINDS)
+        return (f"the kind of class model. auto (default): pretrained for photos, in colour (at least 16 px) or "
+                f"larger than {PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits. "
+                f"{summaries}. --size, --color and --seed apply to every kind, the other training options to the "
+                "kinds that take them (each option's help names them; a kind says which it ignores)")
+
+    def defaults(text: str, option: str) -> LazyHelp:  # read from the kinds when --help shows it
+        return LazyHelp(lambda: f"{text} (default: {_defaults(option)})")
+
+    sp.add_argument("--kind", choices=[AUTO, *KINDS], default=AUTO, help=LazyHelp(kinds))
+    sp.add_argument("--epochs", type=int, help=defaults("most epochs; early stopping may end sooner", "epochs"))
     sp.add_argument("--size", metavar="HxW", help="input size (default: the images' own size if they share one, "
                     "at most 128, else 64x64; pretrained sees its network's 224x224 colour and refuses another)")
     sp.add_argument("--color", choices=["gray", "rgb"], help="default: gray unless the images have colour")
     sp.add_argument("--seed", type=int, default=0, help="seeds the split, the weights and shuffling (default 0)")
     sp.add_argument("--architecture", choices=["auto", "conv", "dense"],
-                    help=f"auto: dense up to 16x16, conv above (default: {_defaults('architecture')})")
-    sp.add_argument("--filters", metavar="F1,F2,...", help="conv filters per block, such as 32,64 "
-                    f"(taken with --architecture by: {', '.join(_takers('params'))})")
+                    help=defaults("auto: dense up to 16x16, conv above", "architecture"))
+    sp.add_argument("--filters", metavar="F1,F2,...", help=LazyHelp(
+        lambda: f"conv filters per block, such as 32,64 (taken by: {', '.join(_takers('params'))})"))
     sp.add_argument("--latent", type=int, metavar="N",
-                    help=f"latent code size (taken by: {', '.join(_takers('params'))})")
-    sp.add_argument("--batch-size", type=int, help=f"images per training step (default: {_defaults('batch_size')})")
+                    help=LazyHelp(lambda: f"latent code size (taken by: {', '.join(_takers('params'))})"))
+    sp.add_argument("--batch-size", type=int, help=defaults("images per training step", "batch_size"))
     sp.add_argument("--patience", type=int,
-                    help=f"stop after this many epochs in a row without progress (default: {_defaults('patience')})")
+                    help=defaults("stop after this many epochs in a row without progress", "patience"))
     sp.add_argument("--min-improvement", type=float, metavar="SHARE",
-                    help="progress: an epoch lowers the best early-stopping loss by at least this share of it "
-                         f"(default: {_defaults('min_improvement')})")
+                    help=defaults("progress: an epoch lowers the best early-stopping loss by at least this share "
+                                  "of it", "min_improvement"))
     sp.add_argument("--shift", type=_share_or_auto, metavar="SHARE",
-                    help="move each training image by a random shift of up to this share of its sides, anew each "
-                         "epoch; 0 turns it off; auto: each kind's own choice by the size of the class (docs/kinds.md) "
-                         f"(default: {_defaults('shift')})")
+                    help=defaults("move each training image by a random shift of up to this share of its sides, "
+                                  "anew each epoch; 0 turns it off; auto: each kind's own choice by the size of the "
+                                  "class (docs/kinds.md)", "shift"))
     sp.add_argument("--fresh", action="store_true", help="start over: discard the state an interrupted "
                     "training of the class left (by default the same command resumes from it)")
 

@@ -46,7 +46,7 @@ AUTO_CHOICES = (SMALL_KIND, PHOTO_KIND)
 
 def choose_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None) -> str:
     """The kind measured best for images whose largest side is ``largest_side`` pixels (their own size,
-    before any resizing) and which are all ``gray`` or not (README "Kinds of class model"): ``pretrained``
+    before any resizing) and which are all ``gray`` or not (docs/kinds.md): ``pretrained``
     for photos (colour, or larger than :data:`PHOTO_SIDE` pixels on a side: features of a network trained on
     ImageNet tell cats from dogs at 0.98 where a model learning from one class's photos alone reaches
     0.75), the autoencoder for small gray images such as digits (the most accurate kind there that answers

@@ -83,7 +83,7 @@ class AutoencoderModel(ClassModel):
         anew each epoch (0 turns it off): on a few hundred images the model learns the class, not
         where those images put it. "auto": ``SMALL_SHIFT`` for a class with fewer than
         ``SMALL_CLASS`` training images, else 0 (on a large class the shifts cost more in telling
-        classes apart than they add: measured in README).
+        classes apart than they add: measured in docs/benchmarks.md).
     calibration_fraction : float
         Share of images held out to fit the error statistics.
     monitor_fraction : float

@@ -16,7 +16,6 @@ classes into one matrix product). Nothing here imports TensorFlow or scikit-lear
 
 from __future__ import annotations
 
-import inspect
 import io
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,7 +61,7 @@ class NotFittedError(RuntimeError):
     """A class model was used before ``fit`` (or loading)."""
 
 
-class ClassModel:
+class ClassModel(P.Declared):
     """Base of the kinds of class model: the shared parameters, the split, the statistics, persistence.
 
     Parameters (every kind)
@@ -182,52 +181,6 @@ class ClassModel:
         return lambda x: np.stack([m._scores(x) for m in models], axis=1)
 
     # ------------------------------------------------------------ fitting
-
-    # ------------------------------------------------------------ parameters
-
-    @classmethod
-    def param_rules(cls) -> dict[str, P.Rule]:
-        """Every parameter's rule: the base's, then each kind's down the class tree (a kind may tighten one)."""
-        out: dict[str, P.Rule] = {}
-        for c in reversed(cls.__mro__):
-            out.update(c.__dict__.get("rules", {}))
-        return out
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, object]:
-        """The constructor's parameters and their defaults (scikit-learn's ``_get_param_names``), the base's
-        (taken through ``**common``) included."""
-        out: dict[str, object] = {}
-        for c in reversed([c for c in cls.__mro__ if issubclass(c, ClassModel)]):
-            for name, p in inspect.signature(c.__init__).parameters.items():
-                if name != "self" and p.kind == p.KEYWORD_ONLY:
-                    out[name] = p.default
-        return out
-
-    def get_params(self, deep: bool = False) -> dict[str, object]:
-        """The model's parameters by name, as given to the constructor (scikit-learn's ``get_params``)."""
-        return {name: getattr(self, name) for name in self.param_defaults()}
-
-    def set_params(self, **params) -> ClassModel:
-        """Change parameters by name before fitting; an unknown name is refused, naming the ones there are."""
-        names = self.param_defaults()
-        for name, value in params.items():
-            if name not in names:
-                raise InputError(f"{self.kind}: no parameter {name!r} (parameters: {', '.join(names)})")
-            setattr(self, name, value)
-        return self
-
-    def _check_params(self) -> None:
-        """Refuse a parameter its rule does not allow, naming it, what it allows and what came; then what
-        the kind checks of its parameters together (:meth:`_check_together`)."""
-        for name, rule in self.param_rules().items():
-            value = getattr(self, name)
-            if not rule.allows(value):
-                raise InputError(f"{self.kind} {name}: expected {rule}, got {value!r}")
-        self._check_together()
-
-    def _check_together(self) -> None:
-        """What a kind checks of its parameters together, once each is allowed alone (nothing by default)."""
 
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if n < MIN_IMAGES:
@@ -416,21 +369,6 @@ class ClassModel:
         for ``bank export``; ``cache`` holds, within one graph, what classes of the kind share (a backbone's
         features of the images)."""
         raise NotImplementedError(f"bank export does not write {self.kind} models")
-
-    def __repr__(self) -> str:
-        """The class and the parameters that differ from their defaults, as scikit-learn shows an estimator."""
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not (v is self.param_defaults()[k] or _equal(v, self.param_defaults()[k]))]
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-
-def _equal(a: object, b: object) -> bool:
-    try:
-        return bool(a == b) and type(a) is type(b)
-    except (TypeError, ValueError):  # arrays and other things without one truth value
-        return False
-
-
 
 def checksums(folder: Path, names) -> dict[str, str]:
     """File name -> SHA-256 of the bytes of each of ``names`` in ``folder`` (a card's ``files``)."""

@@ -18,7 +18,7 @@ class's network tells its turns apart little better than chance.
 
 Where it helps: photos. The defaults (4 turns, mirrored copies, crops of 75-100%, light +-15%, 60
 epochs) were chosen on ../shared/data/pets at 64x64 RGB among 11 settings, measured on two splits
-(README "Kinds of class model"), where every reconstruction kind sits near chance. On MNIST digits it
+(docs/kinds.md), where every reconstruction kind sits near chance. On MNIST digits it
 is weaker than the autoencoder (0, 1 and 8 look alike turned over; mirrored digits are not digits:
 ``mirror=False`` there). Images are squared: the quarter turns need a square input.
 
