@@ -15,6 +15,7 @@ import json
 import platform
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,40 @@ class Entry:
         """The registry folder the entry is in."""
         return self.path.parent.parent
 
+
+
+#: The longest class name.
+MAX_NAME = 100
+
+
+def validate_class_name(name: str) -> str:
+    """A class name safe to use as one folder name; returned NFC-normalized."""
+    if not isinstance(name, str):
+        raise RegistryError(f"class name: expected a string, got {type(name).__name__}")
+    norm = unicodedata.normalize("NFC", name)
+    problem = None
+    if not norm or not norm.strip():
+        problem = "is empty"
+    elif len(norm) > MAX_NAME:
+        problem = f"is longer than {MAX_NAME} characters"
+    elif "/" in norm or "\\" in norm:
+        problem = "contains a path separator"
+    elif norm.startswith("."):
+        problem = "starts with a dot"
+    elif any(unicodedata.category(ch)[0] == "C" for ch in norm):
+        problem = "contains a control or invisible character"
+    elif norm != norm.strip():
+        problem = "starts or ends with white space"
+    elif norm.casefold() == "unknown":
+        problem = "is reserved for the verdict 'none of the classes'"
+    if problem:
+        raise RegistryError(f"class name {name!r} {problem}; use letters, digits, '-', '_' or spaces")
+    return norm
+
+
+def _is_version(name: str) -> bool:
+    """A version folder's name: ASCII digits, no leading zero (so one number has one folder)."""
+    return name.isascii() and name.isdigit() and str(int(name)) == name
 
 
 def _check_legacy(card: dict, where: str) -> None:

@@ -23,6 +23,11 @@ from pathlib import Path
 
 from ..errors import RegistryError
 
+#: A class's lock file, held while a version number is picked, renamed into place and activated.
+LOCK_FILE = ".lock"
+#: The prefix of an entry being written (a hidden folder beside its final place) and of its writer's lock.
+TMP_PREFIX = ".tmp-"
+
 STALE_SECONDS = 86400  # without locks, a leftover this old is abandoned
 
 

@@ -34,80 +34,32 @@ import datetime as dt
 import json
 import os
 import shutil
-import time
-import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..nets import runtime as rt
 from ..nets import trainstate
-from .cards import CARD_FILE, FORMAT_VERSION, SHARED_DIR, Entry, RegistryError, _versions_stamp, parse_card, shared_path
+from .cards import (CARD_FILE, FORMAT_VERSION, Entry, RegistryError, _is_version, _versions_stamp, parse_card,
+                    shared_path, validate_class_name)
 from ..digest import sha256_bytes, sha256_file
 from ..errors import InputError
 from .loading import check_runtime, load_entry, read_checked, read_shared
-from .locks import _is_free, _is_stale, _locked, _no_link, _remove_path, _write_text
+from . import upkeep
+from .locks import LOCK_FILE, TMP_PREFIX, _locked, _no_link, _remove_path, _write_text
 
 ACTIVE_FILE = "ACTIVE"
 #: The hidden folder under the root where trainings keep the state they resume from.
 TRAINING_DIR = ".training"
 #: Names an entry's extra files may not take.
 RESERVED_FILES = frozenset({CARD_FILE, ACTIVE_FILE})
-MAX_NAME = 100
 ENV_VAR = "BANK_REGISTRY"
-LOCK_FILE = ".lock"
-TMP_PREFIX = ".tmp-"
 
 
 def default_root() -> Path:
     """``$BANK_REGISTRY`` if set, else ``registry/`` in the working directory."""
     return Path(os.environ.get(ENV_VAR) or "registry")
-
-
-def validate_class_name(name: str) -> str:
-    """A class name safe to use as one folder name; returned NFC-normalized."""
-    if not isinstance(name, str):
-        raise RegistryError(f"class name: expected a string, got {type(name).__name__}")
-    norm = unicodedata.normalize("NFC", name)
-    problem = None
-    if not norm or not norm.strip():
-        problem = "is empty"
-    elif len(norm) > MAX_NAME:
-        problem = f"is longer than {MAX_NAME} characters"
-    elif "/" in norm or "\\" in norm:
-        problem = "contains a path separator"
-    elif norm.startswith("."):
-        problem = "starts with a dot"
-    elif any(unicodedata.category(ch)[0] == "C" for ch in norm):
-        problem = "contains a control or invisible character"
-    elif norm != norm.strip():
-        problem = "starts or ends with white space"
-    elif norm.casefold() == "unknown":
-        problem = "is reserved for the verdict 'none of the classes'"
-    if problem:
-        raise RegistryError(f"class name {name!r} {problem}; use letters, digits, '-', '_' or spaces")
-    return norm
-
-
-def _is_version(name: str) -> bool:
-    """A version folder's name: ASCII digits, no leading zero (so one number has one folder)."""
-    return name.isascii() and name.isdigit() and str(int(name)) == name
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a registry, found by :meth:`Registry.verify`."""
-
-    class_name: str
-    version: int | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"class {self.class_name!r}" + (f" version {self.version}" if self.version is not None else "")
-        return self.reason if self.reason.startswith(where) else f"{where}: {self.reason}"
 
 
 class Registry:
@@ -221,47 +173,10 @@ class Registry:
         check_runtime(runtime)
         return load_entry(self.entry(name, version), runtime, read=self._read_checked)
 
-    def verify(self, load: bool = True) -> list[Problem]:
-        """Check every version of every class; return what is wrong (empty when healthy).
-
-        Checks names, cards, checksums, ``ACTIVE``, and (with ``load``) that
-        each model loads in Keras safe mode with the card's input shape, and
-        its LiteRT flatbuffers (when the entry has them and LiteRT is installed) too.
-        """
-        if not self.root.is_dir():
-            raise self.missing()
-        problems: list[Problem] = []
-        for d in sorted(self.root.iterdir()):
-            if d.name.startswith("."):
-                continue
-            try:
-                name = validate_class_name(d.name)
-                if name != d.name:
-                    raise RegistryError(f"folder {d.name!r} is not in Unicode NFC form")
-                self._class_dir(name)
-            except RegistryError as err:
-                if d.is_dir() or d.is_symlink():
-                    problems.append(Problem(d.name, None, str(err)))
-                continue
-            if not d.is_dir():
-                continue
-            versions = self.versions(name)
-            for v in versions:
-                try:
-                    if load:
-                        self.load_detector(name, v, runtime="keras")  # parses the card, checks the checksums first
-                        if self.entry(name, v).has_litert and rt.available():
-                            self.load_detector(name, v, runtime="litert")
-                    else:
-                        self.check_model(self.entry(name, v))
-                except RegistryError as err:
-                    problems.append(Problem(name, v, str(err)))
-            try:
-                if versions:
-                    self.active_version(name)
-            except RegistryError as err:
-                problems.append(Problem(name, None, str(err)))
-        return problems
+    def verify(self, load: bool = True) -> list:
+        """Check every version of every class; return what is wrong (empty when healthy): names, cards,
+        checksums, ``ACTIVE``, and with ``load`` that each model loads (:func:`bank.registry.upkeep.verify`)."""
+        return upkeep.verify(self, load)
 
     # ------------------------------------------------------------ writing
 
@@ -286,7 +201,7 @@ class Registry:
         detector._check_fitted()
         cdir = self._class_dir(name)
         cdir.mkdir(parents=True, exist_ok=True)
-        for p in self._trash() + self._class_leftovers(cdir):  # clear what interrupted writes left
+        for p in upkeep.trash(self.root) + upkeep.class_leftovers(cdir):  # what interrupted writes left
             _remove_path(p)
         token = f"{TMP_PREFIX}{uuid.uuid4().hex}"
         tmp = cdir / token
@@ -425,19 +340,9 @@ class Registry:
     # ------------------------------------------------------------ cleaning
 
     def leftovers(self) -> list[Path]:
-        """Hidden remains of interrupted writes and removals, not in use by a live writer."""
-        if not self.root.is_dir():
-            return []
-        found = self._trash()
-        shared = self.root / SHARED_DIR
-        if shared.is_dir() and not shared.is_symlink():  # shared files no card names, a minute old at least
-            named = self._shared_in_use()
-            found += [p for p in shared.iterdir() if time.time() - p.lstat().st_mtime > 60
-                      and (p.name.startswith(TMP_PREFIX) or (named is not None and p.name not in named))]
-        for d in self.root.iterdir():
-            if not d.name.startswith(".") and d.is_dir() and not d.is_symlink():
-                found += self._class_leftovers(d)
-        return sorted(found)
+        """Hidden remains of interrupted writes and removals, not in use by a live writer
+        (:func:`bank.registry.upkeep.leftovers`)."""
+        return upkeep.leftovers(self)
 
     def gc(self) -> list[Path]:
         """Remove the leftovers of interrupted writes; return what was removed."""
@@ -445,46 +350,3 @@ class Registry:
         for p in gone:
             _remove_path(p)
         return gone
-
-    def _shared_in_use(self) -> set[str] | None:
-        """The names in the shared folder that some version's card names; None when a card cannot be read (then
-        nothing shared counts as unused)."""
-        named = set()
-        for c in self.classes():
-            for v in self.versions(c):
-                try:
-                    e = self.entry(c, v)
-                except RegistryError:
-                    return None
-                named |= {shared_path(self.root, f, sha).name for f, sha in e.shared_files}
-        return named
-
-    def _trash(self) -> list[Path]:
-        """Removed entries not yet deleted; removal renames first, so they are never read again."""
-        return [p for p in self.root.iterdir() if p.name.startswith(".trash-")]
-
-    @staticmethod
-    def _class_leftovers(cdir: Path) -> list[Path]:
-        found = []
-        now = time.time()
-        for p in cdir.iterdir():
-            try:
-                age = now - p.lstat().st_mtime
-                if p.name.startswith(".active-"):
-                    # written and renamed while holding the class lock
-                    stale = _is_stale(cdir / LOCK_FILE, age)
-                elif p.name.startswith(TMP_PREFIX) and p.name.endswith(".lock"):
-                    # a lock whose folder is gone; young ones may belong to a writer about to start
-                    stale = age > 60 and not (cdir / p.name[: -len(".lock")]).exists() and _is_free(p)
-                elif p.name.startswith(TMP_PREFIX):
-                    lock = cdir / f"{p.name}.lock"
-                    stale = _is_stale(lock, age)
-                    if stale and lock.exists():
-                        found.append(lock)
-                else:
-                    continue
-            except FileNotFoundError:  # finished or cleaned meanwhile
-                continue
-            if stale:
-                found.append(p)
-        return found
