@@ -12,7 +12,8 @@ from .errors import BankError, InputError
 from .io.images import ImageError, InputSpec
 from .registry.store import Registry, RegistryError
 from .answering.router import Router
-from .verdict.stats import ErrorStats, fit_error_stats
+from .verdict.fitting import fit_error_stats
+from .verdict.stats import ErrorStats
 
 __all__ = [
     "AutoencoderModel",

@@ -49,6 +49,7 @@ from quality import default_detector, measure  # noqa: E402
 
 from bank import AutoencoderModel, Registry  # noqa: E402
 from bank.verdict import stats as st  # noqa: E402
+from bank.verdict.fitting import fit_error_stats
 from bank.io.data import load_labelled  # noqa: E402
 from bank.io.inputs import prepare  # noqa: E402
 from bank.verdict.decision import compare_kwargs, decide  # noqa: E402
@@ -232,7 +233,7 @@ def latent_z(det, cal: np.ndarray, groups: dict[str, np.ndarray]) -> dict[str, n
     codes = enc(cal)
     fit = LedoitWolf().fit(codes)
     d2 = lambda c: np.einsum("ni,ij,nj->n", c - fit.location_, fit.precision_, c - fit.location_)  # noqa: E731
-    ref = st.fit_error_stats(d2(codes))
+    ref = fit_error_stats(d2(codes))
     return {g: st.zscore(d2(enc(x)), ref, "lognormal") for g, x in groups.items()}
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bank.verdict import stats as st
+from bank.verdict.fitting import fit_error_stats
 from bank.demo import EXAMPLE_COLUMNS, example_rows, examples_of
 from bank.reports.evaluate import evaluate, outlier_cut, past_each_quantile, rank_outliers
 from bank.reports.presentation import describe_outliers, describe_rule, flag_tags, training_warnings
@@ -59,7 +60,7 @@ def test_truth_must_match_and_touch_the_bank():
 
 
 def test_outlier_cut_uses_the_stored_quantile_and_warns_when_n_is_small():
-    s = st.fit_error_stats(np.linspace(0.0, 1.0, 501))
+    s = fit_error_stats(np.linspace(0.0, 1.0, 501))
     cut, warning = outlier_cut(s, 0.99)
     assert cut == pytest.approx(0.99) and warning is None
     cut, warning = outlier_cut(s, 0.999)
@@ -131,7 +132,7 @@ def test_training_warnings_come_from_the_cards():
 
 
 def test_outliers_say_why_and_what_to_try_when_few_pass_the_cut():
-    s = st.fit_error_stats(np.linspace(0.0, 1.0, 1001))  # quantiles: 0.5 -> 0.5, 0.9 -> 0.9, ...
+    s = fit_error_stats(np.linspace(0.0, 1.0, 1001))  # quantiles: 0.5 -> 0.5, 0.9 -> 0.9, ...
     errors = np.array([0.2, 0.6, 0.92, 0.96, 0.995, 5.0])
     past = past_each_quantile(errors, s)
     assert past == {"0.5": 5, "0.9": 4, "0.95": 3, "0.99": 2, "0.999": 1}

@@ -10,11 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as hs
 
 from bank.verdict import stats as st
+from bank.verdict.fitting import fit_error_stats
 
 
 def test_fit_gives_mean_sample_std_n_and_quantiles():
     errs = np.array([0.01, 0.02, 0.03, 0.04, 0.05])
-    s = st.fit_error_stats(errs)
+    s = fit_error_stats(errs)
     assert s.mean == pytest.approx(0.03)
     assert s.std == pytest.approx(np.std(errs, ddof=1))
     assert s.n == 5
@@ -23,7 +24,7 @@ def test_fit_gives_mean_sample_std_n_and_quantiles():
 
 
 def test_identical_errors_give_a_floored_std_and_finite_z():
-    s = st.fit_error_stats(np.full(10, 0.02))
+    s = fit_error_stats(np.full(10, 0.02))
     assert s.std > 0
     assert np.isfinite(st.zscore(np.array([0.5]), s)).all()
 
@@ -31,7 +32,7 @@ def test_identical_errors_give_a_floored_std_and_finite_z():
 @pytest.mark.parametrize("errs, match", [([0.1], "at least 2"), ([], "at least 2"), ([0.1, np.nan], "NaN")])
 def test_fit_rejects_too_few_or_non_finite_errors(errs, match):
     with pytest.raises(ValueError, match=match):
-        st.fit_error_stats(np.array(errs))
+        fit_error_stats(np.array(errs))
 
 
 def test_score_is_one_at_the_mean_and_exp_of_minus_half_z_squared():
@@ -84,7 +85,7 @@ def test_from_dict_names_the_bad_field(data, match):
 
 @given(hs.lists(hs.floats(min_value=0.0, max_value=10.0, allow_nan=False), min_size=2, max_size=200))
 def test_fit_round_trips_through_json_form(errs):
-    s = st.fit_error_stats(np.array(errs))
+    s = fit_error_stats(np.array(errs))
     assert st.ErrorStats.from_dict(s.to_dict()) == s
     assert s.std > 0
     assert min(errs) - 1e-12 <= s.quantiles["0.5"] <= max(errs) + 1e-12
@@ -99,7 +100,7 @@ def test_stats_and_package_import_without_tensorflow():
 def test_lognormal_z_is_the_z_of_the_log_error():
     rng = np.random.default_rng(0)
     errs = np.exp(rng.normal(-4.0, 0.5, 5000))
-    s = st.fit_error_stats(errs)
+    s = fit_error_stats(errs)
     assert s.log_mean == pytest.approx(-4.0, abs=0.03) and s.log_std == pytest.approx(0.5, abs=0.02)
     e = np.exp(-4.0 + 3 * s.log_std)
     assert st.zscore(np.array([e]), s, "lognormal")[0] == pytest.approx(3.0, abs=0.1)
@@ -136,7 +137,7 @@ def test_the_complexity_fit_takes_out_what_complexity_explains():
     rng = np.random.default_rng(0)
     cx = np.exp(rng.normal(0.5, 0.4, 4000))
     errors = np.exp(-5 + 1.5 * (np.log(cx) - 0.5) + rng.normal(0, 0.1, cx.size))
-    s = st.fit_error_stats(errors, cx)
+    s = fit_error_stats(errors, cx)
     assert s.complexity_slope == pytest.approx(1.5, abs=0.05)
     assert s.residual_std == pytest.approx(0.1, rel=0.1) and s.log_std > 0.5
     # A simple input with its own ordinary error: plain lognormal calls it fine; corrected, it is far too high.
@@ -154,18 +155,18 @@ def test_the_complexity_fit_takes_out_what_complexity_explains():
 
 
 def test_complexity_falls_back_to_lognormal_for_old_fits_and_bad_parts_are_refused():
-    s = st.fit_error_stats(np.linspace(0.01, 0.03, 50))
+    s = fit_error_stats(np.linspace(0.01, 0.03, 50))
     assert not s.has_complexity and "complexity_mean" not in s.to_dict()
     e = np.array([0.05])
     np.testing.assert_allclose(st.zscore(e, s, "complexity", np.array([2.0])), st.zscore(e, s, "lognormal"))
     assert np.isnan(st.complexity_z(np.array([2.0]), s)).all()
-    good = st.fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
+    good = fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
     with pytest.raises(ValueError, match="stats.residual_std"):
         st.ErrorStats.from_dict({**good, "residual_std": None})
     with pytest.raises(ValueError, match="stats.complexity_std"):
         st.ErrorStats.from_dict({**good, "complexity_std": -1.0})
     with pytest.raises(ValueError, match="complexity"):
-        st.fit_error_stats(np.linspace(0.01, 0.03, 50), np.zeros(50))
+        fit_error_stats(np.linspace(0.01, 0.03, 50), np.zeros(50))
 
 
 def test_complexity_of_images_orders_blank_digits_noise():
@@ -181,12 +182,12 @@ def test_complexity_of_images_orders_blank_digits_noise():
 
 def test_a_few_held_out_images_give_no_complexity_line_and_z_stays_sane():
     e = np.array([0.01, 0.02, 0.015])
-    few = st.fit_error_stats(e, np.array([1.0, 2.0, 1.5]))
+    few = fit_error_stats(e, np.array([1.0, 2.0, 1.5]))
     assert few.has_complexity and few.complexity_slope == 0.0  # fewer than 30 points: no line
     np.testing.assert_allclose(st.zscore(e, few, "complexity", np.ones(3)), st.zscore(e, few, "lognormal"))
     rng = np.random.default_rng(1)
     cx = np.exp(rng.normal(0, 0.3, 40))
-    exact = st.fit_error_stats(np.exp(-5 + 2 * np.log(cx)), cx)  # errors exactly on a line
+    exact = fit_error_stats(np.exp(-5 + 2 * np.log(cx)), cx)  # errors exactly on a line
     assert exact.residual_std >= 0.1 * exact.log_std  # floored: a perfect line does not make z explode
     assert abs(st.zscore(np.array([np.exp(-5.0)]), exact, "complexity", np.array([1.1]))[0]) < 10
 
@@ -194,6 +195,6 @@ def test_a_few_held_out_images_give_no_complexity_line_and_z_stays_sane():
 def test_a_partial_complexity_part_is_refused():
     with pytest.raises(ValueError, match="complexity part needs all"):
         st.ErrorStats(mean=0.01, std=0.005, n=10, complexity_mean=1.0)
-    good = st.fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
+    good = fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
     with pytest.raises(ValueError, match="need log_mean"):
         st.ErrorStats.from_dict({k: v for k, v in good.items() if k not in ("log_mean", "log_std")})

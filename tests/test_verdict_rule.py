@@ -10,13 +10,14 @@ import pytest
 
 from bank import Registry
 from bank.verdict import stats as st
+from bank.verdict.fitting import fit_error_stats
 from bank.verdict.decision import decide
 from bank.kinds.pca import PCAModel
 from bank.training.runs import mixing_note
 
 
 def _stats(rng, mean, spread, n=200):
-    return st.fit_error_stats(np.exp(rng.normal(np.log(mean), spread, n)))
+    return fit_error_stats(np.exp(rng.normal(np.log(mean), spread, n)))
 
 
 def test_a_class_that_rejects_an_image_changes_no_other_class_verdict():
@@ -82,7 +83,7 @@ def test_a_registry_about_to_mix_small_gray_digits_with_colour_photos_says_so(tm
 def test_a_kind_whose_scores_crowd_at_zero_gets_its_flag_where_its_held_out_scores_are():
     rng = np.random.default_rng(0)
     held = rng.gamma(0.5, 1.0, 300)  # like a network's surprise: most near 0 nats, a long tail
-    plain, shifted = st.fit_error_stats(held), st.fit_error_stats(held, shifted_log=True)
+    plain, shifted = fit_error_stats(held), fit_error_stats(held, shifted_log=True)
     assert st.error_cut(plain, 3, "lognormal") > 10 * held.max()  # the crowd's spread: a flag nothing reaches
     assert held.max() / 2 < st.error_cut(shifted, 3, "lognormal") < 2 * held.max()
     new = rng.gamma(0.5, 1.0, 20000)
@@ -90,7 +91,7 @@ def test_a_kind_whose_scores_crowd_at_zero_gets_its_flag_where_its_held_out_scor
     assert st.ErrorStats.from_dict(shifted.to_dict()) == shifted  # kept in the card
     # scores whose log is normal keep the plain log
     normal = np.exp(rng.normal(-3, 0.5, 200))
-    assert st.fit_error_stats(normal, shifted_log=True).log_shift == 0.0
+    assert fit_error_stats(normal, shifted_log=True).log_shift == 0.0
 
 
 def test_classify_says_when_the_bank_mixes_unlike_inputs(tmp_path, capsys):

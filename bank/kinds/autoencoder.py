@@ -24,6 +24,7 @@ import numpy as np
 
 from ..nets import checkpoints
 from ..verdict import stats as st
+from ..verdict.fitting import degenerate, fit_error_stats
 from ..nets.checkpoints import _best_epoch, _Plan
 from ..nets.convergence import advice, assess
 from ..errors import InputError
@@ -281,7 +282,7 @@ class AutoencoderModel(ClassModel):
         else:
             cal_errors, cal_cx = self._errors(x[cal_idx]), complexity(x[cal_idx])
             train_errors = self._errors(x_train)
-        self.stats_ = st.fit_error_stats(cal_errors, cal_cx)
+        self.stats_ = fit_error_stats(cal_errors, cal_cx)
         val = self.history_.get("val_loss", [])
         self.training_ = {
             "epochs": self.epochs,
@@ -316,7 +317,7 @@ class AutoencoderModel(ClassModel):
                                               f"left out: {', '.join(gone[:10])}")
         warn_training(self.training_, advice(self.training_["convergence"], self.epochs, self.patience))
         warn_training(self.training_, few_held_out(len(cal_idx)))
-        warn_training(self.training_, st.degenerate(self.stats_))
+        warn_training(self.training_, degenerate(self.stats_))
         return self
 
     def _run_id(self, plan: _Plan) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..verdict import stats as st
+from ..verdict.fitting import degenerate, fit_error_stats
 from ..verdict.decision import decide
 from ..digest import sha256_bytes, sha256_file
 from ..errors import InputError
@@ -116,7 +117,7 @@ class ClassModel(P.Declared):
     #: correct a reconstruction error for how busy the input is (Serra et al., ICLR 2020). A kind whose
     #: score does not track the input's busyness (a distance between pretrained features) says False.
     uses_complexity = True
-    #: Whether the statistics' log fits take a fitted shift, ``log(score + c)`` (:func:`bank.verdict.stats.fit_log_shift`):
+    #: Whether the statistics' log fits take a fitted shift, ``log(score + c)`` (:func:`bank.verdict.fitting.fit_log_shift`):
     #: for a kind whose held-out scores crowd at 0 (a network sure of most of its class's images).
     shifted_log = False
 
@@ -244,7 +245,7 @@ class ClassModel(P.Declared):
                                               f"{', '.join(gone[:10])}")
         self._convergence()
         warn_training(self.training_, few_held_out(len(cal_idx)))
-        warn_training(self.training_, st.degenerate(self.stats_))
+        warn_training(self.training_, degenerate(self.stats_))
 
     def _convergence(self) -> None:
         """The convergence verdict on the curve a kind that trains by epochs watched (its early-stopping loss,
@@ -269,7 +270,7 @@ class ClassModel(P.Declared):
     def calibrate(self, X, at_spec: bool = False) -> ClassModel:
         """Fit the error statistics on images of the class the model did not learn from."""
         x = X if at_spec else self._prepare(X)
-        self.stats_ = st.fit_error_stats(self._scores(x), complexity(x) if self.uses_complexity else None,
+        self.stats_ = fit_error_stats(self._scores(x), complexity(x) if self.uses_complexity else None,
                                          shifted_log=self.shifted_log)
         return self
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..verdict import stats as st
+from ..verdict.fitting import fit_error_stats
 from ..backbones import backbone as bbs
 from ..errors import InputError
 from ..io.images import InputSpec
@@ -146,7 +146,7 @@ class PretrainedModel(ClassModel):
         train_idx, cal_idx = self._split(len(feats))
         self.spec_, self.backbone_ = spec, bb
         self._fit_head(feats[train_idx])
-        self.stats_ = st.fit_error_stats(self._head_scores(feats[cal_idx]))
+        self.stats_ = fit_error_stats(self._head_scores(feats[cal_idx]))
         self._record_training(len(feats), train_idx, cal_idx, self._head_scores(feats[train_idx], training=True),
                               late)
         return self
