@@ -160,13 +160,17 @@ def cmd_train_all(args: argparse.Namespace) -> int:
     todo = classes or list(folders)
     for name in todo:  # refused before any image is read
         validate_class_name(name)
-    look = root_look({c: folders[c] for c in todo if c in folders})
+    missing = [c for c in todo if c not in folders]
+    if missing:  # said before the kind is chosen from images that are not there
+        raise CommandError(f"{args.root}: no sub-folder for class(es) {', '.join(map(repr, missing))} "
+                           f"(sub-folders: {', '.join(folders)})")
+    look = root_look({c: folders[c] for c in todo})
     params["kind"] = choose(params["kind"], look, params)
     note = mixing_note(reg, todo, params["kind"], look)
     if note:
         say(f"note: {note}")
     say(f"training {len(todo)} class(es), one per sub-folder of {args.root}, into {reg.where} ({args.backend}); "
-         f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class'}")
+         f"{'one line per class as each finishes' if args.json else 'a line per epoch of each class that trains by epochs'}")
     finished: list = []
 
     def progress(r, done: int, total: int) -> None:

@@ -255,7 +255,7 @@ class ClassModel(P.Declared):
         curves = self.curves()
         if not curves.get("loss"):
             return  # not trained by epochs
-        watched, name = ((curves["val_loss"], "validation loss") if curves.get("val_loss")
+        watched, name = ((curves["val_loss"], "early-stopping loss") if curves.get("val_loss")
                          else (curves["loss"], "training loss"))
         epochs, patience = self._epochs_and_patience(len(watched))
         self.training_["convergence"] = assess(watched, epochs, patience)

@@ -59,7 +59,7 @@ def assess(val_loss: Sequence[float], epochs: int, patience: int) -> dict:
     return out
 
 
-def advice(verdict: dict, epochs: int, patience: int, loss: str = "validation loss") -> str | None:
+def advice(verdict: dict, epochs: int, patience: int, loss: str = "early-stopping loss") -> str | None:
     """What to tell a person about ``verdict`` (from :func:`assess`), with what to try; None when settled.
     ``loss``: the curve assessed (a kind without early stopping has its training loss)."""
     kept, n, change = verdict["kept_epoch"], verdict["epochs_run"], verdict["change"]

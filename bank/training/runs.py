@@ -126,9 +126,10 @@ def mixing_note(registry, names: Iterable[str], kind: str, look: tuple[int, bool
     return (f"{registry.where} already holds class(es) unlike these ({shown}: {', '.join(kinds)} on "
             f"{', '.join(specs)} inputs; these are {kind} on {'gray' if gray else 'colour'} images of up to {side} px, "
             f"seen at {mine}): "
-            "one bank will answer for all of them, comparing each class's scores relative to its own held-out "
-            "scores where their units differ, and an image of one may then be named as another (a photo as a "
-            "digit). To keep them apart, train into another --registry (or answer with --classes)")
+            "one bank will answer for all of them; where their score units differ it compares every class's "
+            "scores relative to its own held-out scores (those of these classes too, which may change their "
+            "answers), and an image of one may be named as another (a photo as a digit). To keep them apart, "
+            "train into another --registry (or answer with --classes, or --compare raw)")
 
 
 def record_skipped(detector, skipped: list[tuple[str, str]]) -> None:
