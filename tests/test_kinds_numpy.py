@@ -252,3 +252,21 @@ def test_signed_hog_tells_an_image_from_its_inversion(digit_images):
     params, arrays = det.to_arrays()
     del params["signed"]  # a card written before the option: unsigned, as it was fitted
     assert HOGOneClassSVM.from_arrays(params, arrays).signed is False
+
+
+def test_a_bank_of_hog_classes_takes_the_hog_of_a_batch_once(digits, monkeypatch):
+    """Classes that share their HOG settings see the same vectors: a bank's batch is described once, not once a
+    class (issue 28's first step to a fast ae-hog), and each class scores them as it would alone."""
+    import bank.kinds.hog_ocsvm as ho
+
+    images, labels = digits
+    x = images[:, :, :, None] if images.ndim == 3 else images
+    dets = [HOGOneClassSVM().fit(x[labels == d][:80]) for d in (0, 1, 2)]
+    calls = []
+    real = ho.hog
+    monkeypatch.setattr(ho, "hog", lambda *a, **k: calls.append(1) or real(*a, **k))
+    feats = ho.shared_features(dets, x[:20])
+    assert len(calls) == 1 and all(f is feats[0] for f in feats)
+    monkeypatch.setattr(ho, "hog", real)
+    for d, f in zip(dets, feats):
+        np.testing.assert_array_equal(d.score_features(f), d.score_samples(x[:20]))

@@ -39,7 +39,7 @@ from ..io.images import InputSpec
 from .autoencoder import AutoencoderModel
 from . import params as P
 from .base import ARRAYS_FILE, ClassModel, checksums, read_arrays
-from .hog_ocsvm import HOGOneClassSVM
+from .hog_ocsvm import HOGOneClassSVM, shared_features
 
 #: The autoencoder's files in the entry's folder.
 AE_FILE = "ae.keras"
@@ -149,7 +149,9 @@ class AEHOGModel(ClassModel):
 
         def score(x: np.ndarray) -> np.ndarray:
             e = fused(x)
-            return np.stack([m._combine(e[:, k], m.hog_.score_samples(x)) for k, m in enumerate(models)], axis=1)
+            feats = shared_features([m.hog_ for m in models], x)  # the HOG of the batch once per setting
+            return np.stack([m._combine(e[:, k], m.hog_.score_features(f))
+                             for k, (m, f) in enumerate(zip(models, feats))], axis=1)
 
         return score
 

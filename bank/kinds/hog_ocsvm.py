@@ -117,6 +117,13 @@ class HOGOneClassSVM:
         self._fitted()
         return self._hog(check_batch(x, "hog-ocsvm x", self.input_shape_)).astype(np.float64)
 
+    @property
+    def hog_key(self) -> tuple:
+        """What the HOG vectors depend on: detectors with one key see the same vectors of an image."""
+        self._fitted()
+        return (self.orientations, tuple(np.atleast_1d(self.pixels_per_cell_).tolist()),
+                tuple(np.atleast_1d(self.cells_per_block).tolist()), self.block_norm, self.signed, self.input_shape_)
+
     # ------------------------------------------------------------ fitting
     def fit(self, x: np.ndarray) -> HOGOneClassSVM:
         """Fit on images (N, H, W, C) of the class, N >= 2 (a random ``max_samples`` of them)."""
@@ -189,7 +196,11 @@ class HOGOneClassSVM:
 
     def score_samples(self, x: np.ndarray) -> np.ndarray:
         """Anomaly score (N,) float64 >= 0: ``-log(sum a_i K_i / sum a_i)``, higher = less like the class."""
-        return np.maximum(self._log_weight - self._log_kernel_sum(self.features(x)), 0.0)
+        return self.score_features(self.features(x))
+
+    def score_features(self, f: np.ndarray) -> np.ndarray:
+        """:meth:`score_samples` of HOG vectors already computed (:meth:`features`, :func:`shared_features`)."""
+        return np.maximum(self._log_weight - self._log_kernel_sum(f), 0.0)
 
     def score_from_decision(self, decision: np.ndarray) -> np.ndarray:
         """The score for signed decisions: ``-log((decision - intercept_) / sum a_i)`` (inf where the kernel
@@ -259,6 +270,19 @@ class HOGOneClassSVM:
         return self
 
 
+def shared_features(detectors: Sequence[HOGOneClassSVM], x: np.ndarray) -> list[np.ndarray]:
+    """Each detector's HOG vectors of images ``x``, computed once per distinct HOG setting (:attr:`hog_key`): a
+    bank of classes with one setting takes one HOG of the batch, not one per class."""
+    done: dict[tuple, np.ndarray] = {}
+    out = []
+    for d in detectors:
+        key = d.hog_key
+        if key not in done:
+            done[key] = d.features(x)
+        out.append(done[key])
+    return out
+
+
 class HOGOCSVMModel(ClassModel):
     """The ``hog-ocsvm`` kind of class model: :class:`HOGOneClassSVM` with the shared split, statistics
     and files. Its parameters are :class:`HOGOneClassSVM`'s (passed as keywords) and those of
@@ -286,6 +310,16 @@ class HOGOCSVMModel(ClassModel):
 
     def _fit_core(self, x: np.ndarray) -> None:
         self.core_ = HOGOneClassSVM(**{"seed": self.seed, **(self.svm or {})}).fit(x)
+
+    @classmethod
+    def group_scorer(cls, models):
+        """Scores by every one of ``models`` (one spec): the HOG of a batch computed once for the classes that
+        share its settings, then each class's kernel sum."""
+        def score(x: np.ndarray) -> np.ndarray:
+            feats = shared_features([m.core_ for m in models], x)
+            return np.stack([m.core_.score_features(f) for m, f in zip(models, feats)], axis=1)
+
+        return score
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self.core_.score_samples(x)
