@@ -151,8 +151,8 @@ class Declared:
 
     def __repr__(self) -> str:
         """The class and the parameters that differ from their defaults, as scikit-learn shows an estimator."""
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if not (v is self.param_defaults()[k] or _equal(v, self.param_defaults()[k]))]
+        defaults = self.param_defaults()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not (v is defaults[k] or _equal(v, defaults[k]))]
         return f"{type(self).__name__}({', '.join(changed)})"
 
 
