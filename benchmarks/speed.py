@@ -3,6 +3,7 @@
     python benchmarks/speed.py [--quick] [--json] [--classes 1,10,50,100] [--batches 1,4,16,64,256,1024]
                                [--train-data ../shared/data/mnist [--train-images 2000] [--train-epochs 3]]
                                [--kind autoencoder|pca|hog-ocsvm|ae-hog|geotrans]
+    python benchmarks/speed.py --kind autoencoder,ae-hog --train-data ../shared/data/mnist [--quick]
     python benchmarks/speed.py --kind pretrained --photos ../shared/data/pets [--train-images 50] [--classes 2,10,100]
 
 No training: each class model is the default 28x28 conv autoencoder (filters
@@ -49,8 +50,8 @@ random stroke pattern per class, shifted and noisy; the output says which).
 Each class is registered in a temporary registry and answered through
 ``bank.Router.from_registry``. Measured: (1) the kind's scoring alone, on
 images already at the spec (``pca``: the fused product,
-``bank.kinds.pca.fused_scores``; ``hog-ocsvm`` has none: HOG and kernel sums
-class by class, its ``group_scorer``); (2) ``Router.errors``; (3)
+``bank.kinds.pca.fused_scores``; ``hog-ocsvm``: the HOG of a batch once, every
+class's kernel sum in one float32 product, its ``group_scorer``); (2) ``Router.errors``; (3)
 ``Router.score`` (errors, input complexities, verdicts): images/s at batches
 of 256 and single-image latency (median of at least 100 calls), with the
 users' targets for a 10-class ``pca`` MNIST bank beside them (one image in
@@ -63,6 +64,15 @@ train-all`` is not timed for these kinds. The versions line
 names NumPy's BLAS and its threads: the ``pca`` products use them, and on
 cores shared with other work several BLAS threads can be many times slower
 than one (compare a run under ``OPENBLAS_NUM_THREADS=1``).
+
+Several kinds, comma-separated (``--kind autoencoder,ae-hog,hog-ocsvm``),
+puts 10-class digit banks of each side by side in one run: each fitted for
+real on the same images (as above; the autoencoder too, with
+``--train-epochs``), registered, and timed through ``Router.score`` in
+turns, a repetition of every kind and then the next, so that the shared
+machine's noise falls on all of them alike: images/s at batches of 256,
+one image's latency (median), each against the first kind, and float32
+matmul in the same run.
 
 ``--kind pretrained`` times photos instead: each sub-folder of ``--photos``
 is a class, ``PretrainedModel()`` (its defaults, ``--seed``) fitted on its
@@ -612,7 +622,7 @@ def in_batches(fn, size: int = BATCH):
 
 def kind_scorer(kind: str, models: list):
     """The kind's own scoring of many classes at once, on images already at the spec: pca's fused
-    product (``fused_scores``), or the kind's ``group_scorer`` (hog-ocsvm: class by class)."""
+    product (``fused_scores``), or the kind's ``group_scorer`` (hog-ocsvm: one HOG and one product for all its classes)."""
     if kind == "pca":
         from bank.kinds.pca import fused_scores
 
@@ -777,9 +787,11 @@ def print_kind_tables(out: dict) -> None:
     for w in out["fit_warnings"]:
         print(f"Warning from the fits: {w}")
     scorer = {"pca": "the fused product, bank.kinds.pca.fused_scores",
-              "ae-hog": "the kind's group_scorer: the autoencoders fused (LiteRT threads), then each class's HOG term",
+              "ae-hog": "the kind's group_scorer: the autoencoders fused (LiteRT threads), the HOG of the batch once "
+                        "and every class's kernel sum in one product",
               "geotrans": "the kind's group_scorer: each class's network on the turned (and mirrored) copies"
-              }.get(kind, "no fused product: HOG and kernel sums class by class, the kind's group_scorer")
+              }.get(kind, "the kind's group_scorer: the HOG of the batch once, every class's kernel sum in one float32 "
+                          "product")
     print(f"\n(1) is {scorer}.")
     if out["targets"]:
         print(f"Targets (users', for a {BANK}-class {kind} bank on MNIST): through Router.score, one image in at most "
@@ -811,6 +823,70 @@ def print_kind_tables(out: dict) -> None:
               f"{r['single_ms']:.3f} ({r['calls']} calls) |")
     print_start_up(out)
     print(f"| TensorFlow imported by this process | {'yes' if out['tensorflow_imported_here'] else 'no'} |")
+
+
+# ------------------------------------------------------------ kinds side by side
+
+#: What a 10-class digit bank of any kind should reach through Router.score (issue 28: the autoencoder's pace).
+SIDE_TARGETS = {"single_ms": 2.0}
+
+
+def measure_side_by_side(kinds: list[str], cfg: dict, seed: int, say) -> dict:
+    """10-class banks of each of ``kinds``, fitted for real on the same images, registered, and timed through
+    ``Router.score`` in turns (a repetition of every kind, then the next), so the machine's noise falls on
+    all alike: images/s at batches of 256 and one image's latency, with float32 matmul beside them."""
+    from bank import Registry, Router
+
+    n_test = max(BATCH, cfg["images"] // BATCH * BATCH)
+    train, x, data = kind_data(cfg, BANK, n_test, seed, say)
+    out = {"kinds": kinds, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {cores()} cores",
+           "versions": kind_versions(), "settings": cfg, "data": data, "rows": {}}
+    routers = {}
+    with tempfile.TemporaryDirectory(prefix="bank-speed-") as tmp:
+        for kind in kinds:
+            epochs = cfg.get("train_epochs") if trains_network(kind) else None
+            bank, fit_s, _ = fitted_kind_bank(kind, train, seed, say, epochs)
+            reg = Registry(Path(tmp) / kind)
+            for name, model in bank.items():
+                reg.register(name, model)
+            routers[kind] = Router.from_registry(reg, batch_size=BATCH)
+            out["rows"][kind] = {"fit_s_per_class": fit_s}
+        say("float32 NumPy matmul")
+        out["matmul_gflops"] = matmul_gflops(reps=cfg["reps"] + 2)
+        batch, one = {k: [] for k in kinds}, {k: [] for k in kinds}
+        turns = max(3, cfg["reps"] * 2)
+        say(f"timing {', '.join(kinds)} in {turns} turns")
+        for kind in kinds:  # warm each: first calls allocate
+            routers[kind].score(x[:BATCH]), routers[kind].score(x[:1])
+        for _ in range(turns):
+            for kind in kinds:
+                batch[kind] += seconds(lambda: routers[kind].score(x[:BATCH]), 1, warmup=0)
+                one[kind] += seconds(lambda: routers[kind].score(x[:1]), max(10, cfg["calls"] // turns), warmup=0)
+    first_ips = None
+    for kind in kinds:
+        row = out["rows"][kind]
+        row["img_per_s"] = BATCH / statistics.median(batch[kind])
+        row["single_ms"] = 1000 * statistics.median(one[kind])
+        row["single_calls"] = len(one[kind])
+        first_ips = first_ips or row["img_per_s"]
+        row["vs_first"] = row["img_per_s"] / first_ips
+    return out
+
+
+def print_side_by_side(out: dict) -> None:
+    kinds = out["kinds"]
+    print(f"Kinds side by side: {BANK}-class digit banks, {out['date']}, {out['machine']}; {out['versions']}")
+    print(f"Data: {out['data']['text']}. Each bank registered and answered through Router.score from its registry "
+          f"(no TensorFlow), timed in turns; float32 NumPy matmul {out['matmul_gflops']:.0f} GFLOP/s in the same run.")
+    print()
+    print(f"| kind | images/s (batches of {BATCH}) | against {kinds[0]} | one image, ms (median) | "
+          f"target <= {SIDE_TARGETS['single_ms']:g} ms | fit s a class |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for kind in kinds:
+        r = out["rows"][kind]
+        met = "met" if r["single_ms"] <= SIDE_TARGETS["single_ms"] else "NOT met"
+        print(f"| {kind} | {r['img_per_s']:,.0f} | {r['vs_first']:.2f}x | {r['single_ms']:.3f} ({r['single_calls']} "
+              f"calls) | {met} | {r['fit_s_per_class']:.1f} |")
 
 
 # ------------------------------------------------------------ photos: the pretrained kind
@@ -973,6 +1049,15 @@ def print_photo_tables(out: dict) -> None:
 
 # ------------------------------------------------------------ main
 
+def kind_list(text: str) -> list[str]:
+    """Kinds separated by commas, each one of :data:`bank.kinds.KINDS`."""
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    wrong = [k for k in kinds if k not in KINDS]
+    if not kinds or wrong:
+        raise argparse.ArgumentTypeError(f"expected kinds among {', '.join(KINDS)}, got {text!r}")
+    return kinds
+
+
 def ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -999,7 +1084,7 @@ def settings(args: argparse.Namespace) -> dict:
     if args.kind != "autoencoder":
         for key in ("naive_calls", "scale_calls"):  # the autoencoder's only
             del cfg[key]
-        if not trains_network(args.kind):  # a kind that trains a network is fitted with --train-epochs
+        if args.kind != "side by side" and not trains_network(args.kind):  # fitted with --train-epochs
             del cfg["train_epochs"]
         cfg["ignored"] = ["--train-epochs"] if args.train_epochs is not None and "train_epochs" not in cfg else []
     return cfg
@@ -1061,14 +1146,19 @@ def main(argv: list[str] | None = None) -> int:
                    f"--kind pretrained, photos per class (default {PHOTO_TRAIN})")
     p.add_argument("--train-epochs", type=int, metavar="E", help="epochs per digit (default 3; the autoencoder's, "
                    "and for --kind ae-hog or geotrans those the timed models are fitted with)")
-    p.add_argument("--kind", choices=list(KINDS), default="autoencoder", help="the kind of class model timed "
-                   "(default autoencoder: random weights; the others are fitted for real; pretrained on --photos)")
+    p.add_argument("--kind", type=kind_list, default=["autoencoder"], help="the kind of class model timed "
+                   "(default autoencoder: random weights; the others are fitted for real; pretrained on --photos); "
+                   "several, comma-separated (such as autoencoder,ae-hog): 10-class digit banks of each, fitted "
+                   "for real and timed side by side in turns")
     p.add_argument("--photos", metavar="DIR", help="for --kind pretrained: a folder with a sub-folder of photos per "
                    "class, such as ../shared/data/pets (cats, dogs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    kinds, args.kind = args.kind, args.kind[0] if len(args.kind) == 1 else "side by side"
+    if len(kinds) > 1 and "pretrained" in kinds:
+        p.error("--kind pretrained times photos on its own; leave it out of a list of digit kinds")
     if args.train_images is not None and args.train_images < 4:
         p.error(f"--train-images: expected at least 4, got {args.train_images}")
     if args.kind == "pretrained" and not args.photos:
@@ -1076,7 +1166,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     cfg = settings(args)
-    if args.kind == "autoencoder":
+    if len(kinds) > 1:
+        out = measure_side_by_side(kinds, cfg, args.seed, say)
+    elif args.kind == "autoencoder":
         out = measure(cfg, args.seed, say)
     elif args.kind == "pretrained":
         if cfg["ignored"]:
@@ -1090,6 +1182,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"done in {out['seconds']:.0f} s")
     if args.json:
         print(json.dumps(out, indent=2))
+    elif len(kinds) > 1:
+        print_side_by_side(out)
     elif args.kind == "autoencoder":
         print_tables(out)
     elif args.kind == "pretrained":

@@ -132,7 +132,7 @@ def test_ocsvm_decision_equals_sklearn(digit_images):
 
     images, labels = digit_images
     x = upscale(images[labels == 3], 2)
-    det = HOGOneClassSVM(nu=0.2, max_samples=None).fit(x[:150])
+    det = HOGOneClassSVM(nu=0.2, max_samples=None, weight_share=1.0).fit(x[:150])
     svm = OneClassSVM(kernel="rbf", nu=0.2, gamma=det.gamma_).fit(det.features(x[:150]))
     probe = upscale(images[:300], 2)
     np.testing.assert_allclose(det.decision_function(probe), svm.decision_function(det.features(probe)),
@@ -142,6 +142,27 @@ def test_ocsvm_decision_equals_sklearn(digit_images):
     assert near.sum() > 100
     np.testing.assert_allclose(det.score_from_decision(svm.decision_function(det.features(probe)))[near],
                                det.score_samples(probe)[near], rtol=1e-6)
+
+
+def test_ocsvm_keeps_the_heaviest_support_vectors(digit_images):
+    """weight_share keeps the fewest heaviest support vectors carrying that share of the weight: fewer to
+    score against, the class still told from the others as well."""
+    from sklearn.metrics import roc_auc_score
+
+    from bank.kinds.hog_ocsvm import heaviest
+
+    np.testing.assert_array_equal(heaviest(np.array([0.1, 0.5, 0.2, 0.2]), 0.6), [1, 2])  # 0.5 + first 0.2
+    np.testing.assert_array_equal(heaviest(np.array([0.1, 0.5, 0.2, 0.2]), 1.0), [0, 1, 2, 3])
+    images, labels = digit_images
+    whole = HOGOneClassSVM(weight_share=1.0).fit(images[labels == 4])
+    kept = HOGOneClassSVM(weight_share=0.6).fit(images[labels == 4])
+    assert len(kept.support_vectors_) < 0.8 * len(whole.support_vectors_)
+    assert kept.dual_coef_.sum() >= 0.6 * whole.dual_coef_.sum() - 1e-9
+    assert set(map(bytes, kept.support_vectors_)) <= set(map(bytes, whole.support_vectors_))
+    auroc = [roc_auc_score(labels != 4, d.score_samples(images)) for d in (whole, kept)]
+    assert auroc[1] > auroc[0] - 0.01, auroc
+    with pytest.raises(InputError, match="weight_share"):
+        HOGOneClassSVM(weight_share=0)
 
 
 def test_ocsvm_score_monotone_and_bounded(digit_images):
@@ -254,19 +275,23 @@ def test_signed_hog_tells_an_image_from_its_inversion(digit_images):
     assert HOGOneClassSVM.from_arrays(params, arrays).signed is False
 
 
-def test_a_bank_of_hog_classes_takes_the_hog_of_a_batch_once(digits, monkeypatch):
+def test_a_bank_of_hog_classes_scores_in_one_hog_and_one_product(digits, monkeypatch):
     """Classes that share their HOG settings see the same vectors: a bank's batch is described once, not once a
-    class (issue 28's first step to a fast ae-hog), and each class scores them as it would alone."""
+    class, and every class's kernel sum comes from one float32 product (issue 28: a fast ae-hog), each class
+    scoring as it would alone, its own images, other digits and noise."""
     import bank.kinds.hog_ocsvm as ho
 
     images, labels = digits
     x = images[:, :, :, None] if images.ndim == 3 else images
-    dets = [HOGOneClassSVM().fit(x[labels == d][:80]) for d in (0, 1, 2)]
+    dets = [HOGOneClassSVM(gamma_factor=g).fit(x[labels == d][:80]) for d, g in ((0, 4.0), (1, 1.0), (2, 8.0))]
+    noise = np.random.default_rng(0).random((5, *x.shape[1:]))
+    batch = np.concatenate([x[:40], x[labels == 1][:5], noise])
+    score = ho.fused_scorer(dets)
     calls = []
     real = ho.hog
     monkeypatch.setattr(ho, "hog", lambda *a, **k: calls.append(1) or real(*a, **k))
-    feats = ho.shared_features(dets, x[:20])
-    assert len(calls) == 1 and all(f is feats[0] for f in feats)
+    fused = score(batch)
+    assert len(calls) == 1 and fused.shape == (len(batch), 3)
     monkeypatch.setattr(ho, "hog", real)
-    for d, f in zip(dets, feats):
-        np.testing.assert_array_equal(d.score_features(f), d.score_samples(x[:20]))
+    for k, d in enumerate(dets):
+        np.testing.assert_allclose(fused[:, k], d.score_samples(batch), rtol=1e-5, atol=1e-6)

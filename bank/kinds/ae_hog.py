@@ -39,7 +39,7 @@ from ..io.images import InputSpec
 from .autoencoder import AutoencoderModel
 from . import params as P
 from .base import ARRAYS_FILE, ClassModel, checksums, read_arrays
-from .hog_ocsvm import HOGOneClassSVM, shared_features
+from .hog_ocsvm import HOGOneClassSVM, fused_scorer
 
 #: The autoencoder's files in the entry's folder.
 AE_FILE = "ae.keras"
@@ -142,16 +142,15 @@ class AEHOGModel(ClassModel):
     @classmethod
     def group_scorer(cls, models):
         """Scores by every one of ``models`` (one spec): their autoencoders fused into one call (LiteRT threads
-        or one Keras graph, as an autoencoder bank's), then each class's HOG term."""
+        or one Keras graph, as an autoencoder bank's), their HOG terms by :func:`~bank.kinds.hog_ocsvm.fused_scorer`."""
         from ..nets.runtime import error_fn
 
         fused = error_fn([m.ae_.model_ for m in models], models[0].spec_.shape)
+        hog = fused_scorer([m.hog_ for m in models])  # the HOG of the batch once, every kernel sum in one product
 
         def score(x: np.ndarray) -> np.ndarray:
-            e = fused(x)
-            feats = shared_features([m.hog_ for m in models], x)  # the HOG of the batch once per setting
-            return np.stack([m._combine(e[:, k], m.hog_.score_features(f))
-                             for k, (m, f) in enumerate(zip(models, feats))], axis=1)
+            e, h = fused(x), hog(x)
+            return np.stack([m._combine(e[:, k], h[:, k]) for k, m in enumerate(models)], axis=1)
 
         return score
 

@@ -54,6 +54,14 @@ from .hog import BLOCK_NORMS, _pair, hog, hog_grid, hog_length
 CHUNK_VALUES = 1 << 22
 
 
+def heaviest(weights: np.ndarray, share: float) -> np.ndarray:
+    """Indices (in order) of the fewest heaviest ``weights`` (>= 0) that carry ``share`` of their sum."""
+    order = np.argsort(-weights, kind="stable")
+    carried = np.cumsum(weights[order])
+    n = int(np.searchsorted(carried, share * carried[-1] * (1 - 1e-12))) + 1
+    return np.sort(order[:min(n, len(order))])
+
+
 def auto_cells(height: int, width: int) -> tuple[int, int]:
     """The pixels per cell "auto" gives: about seven cells a side."""
     return max(1, height // 7), max(1, width // 7)
@@ -73,7 +81,7 @@ class HOGOneClassSVM:
     def __init__(self, *, orientations: int = 9, pixels_per_cell: str | int | Sequence[int] = "auto",
                  cells_per_block: int | Sequence[int] = (3, 3), block_norm: str = "L2-Hys",
                  nu: float = 0.1, gamma: str | float = "scale", gamma_factor: float = 4.0,
-                 max_samples: int | None = 2000, seed: int = 0, signed: bool = False):
+                 max_samples: int | None = 2000, seed: int = 0, signed: bool = False, weight_share: float = 0.6):
         if isinstance(orientations, bool) or not isinstance(orientations, (int, np.integer)) or orientations < 1:
             raise InputError(f"hog-ocsvm orientations: expected an int >= 1, got {orientations!r}")
         if pixels_per_cell != "auto":
@@ -106,6 +114,10 @@ class HOGOneClassSVM:
         if not isinstance(signed, (bool, np.bool_)):
             raise InputError(f"hog-ocsvm signed: expected True or False, got {signed!r}")
         self.signed = bool(signed)
+        if isinstance(weight_share, bool) or not isinstance(weight_share, (int, float, np.floating)) \
+                or not 0.0 < weight_share <= 1.0:
+            raise InputError(f"hog-ocsvm weight_share: expected a number in (0, 1], got {weight_share!r}")
+        self.weight_share = float(weight_share)
 
     # ------------------------------------------------------------ features
     def _hog(self, x: np.ndarray) -> np.ndarray:
@@ -149,8 +161,10 @@ class HOGOneClassSVM:
         svm = OneClassSVM(kernel="rbf", nu=self.nu, gamma=gamma).fit(f)
         self.input_shape_ = tuple(int(v) for v in x.shape[1:])
         self.gamma_ = gamma
-        self.support_vectors_ = np.ascontiguousarray(svm.support_vectors_, dtype=np.float64)
-        self.dual_coef_ = np.asarray(svm.dual_coef_, dtype=np.float64).ravel()
+        weights = np.asarray(svm.dual_coef_, dtype=np.float64).ravel()
+        keep = heaviest(weights, self.weight_share)
+        self.support_vectors_ = np.ascontiguousarray(svm.support_vectors_[keep], dtype=np.float64)
+        self.dual_coef_ = weights[keep]
         self.intercept_ = float(svm.intercept_[0])
         self.n_samples_ = len(x)
         self._prepare()
@@ -191,7 +205,8 @@ class HOGOneClassSVM:
         return out
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
-        """The SVM's signed decision (N,) float64, positive inside the class: scikit-learn's ``decision_function``."""
+        """The SVM's signed decision (N,) float64, positive inside the class, over the kept support vectors
+        (with ``weight_share=1``, every one: scikit-learn's ``decision_function``)."""
         return np.exp(self._log_kernel_sum(self.features(x))) + self.intercept_
 
     def score_samples(self, x: np.ndarray) -> np.ndarray:
@@ -199,7 +214,7 @@ class HOGOneClassSVM:
         return self.score_features(self.features(x))
 
     def score_features(self, f: np.ndarray) -> np.ndarray:
-        """:meth:`score_samples` of HOG vectors already computed (:meth:`features`, :func:`shared_features`)."""
+        """:meth:`score_samples` of HOG vectors already computed (:meth:`features`)."""
         return np.maximum(self._log_weight - self._log_kernel_sum(f), 0.0)
 
     def score_from_decision(self, decision: np.ndarray) -> np.ndarray:
@@ -226,7 +241,7 @@ class HOGOneClassSVM:
                   "block_norm": self.block_norm, "nu": self.nu, "gamma": self.gamma,
                   "gamma_factor": self.gamma_factor, "gamma_used": self.gamma_,
                   "intercept": self.intercept_, "max_samples": self.max_samples, "seed": self.seed,
-                  "signed": self.signed,
+                  "signed": self.signed, "weight_share": self.weight_share,
                   "input_shape": list(self.input_shape_), "n_support": int(len(self.support_vectors_)),
                   "n_samples": int(self.n_samples_)}
         return params, {"support_vectors": self.support_vectors_.copy(), "dual_coef": self.dual_coef_.copy()}
@@ -244,7 +259,8 @@ class HOGOneClassSVM:
                    block_norm=get_param(params, "block_norm", k), nu=get_param(params, "nu", k),
                    gamma=get_param(params, "gamma", k), gamma_factor=params.get("gamma_factor", 1.0),
                    max_samples=params.get("max_samples"),
-                   seed=params.get("seed", 0), signed=params.get("signed", False))
+                   seed=params.get("seed", 0), signed=params.get("signed", False),
+                   weight_share=params.get("weight_share", 1.0))  # entries from before it kept every vector
         used = get_param(params, "pixels_per_cell_used", k)
         self.pixels_per_cell_ = _pair(used, f"{k} params: 'pixels_per_cell_used'")
         for name in ("gamma_used", "intercept"):
@@ -270,17 +286,73 @@ class HOGOneClassSVM:
         return self
 
 
-def shared_features(detectors: Sequence[HOGOneClassSVM], x: np.ndarray) -> list[np.ndarray]:
-    """Each detector's HOG vectors of images ``x``, computed once per distinct HOG setting (:attr:`hog_key`): a
-    bank of classes with one setting takes one HOG of the batch, not one per class."""
-    done: dict[tuple, np.ndarray] = {}
-    out = []
-    for d in detectors:
-        key = d.hog_key
-        if key not in done:
-            done[key] = d.features(x)
-        out.append(done[key])
-    return out
+class KernelSums:
+    """The scores of many :class:`HOGOneClassSVM` of one HOG setting from one matrix product.
+
+    Every class's support vectors are stacked into one float32 matrix, centred on their mean (the
+    squared distances ``|f|^2 + |sv|^2 - 2 f.sv`` then subtract numbers of the distances' own size, so
+    float32 keeps them to about 1e-6 of the score); a batch's HOG vectors meet all of them in one
+    product, and each class's log-sum-exp runs over its own columns (``np.maximum.reduceat`` /
+    ``np.add.reduceat``). Equal to each detector's :meth:`~HOGOneClassSVM.score_features` to about
+    1e-5 (float64 there). Rows go a chunk at a time, at most :data:`CHUNK_VALUES` kernel values.
+    """
+
+    def __init__(self, detectors: Sequence[HOGOneClassSVM]):
+        keys = {d.hog_key for d in detectors}
+        if len(keys) != 1:
+            raise InputError(f"hog-ocsvm: fused kernel sums need one HOG setting, got {len(keys)}")
+        sv = np.concatenate([d.support_vectors_ for d in detectors])
+        self.center_ = sv.mean(axis=0)
+        sv = sv - self.center_
+        self.sv_ = np.ascontiguousarray(sv, dtype=np.float32)
+        sizes = [len(d.support_vectors_) for d in detectors]
+        self.starts_ = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.sizes_ = np.asarray(sizes)
+        col = np.repeat(np.arange(len(detectors)), sizes)
+        gammas = np.array([d.gamma_ for d in detectors])
+        self.sv_sq_ = np.einsum("ij,ij->i", sv, sv).astype(np.float32)
+        self.neg_gamma_ = (-gammas[col]).astype(np.float32)
+        self.log_coef_ = np.concatenate([d._log_coef for d in detectors]).astype(np.float32)
+        self.log_weight_ = np.array([d._log_weight for d in detectors])
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        """Scores (N, K) float64 of HOG vectors ``f`` (N, F), a column per detector, as
+        :meth:`HOGOneClassSVM.score_features`."""
+        out = np.empty((len(f), len(self.starts_)), dtype=np.float64)
+        step = max(1, CHUNK_VALUES // max(1, len(self.sv_)))
+        for start in range(0, len(f), step):
+            part = np.asarray(f[start:start + step], dtype=np.float64) - self.center_
+            part_sq = np.einsum("ij,ij->i", part, part).astype(np.float32)
+            t = part.astype(np.float32) @ self.sv_.T
+            t *= -2.0
+            t += part_sq[:, None]
+            t += self.sv_sq_
+            np.maximum(t, 0.0, out=t)
+            t *= self.neg_gamma_
+            t += self.log_coef_
+            top = np.maximum.reduceat(t, self.starts_, axis=1)
+            t -= np.repeat(top, self.sizes_, axis=1)
+            np.exp(t, out=t)
+            lse = top.astype(np.float64) + np.log(np.add.reduceat(t, self.starts_, axis=1, dtype=np.float64))
+            out[start:start + step] = np.maximum(self.log_weight_ - lse, 0.0)
+        return out
+
+
+def fused_scorer(detectors: Sequence[HOGOneClassSVM]):
+    """A function of images (at the detectors' shape) giving every detector's score (N, K): the HOG of the
+    batch once per HOG setting, then each setting's classes in one :class:`KernelSums`."""
+    by_key: dict[tuple, list[int]] = {}
+    for k, d in enumerate(detectors):
+        by_key.setdefault(d.hog_key, []).append(k)
+    parts = [(idx, detectors[idx[0]], KernelSums([detectors[k] for k in idx])) for idx in by_key.values()]
+
+    def score(x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(x), len(detectors)), dtype=np.float64)
+        for idx, first, sums in parts:
+            out[:, idx] = sums(first.features(x))
+        return out
+
+    return score
 
 
 class HOGOCSVMModel(ClassModel):
@@ -314,12 +386,8 @@ class HOGOCSVMModel(ClassModel):
     @classmethod
     def group_scorer(cls, models):
         """Scores by every one of ``models`` (one spec): the HOG of a batch computed once for the classes that
-        share its settings, then each class's kernel sum."""
-        def score(x: np.ndarray) -> np.ndarray:
-            feats = shared_features([m.core_ for m in models], x)
-            return np.stack([m.core_.score_features(f) for m, f in zip(models, feats)], axis=1)
-
-        return score
+        share its settings, then their kernel sums in one product (:func:`fused_scorer`)."""
+        return fused_scorer([m.core_ for m in models])
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         return self.core_.score_samples(x)
