@@ -4,6 +4,7 @@
                                [--train-data ../shared/data/mnist [--train-images 2000] [--train-epochs 3]]
                                [--kind autoencoder|pca|hog-ocsvm|ae-hog|geotrans]
     python benchmarks/speed.py --kind autoencoder,ae-hog --train-data ../shared/data/mnist [--quick]
+    python benchmarks/speed.py --many 10,100,1000
     python benchmarks/speed.py --kind pretrained --photos ../shared/data/pets [--train-images 50] [--classes 2,10,100]
 
 No training: each class model is the default 28x28 conv autoencoder (filters
@@ -73,6 +74,11 @@ turns, a repetition of every kind and then the next, so that the shared
 machine's noise falls on all of them alike: images/s at batches of 256,
 one image's latency (median), each against the first kind, and float32
 matmul in the same run.
+
+``--many 10,100,1000`` times banks of that many copies of one 8x8 dense
+digit class instead, stacked in NumPy against one LiteRT call a class
+(``benchmarks/classes.py``: images/s, GFLOP/s against matmul, one image
+warm, a fresh process's first answer, load time and peak RSS).
 
 ``--kind pretrained`` times photos instead: each sub-folder of ``--photos``
 is a class, ``PretrainedModel()`` (its defaults, ``--seed``) fitted on its
@@ -1152,6 +1158,8 @@ def main(argv: list[str] | None = None) -> int:
                    "for real and timed side by side in turns")
     p.add_argument("--photos", metavar="DIR", help="for --kind pretrained: a folder with a sub-folder of photos per "
                    "class, such as ../shared/data/pets (cats, dogs)")
+    p.add_argument("--many", type=ints, metavar="K1,K2,...", help="banks of this many copies of one 8x8 dense digit "
+                   "class, stacked against one LiteRT call a class (benchmarks/classes.py), such as 10,100,1000")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     args = p.parse_args(argv)
@@ -1165,6 +1173,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--kind pretrained: give --photos DIR, a folder with a sub-folder of photos per class")
 
     t0 = time.perf_counter()
+    if args.many:
+        import classes  # benchmarks/classes.py, beside this script
+
+        out = classes.measure(args.many, epochs=10, calls=QUICK["calls"] if args.quick else FULL["calls"])
+        print(json.dumps(out, indent=2)) if args.json else classes.print_table(out)
+        return 0
     cfg = settings(args)
     if len(kinds) > 1:
         out = measure_side_by_side(kinds, cfg, args.seed, say)

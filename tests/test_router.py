@@ -19,14 +19,16 @@ def test_router_equals_each_model_alone(bank_registry, digits):
     for k, c in enumerate(router.classes):
         det = bank_registry.load_detector(c)
         np.testing.assert_allclose(res.errors[:, k], det.reconstruction_error(test), rtol=1e-5)
-        np.testing.assert_allclose(res.test_z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # complexity
+        # the bank stacks its dense classes (bank.nets.stacked), the model alone runs LiteRT: the errors agree to
+        # float32 rounding, about 1e-7 of them, so a z near 0 to about 1e-6
+        np.testing.assert_allclose(res.test_z[:, k], det.zscore(test), rtol=1e-5, atol=1e-5)  # complexity
         s, cx = det.stats_, complexity(prepare(test, det.spec_))
         assert s.has_complexity
         np.testing.assert_allclose(res.complexity_z[:, k], (np.log(cx) - s.complexity_mean) / s.complexity_std)
         residual = np.log(res.errors[:, k]) - s.log_mean - s.complexity_slope * (np.log(cx) - s.complexity_mean)
         np.testing.assert_allclose(res.test_z[:, k], residual / s.residual_std, rtol=1e-5, atol=1e-9)
         det.method = "gaussian"
-        np.testing.assert_allclose(res.z[:, k], det.zscore(test), rtol=1e-5, atol=1e-9)  # the seeds' z
+        np.testing.assert_allclose(res.z[:, k], det.zscore(test), rtol=1e-5, atol=1e-5)  # the seeds' z
     np.testing.assert_allclose(res.score, np.exp(-res.z**2 / 2))
     np.testing.assert_allclose(res.p_value, st.upper_p_value(res.test_z))
     log_e = np.log(res.errors)

@@ -65,7 +65,7 @@ def _loaded(router_cls, registry, names, all_classes, skip_broken, previous, run
             if previous is not None and previous.versions.get(n) == key:
                 detectors[n] = previous.detectors[n]  # unchanged: no need to load it again
             else:
-                detectors[n] = registry.load_detector(n, e.version, runtime=runtime)
+                detectors[n] = registry.load_entry(e, runtime)  # the card just read: the version key's own
             versions[n] = key
         except RegistryError as err:
             if previous is not None and n in previous.detectors:

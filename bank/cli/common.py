@@ -115,7 +115,8 @@ def classes_option(args: argparse.Namespace) -> list[str] | None:
 def add_runtime(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--runtime", choices=RUNTIMES, default="auto",
                     help="run the models with LiteRT (no TensorFlow import; written at registration), with Keras "
-                         "(TensorFlow, the reference), or auto: LiteRT where the class has it (default)")
+                         "(TensorFlow, the reference), or auto: LiteRT where the class has it, many dense classes of one "
+                         "shape stacked in NumPy (default)")
 
 
 def add_max_pixels(sp: argparse.ArgumentParser) -> None:

@@ -31,12 +31,16 @@ from ..errors import InputError
 from ..io.images import InputSpec, complexity, infer_spec, to_spec
 from ..io.inputs import as_images, prepare
 from ..io.pipeline import ImageFiles
+from ..nets.stacked import DenseNet, GroupErrors
+from ..nets.stacked import read as read_dense
 from . import params as P
 from .base import ClassModel, checksums, few_held_out, warn_training
 
 #: The Keras model's file, and its LiteRT twins' (one per batch size).
 MODEL_FILE = "model.keras"
 LITERT_FILE = "model-b{batch}.tflite"
+#: A dense model's weights as one plain array, for a bank to stack its classes (:mod:`bank.nets.stacked`).
+DENSE_FILE = "model-dense.npy"
 
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
@@ -117,6 +121,9 @@ class AutoencoderModel(ClassModel):
     """
 
     kind = "autoencoder"
+    #: A dense network's weights, loaded with runtime "auto" for a bank of such classes to stack
+    #: (:meth:`group_scorer`); None for another architecture, an older entry or another runtime.
+    dense_: DenseNet | None = None
     summary = "a small autoencoder trained on the class's images (Keras; answers through LiteRT)"
     score_unit = st.PIXEL_MSE  #: per-pixel squared error: raw errors compare across classes
     reconstructs = True
@@ -382,12 +389,17 @@ class AutoencoderModel(ClassModel):
 
     @classmethod
     def group_scorer(cls, models: Sequence[AutoencoderModel]) -> Callable[[np.ndarray], np.ndarray]:
-        """Errors of images (at the models' shared spec) under every one of ``models``, (N, K), in one compiled
-        call: LiteRT models share the classes among the cores, Keras models are fused into one graph
-        (:func:`bank.nets.runtime.error_fn`)."""
+        """Errors of images (at the models' shared spec) under every one of ``models``, (N, K). Dense models
+        loaded with their weights (``dense_``) are stacked in NumPy, a few products for every class of one
+        shape (:class:`bank.nets.stacked.GroupErrors`); the others in one compiled call: LiteRT models share
+        the classes among the cores, Keras models are fused into one graph (:func:`bank.nets.runtime.error_fn`)."""
         from ..nets.runtime import error_fn
 
-        return error_fn([m.model_ for m in models], models[0].spec_.shape)
+        shape = models[0].spec_.shape
+        nets = [m.dense_ for m in models]
+        if all(net is None for net in nets):
+            return error_fn([m.model_ for m in models], shape)
+        return GroupErrors(nets, lambda cols: error_fn([models[j].model_ for j in cols], shape))
 
     def tf_network(self):
         return self.model_
@@ -411,8 +423,10 @@ class AutoencoderModel(ClassModel):
         }
 
     def save(self, folder: str | Path, litert: bool = True) -> dict:
-        """Write the Keras model ``model.keras`` and (with ``litert``) its LiteRT twins, checked against it,
-        into ``folder``; the card's fields, the architecture and loss curves in ``params``."""
+        """Write the Keras model ``model.keras`` and, with ``litert``, what answers without TensorFlow: its LiteRT
+        twins and a dense model's weights as one plain array (:data:`DENSE_FILE`), each checked against it, into
+        ``folder``; the card's fields, the architecture and loss curves in ``params``."""
+        from ..nets import stacked
         from ..nets.netfiles import write_litert
 
         self._check_fitted()
@@ -422,9 +436,14 @@ class AutoencoderModel(ClassModel):
         folder = Path(folder)
         self.model_.save(folder / MODEL_FILE)
         lite = write_litert("the autoencoder", self.model_, self.spec_, folder, LITERT_FILE, enabled=litert)
+        dense = stacked.write(self.model_, self.spec_.shape, folder, DENSE_FILE, "the autoencoder") if litert else None
         params = {"architecture": {"name": self.architecture_, "params": self.params_}, "history": self.history_,
                   "litert": {k: v for k, v in lite.items() if k != "files"}}
-        return self._card_fields(params, checksums(folder, [MODEL_FILE, *(f["file"] for f in lite["files"])]))
+        written = [MODEL_FILE, *(f["file"] for f in lite["files"])]
+        if dense is not None:
+            params["dense"] = dense
+            written += [dense["file"]] if "file" in dense else []
+        return self._card_fields(params, checksums(folder, written))
 
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AutoencoderModel:
@@ -436,9 +455,13 @@ class AutoencoderModel(ClassModel):
         arch = params.get("architecture")
         if not (isinstance(arch, dict) and isinstance(arch.get("name"), str) and isinstance(arch.get("params"), dict)):
             raise InputError("autoencoder params: architecture must be an object with 'name' and 'params'")
-        net = load_network(files, MODEL_FILE, LITERT_FILE, InputSpec.from_dict(card["input_spec"]).shape, None,
-                           runtime, f"{cls.kind} model", (params.get("litert") or {}).get("skipped"))
-        return cls.from_card({**card, "architecture": arch, "history": params.get("history") or {}}, net)
+        shape = InputSpec.from_dict(card["input_spec"]).shape
+        net = load_network(files, MODEL_FILE, LITERT_FILE, shape, None, runtime, f"{cls.kind} model",
+                           (params.get("litert") or {}).get("skipped"))
+        model = cls.from_card({**card, "architecture": arch, "history": params.get("history") or {}}, net)
+        if runtime == "auto":  # "keras" (the reference) and "litert" run each class through its own network
+            model.dense_ = read_dense(params.get("dense"), files, shape, cls.kind)
+        return model
 
     @classmethod
     def from_card(cls, card: dict, model: object) -> AutoencoderModel:

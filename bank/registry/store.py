@@ -171,7 +171,12 @@ class Registry:
         ``ai-edge-litert`` is installed, else Keras. See :func:`bank.registry.loading.load_entry`.
         """
         check_runtime(runtime)
-        return load_entry(self.entry(name, version), runtime, read=self._read_checked)
+        return self.load_entry(self.entry(name, version), runtime)
+
+    def load_entry(self, e: Entry, runtime: str = "auto"):
+        """:meth:`load_detector` of an entry already read by :meth:`entry` (its card not read again)."""
+        check_runtime(runtime)
+        return load_entry(e, runtime, read=self._read_checked)
 
     def verify(self, load: bool = True) -> list:
         """Check every version of every class; return what is wrong (empty when healthy): names, cards,
