@@ -23,9 +23,9 @@ autoencoder bank stays under ``banks.default``, the others under their kind
 The latent-distance rule needs a latent code (the autoencoder's layer
 "latent", PCA's projection): ``hog-ocsvm`` has none and skips it.
 
-``--registry`` uses a trained 10-digit autoencoder bank (as
-``examples/mnist.py`` writes); without it the autoencoder bank is trained
-here (``--epochs``). Both are the autoencoder's: other kinds are fitted here
+``--registry`` uses a trained 10-digit bank for the bank of its kind
+(``examples/mnist.py`` writes one); without it every bank is trained
+here (the autoencoder for ``--epochs``). Both are the autoencoder's: other kinds are fitted here
 and ignore them (the output says so). ``--limit`` fits each class on at
 most its first N training images (quick runs).
 """
@@ -75,7 +75,7 @@ EXTRA = ("low", "latent", "calibrate")
 #: The names ``--banks`` takes (today's) and the kind each is; ``--kind`` takes the kinds.
 BANK_KINDS = {"default": "autoencoder", "autoencoder": "autoencoder", "pca": "pca", "hog-ocsvm": "hog-ocsvm"}
 #: The options only the autoencoder bank reads.
-AUTOENCODER_ONLY = ("--registry", "--epochs")
+AUTOENCODER_ONLY = ("--epochs",)
 
 
 def _canvas() -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -171,6 +171,14 @@ def trained(kind: str, args, train, say) -> dict:
     """Per class a fitted detector of ``kind``: a registry's autoencoders, the autoencoder trained here, or
     another kind with its own defaults, fitted here."""
     classes = train.classes
+    if args.registry:  # a trained bank of this kind (the autoencoder's must be one)
+        reg = Registry(args.registry)
+        found = {c: reg.entry(c).kind for c in classes}
+        if set(found.values()) == {kind}:
+            return {c: reg.load_detector(c) for c in classes}
+        if kind == "autoencoder":
+            raise SystemExit(f"open_set.py: --registry {args.registry} is the autoencoder bank's, but it holds "
+                             f"{', '.join(f'{c}: {k}' for c, k in found.items() if k != 'autoencoder')}")
     if kind != "autoencoder":
         dets = {}
         for c in classes:
@@ -182,13 +190,6 @@ def trained(kind: str, args, train, say) -> dict:
             dets[c] = det.fit(train.arrays[c][: args.limit])
             say(f"  {kind}: class {c} in {time.perf_counter() - t0:.1f} s")
         return dets
-    if args.registry:
-        reg = Registry(args.registry)
-        found = {c: reg.entry(c).kind for c in classes}
-        if set(found.values()) != {"autoencoder"}:
-            raise SystemExit(f"open_set.py: --registry {args.registry} is the autoencoder bank's, but it holds "
-                             f"{', '.join(f'{c}: {k}' for c, k in found.items() if k != 'autoencoder')}")
-        return {c: reg.load_detector(c) for c in classes}
     dets = {}
     for c in classes:
         t0 = time.perf_counter()
@@ -253,8 +254,8 @@ def unknown_share(e, cx, lat, stats, classes, kw: dict, cut: float | None) -> np
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
-    p.add_argument("--registry", help="a trained 10-digit registry for the autoencoder bank (else train one here; "
-                   "the autoencoder's only)")
+    p.add_argument("--registry", help="a trained 10-digit registry, for the bank of its kind (else each bank is "
+                   "trained here)")
     p.add_argument("--epochs", type=int, help="epochs when training the autoencoder bank (default 10; the "
                    "autoencoder's only)")
     p.add_argument("--kind", metavar="KIND[,KIND...]", help="kinds of digit bank, side by side: "

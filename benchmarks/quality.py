@@ -11,7 +11,10 @@
     ``group_scorer``), 256 at a time.
 (b) ``seed``: the seed tutorials' conv autoencoder (filters 32, 64; latent
     16), Adam on MSE, 10 epochs, batch 32, no early stopping to speak of.
-(c) ``default``: ``AutoencoderModel()`` as ``bank train`` runs it.
+(c) ``default``: the kind ``bank train --kind auto`` picks for 28x28 gray
+    digits (``bank.kinds.choose_kind``: ``ae-hog`` since issue 28), with its
+    defaults, as ``bank train`` runs it; ``autoencoder``: ``AutoencoderModel()``
+    (the default before).
 
 Every bank fits its error statistics on a 10% split of each class's
 training images that it never trained on, then routes the 10,000 test
@@ -56,10 +59,12 @@ def seed_detector(seed: int):
 
 
 def default_detector(seed: int, epochs: int | None, **overrides):
-    """``AutoencoderModel()`` with its defaults, or with the settings a trial overrides."""
-    from bank import AutoencoderModel
+    """The kind ``--kind auto`` picks for MNIST's digits, with its defaults or the training options a trial
+    overrides (the autoencoder's, routed by the kind: ``from_options``)."""
+    from bank.kinds import choose_kind, kind_class
 
-    return AutoencoderModel(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}), **overrides)
+    options = {"verbose": 0, **({"epochs": epochs} if epochs else {}), **overrides}
+    return kind_class(choose_kind(28, gray=True)).from_options(None, seed=seed, **options)
 
 
 def make(bank: str, seed: int, epochs: int | None, overrides: dict):
@@ -85,6 +90,10 @@ def make(bank: str, seed: int, epochs: int | None, overrides: dict):
         return GeoTransModel(seed=seed, mirror=False, **({"epochs": epochs} if epochs else {}))
     if bank == "seed":
         return seed_detector(seed)
+    if bank == "autoencoder":
+        from bank import AutoencoderModel
+
+        return AutoencoderModel(seed=seed, verbose=0, **({"epochs": epochs} if epochs else {}), **overrides)
     return default_detector(seed, epochs, **overrides)
 
 
@@ -160,8 +169,8 @@ def contamination(train, args, say) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="folder of MNIST IDX files")
-    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default, hog-ocsvm, ae-hog, "
-                   "geotrans, pretrained")
+    p.add_argument("--banks", default="pca,seed,default", help="comma-separated: pca, seed, default (the kind "
+                   "--kind auto picks for digits), autoencoder, hog-ocsvm, ae-hog, geotrans, pretrained")
     p.add_argument("--limit", type=int, help="at most N training images per class (quick runs)")
     p.add_argument("--registry", help="use this trained 10-digit registry as the default bank (as examples/mnist.py "
                    "writes it) instead of training one")

@@ -85,3 +85,33 @@ def test_trained_from_the_command_line(digits, tmp_path, capsys):
     assert card["kind"] == "ae-hog" and card["params"]["ae"]["training"]["epochs"] == 3
     assert main(["classify", str(folder / "0.png"), "--registry", reg, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["nearest"] == "7"
+
+
+def test_small_gray_images_get_a_dense_autoencoder_stacked_in_the_bank(digits, tmp_path):
+    """For MNIST-sized images (more than 16x16, up to 32x32) the autoencoder inside is dense unless the user
+    names one (the HOG term knows the shapes; the dense one answers at a seventh of the conv one's cost), its
+    weights are written to stack a bank's classes, and the stacked bank scores as each class alone."""
+    from bank.kinds.ae_hog import AE_DENSE, DENSE_LAYERS
+
+    images, labels = digits
+    x = images[..., None] if images.ndim == 3 else images
+    big = np.kron(x, np.ones((1, 3, 3, 1), x.dtype))[:, :24, :24]  # 24x24 digits
+    reg = Registry(tmp_path / "reg")
+    models = {}
+    for d in (0, 1):
+        with pytest.warns(UserWarning):  # few epochs: still learning
+            models[str(d)] = AEHOGModel(ae=TINY).fit(big[:600][labels[:600] == d])
+        reg.register(str(d), models[str(d)])
+    ae = models["0"].ae_
+    assert ae.architecture_ == "dense" and ae.params_ == DENSE_LAYERS
+    card = reg.entry("0").card
+    assert AE_DENSE in card["files"] and card["params"]["dense"]["max_rel_diff"] < 1e-5
+    told = AEHOGModel(ae={**TINY, "architecture": "conv"})
+    with pytest.warns(UserWarning):
+        assert told.fit(big[:300][labels[:300] == 1]).ae_.architecture_ == "conv"
+    stacked = Router.from_registry(reg)  # runtime auto: the dense weights stacked
+    alone = Router.from_registry(reg, runtime="litert")  # each class's LiteRT network
+    assert all(d.ae_.dense_ is not None for d in stacked.detectors.values())
+    probe = big[600:700]
+    np.testing.assert_allclose(stacked.errors(probe), alone.errors(probe), rtol=1e-5)
+    assert stacked.classify(big[600:700][labels[600:700] == 1][:5]) == ["1"] * 5

@@ -194,7 +194,7 @@ def test_exported_for_tensorflow_serving_as_the_router_answers(trained, digits, 
     np.testing.assert_array_equal(got["flag"], want.flags)
 
 
-def test_auto_picks_pretrained_for_photos_and_the_autoencoder_for_small_gray_images(digits, tmp_path, capsys):
+def test_auto_picks_pretrained_for_photos_ae_hog_for_small_gray_images_and_the_autoencoder_for_tiny_ones(digits, tmp_path, capsys):
     from photos import make_family
 
     from bank.cli import main
@@ -202,16 +202,17 @@ def test_auto_picks_pretrained_for_photos_and_the_autoencoder_for_small_gray_ima
     from bank.training.runs import make_detector
 
     images, labels = digits
-    assert choose_kind(28, gray=True) == "autoencoder" and choose_kind(8, gray=True) == "autoencoder"
+    assert choose_kind(28, gray=True) == "ae-hog" and choose_kind(8, gray=True) == "autoencoder"
+    assert choose_kind(16, gray=True) == "autoencoder" and choose_kind(17, gray=True) == "ae-hog"
     assert choose_kind(28, gray=False) == "pretrained" and choose_kind(200, gray=True) == "pretrained"
     assert choose_kind(8, gray=False) == "autoencoder"  # colour icons are not photos
     assert make_detector(images[:20], kind="auto").kind == "autoencoder"
     colour = [np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)] * 6
     with pytest.warns(UserWarning, match="auto chose pretrained, which does not take patience"):
         assert make_detector(colour, kind="auto", patience=3, epochs=2).kind == "pretrained"
-    # small gray images of mixed sizes: the autoencoder (their own sizes decide, not the 64x64 they are brought to)
+    # small gray images of mixed sizes: ae-hog (their own sizes decide, not the 64x64 they are brought to)
     mixed = [np.zeros((20, 20, 1), np.float32), np.ones((24, 18, 1), np.float32)] * 4
-    assert make_detector(mixed, kind="auto").kind == "autoencoder"
+    assert make_detector(mixed, kind="auto").kind == "ae-hog"
     photos = make_family(tmp_path / "stripes", "stripes", 40, seed=1)
     reg = str(tmp_path / "reg")
     # options given equal to the autoencoder's defaults still reach geotrans; the others are named as ignored

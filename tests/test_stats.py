@@ -198,3 +198,31 @@ def test_a_partial_complexity_part_is_refused():
     good = fit_error_stats(np.linspace(0.01, 0.03, 50), np.linspace(1, 2, 50)).to_dict()
     with pytest.raises(ValueError, match="need log_mean"):
         st.ErrorStats.from_dict({k: v for k, v in good.items() if k not in ("log_mean", "log_std")})
+
+
+def test_a_tail_fit_flags_a_right_leaning_class_as_often_as_promised():
+    """Held-out log scores with a long upper tail (ae-hog's) flag more than 0.13% of the class's own images at
+    z > 3 under a mean and deviation; the tail fit (centre at the median, spreads from the 0.975 quantile)
+    brings that down, never narrows a spread, and leaves foreign scores far past the tail flagged."""
+    from bank.errors import InputError
+    from bank.verdict.fitting import fit_error_stats
+
+    rng = np.random.default_rng(0)
+    cx = np.exp(rng.normal(0, 0.3, 20600))
+    e = np.exp(rng.gumbel(0, 0.5, 20600)) * cx**0.5  # right-leaning logs that follow the complexity
+    held, new = slice(0, 600), slice(600, None)
+    plain = fit_error_stats(e[held], cx[held])
+    tail = fit_error_stats(e[held], cx[held], tail_spread=0.975)
+    z_plain = st.zscore(e[new], plain, "complexity", cx[new])
+    z_tail = st.zscore(e[new], tail, "complexity", cx[new])
+    assert np.mean(z_plain > 3) > 0.006 and np.mean(z_tail > 3) < 0.7 * np.mean(z_plain > 3)
+    assert abs(np.median(z_tail)) < 0.08 < abs(np.median(z_plain))
+    assert tail.residual_std >= plain.residual_std and tail.log_std >= plain.log_std
+    assert tail.complexity_std >= plain.complexity_std
+    far = st.zscore(np.full(3, np.exp(6.0)), tail, "complexity", np.ones(3))
+    assert np.all(far > 3)
+    normal = np.exp(rng.normal(0, 0.5, 600))  # a symmetric class: about the same fit either way
+    a, b = fit_error_stats(normal), fit_error_stats(normal, tail_spread=0.975)
+    assert abs(a.log_mean - b.log_mean) < 0.05 and b.log_std < 1.1 * a.log_std
+    with pytest.raises(InputError, match="tail_spread"):
+        fit_error_stats(normal, tail_spread=0.3)

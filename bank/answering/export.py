@@ -192,8 +192,8 @@ def export_bank(registry, out: str | os.PathLike, *, name: str = "bank", version
         named = ", ".join(f"{c!r} ({k})" for c, k in other.items())
         exportable = [k for k in KINDS if kind_class(k).exports]
         raise InputError(f"bank export writes {', '.join(exportable)} classes as TensorFlow graphs; these "
-                         f"classes are another kind: {named}. Serve them with 'bank serve', or export the others "
-                         "with --classes")
+                         f"classes are another kind: {named}. Serve them with 'bank serve', train them again with "
+                         f"--kind {exportable[0]} to export them, or export the others with --classes")
     if router.comparison != "raw":  # the graph compares raw scores, as a bank of one unit does
         kinds = sorted({d.kind for d in router.detectors.values()})
         raise InputError(f"these classes score in different units ({', '.join(kinds)}) and are compared relative "

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..verdict.decision import skipped_json
-from ..kinds import AUTO, PHOTO_SIDE, kind_class
+from ..kinds import AUTO, PHOTO_SIDE, TINY_SIDE, kind_class
 from .common import CommandError, LazyHelp, emit_json, registry_of, report_skipped, say, table
 
 
@@ -251,7 +251,8 @@ def add_training(sp: argparse.ArgumentParser) -> None:
 
         summaries = "; ".join(f"{k}: {kind_class(k).summary}" for k in KINDS)
         return (f"the kind of class model. auto (default): pretrained for photos, in colour (at least 16 px) or "
-                f"larger than {PHOTO_SIDE} px on a side; autoencoder for small gray images such as digits. "
+                f"larger than {PHOTO_SIDE} px on a side; ae-hog for small gray images such as MNIST's digits; "
+                f"autoencoder for tiny ones (at most {TINY_SIDE} px a side, such as 8x8 digits). "
                 f"{summaries}. --size, --color and --seed apply to every kind, the other training options to the "
                 "kinds that take them (each option's help names them; a kind says which it ignores)")
 

@@ -120,6 +120,10 @@ class ClassModel(P.Declared):
     #: Whether the statistics' log fits take a fitted shift, ``log(score + c)`` (:func:`bank.verdict.fitting.fit_log_shift`):
     #: for a kind whose held-out scores crowd at 0 (a network sure of most of its class's images).
     shifted_log = False
+    #: A quantile q for a kind whose held-out log scores lean right (a long upper tail): its statistics take
+    #: their centre at the median and their spreads at least from the q quantile
+    #: (:func:`bank.verdict.fitting.tail_fit`), so its own images are not flagged more often than z > 3 promises.
+    tail_spread: float | None = None
 
     def __init__(self, *, spec: InputSpec | None = None, calibration_fraction: float = 0.1, seed: int = 0,
                  threshold: float = st.DEFAULT_THRESHOLD, method: str = "complexity",
@@ -271,7 +275,7 @@ class ClassModel(P.Declared):
         """Fit the error statistics on images of the class the model did not learn from."""
         x = X if at_spec else self._prepare(X)
         self.stats_ = fit_error_stats(self._scores(x), complexity(x) if self.uses_complexity else None,
-                                         shifted_log=self.shifted_log)
+                                         shifted_log=self.shifted_log, tail_spread=self.tail_spread)
         return self
 
     # ------------------------------------------------------------ scoring
