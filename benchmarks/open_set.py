@@ -25,9 +25,11 @@ The latent-distance rule needs a latent code (the autoencoder's layer
 
 ``--registry`` uses a trained 10-digit bank for the bank of its kind
 (``examples/mnist.py`` writes one); without it every bank is trained
-here (the autoencoder for ``--epochs``). Both are the autoencoder's: other kinds are fitted here
-and ignore them (the output says so). ``--limit`` fits each class on at
-most its first N training images (quick runs).
+here (``--epochs`` for the kinds that train a network; the others ignore
+it, and the output says so). ``--banks default`` is the autoencoder here
+(the default before issue 28); ``--kind ae-hog`` is today's default for
+digits. ``--limit`` fits each class on at most its first N training images
+(quick runs).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Train the ten MNIST digit models and measure the bank on the test set.
 
-    python examples/mnist.py ../shared/data/mnist [--registry registry] [--epochs 10]
+    python examples/mnist.py ../shared/data/mnist [--registry registry] [--epochs 10] [--kind KIND]
 
-Reads MNIST's IDX files (gzip'd or raw), trains one conv autoencoder per
-digit on its training images (each holding out 10% to fit its error
-statistics and 10% of the rest for early stopping), registers each as the
+Reads MNIST's IDX files (gzip'd or raw), trains one class model per digit
+on its training images, of the kind ``bank train --kind auto`` picks for
+28x28 gray digits (``ae-hog``: an autoencoder and a HOG one-class SVM) or
+``--kind`` (each holding out 10% to fit its error statistics, and a
+network 10% of the rest for early stopping), registers each as the
 digit's active version, then routes the 10,000 test images through the bank
 and prints the argmin accuracy, the share called unknown, and per-digit
 figures. Afterwards ``bank classify some_digit.png`` answers from the same
@@ -20,7 +22,8 @@ import time
 
 import numpy as np
 
-from bank import AutoencoderModel, Registry, Router
+from bank import Registry, Router
+from bank.kinds import KINDS, choose_kind, kind_class
 from bank.io.data import load_labelled
 from bank.reports.evaluate import evaluate
 
@@ -29,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", help="folder with MNIST's IDX files, such as ../shared/data/mnist")
     p.add_argument("--registry", default=None, help="registry folder (default: $BANK_REGISTRY, else ./registry)")
-    p.add_argument("--epochs", type=int, default=10, help="most epochs per digit (default 10)")
+    p.add_argument("--epochs", type=int, default=10, help="most epochs per digit (default 10), for a kind that "
+                   "trains a network")
+    p.add_argument("--kind", choices=list(KINDS), default=choose_kind(28, gray=True),
+                   help="the kind of class model (default: what --kind auto picks for 28x28 gray digits)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="use at most this many training images per digit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -45,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     for digit in train.classes:
         images = train.arrays[digit][: args.limit]
         t0 = time.perf_counter()
-        det = AutoencoderModel(epochs=args.epochs, seed=args.seed, verbose=0 if args.json else 2)
-        det.fit(images)
+        cls = kind_class(args.kind)
+        options = {k: v for k, v in {"epochs": args.epochs, "verbose": 0 if args.json else 2}.items()
+                   if k in cls.training_options}
+        det = cls.from_options(None, seed=args.seed, **options).fit(images)
         seconds[digit] = round(time.perf_counter() - t0, 1)
         versions[digit] = reg.register(digit, det).version
         s = det.stats_
-        say(f"digit {digit}: {len(images)} images, {det.training_['epochs_run']} epochs, "
+        say(f"digit {digit}: {len(images)} images, {det.training_.get('epochs_run', '-')} epochs, "
             f"held-out error mean {s.mean:.5f} std {s.std:.5f}, version {versions[digit]}, {seconds[digit]} s")
 
     router = Router({d: reg.load_detector(d, v) for d, v in versions.items()})

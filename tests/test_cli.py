@@ -307,4 +307,8 @@ def test_training_help_reads_each_kinds_declarations(capsys):
         assert f"{k}: {' '.join(kind_class(k).summary.split())}" in text
     epochs = option_defaults("epochs")
     assert epochs["geotrans"] != epochs["autoencoder"]
-    assert f"{epochs['geotrans']} for geotrans" in text and f"{epochs['autoencoder']} for autoencoder" in text
+    said = re.search(r"most epochs; early stopping may end sooner \(default: ([^)]*)\)", text).group(1)
+    for part in said.split("; "):  # "30 for autoencoder; 60 for ae-hog, geotrans": each kind its own default
+        value, kinds = part.split(" for ")
+        assert all(str(epochs[k]) == value for k in kinds.split(", ")), said
+    assert set(epochs) == {k for part in said.split("; ") for k in part.split(" for ")[1].split(", ")}

@@ -91,7 +91,13 @@ def test_small_gray_images_get_a_dense_autoencoder_stacked_in_the_bank(digits, t
     """For MNIST-sized images (more than 16x16, up to 32x32) the autoencoder inside is dense unless the user
     names one (the HOG term knows the shapes; the dense one answers at a seventh of the conv one's cost), its
     weights are written to stack a bank's classes, and the stacked bank scores as each class alone."""
-    from bank.kinds.ae_hog import AE_DENSE, DENSE_LAYERS
+    from bank.kinds.ae_hog import AE_DENSE, DENSE_LAYERS, inner_choice
+
+    # what the user says of the autoencoder: a latent size alone keeps it dense, conv filters make it conv
+    assert inner_choice((28, 28, 1), "auto", {"latent_dim": 16}) == ("dense", {**DENSE_LAYERS, "latent_dim": 16})
+    assert inner_choice((28, 28, 1), "dense", None) == ("dense", DENSE_LAYERS)
+    assert inner_choice((28, 28, 1), "auto", {"filters": [8]}) == ("auto", {"filters": [8]})
+    assert inner_choice((8, 8, 1), "auto", None) == ("auto", None)  # tiny: the autoencoder's own choice
 
     images, labels = digits
     x = images[..., None] if images.ndim == 3 else images

@@ -199,3 +199,28 @@ def test_the_classes_benchmark_runs_both_ways(tmp_path):
     assert [(r["classes"], r["way"]) for r in out["rows"]] == [(2, "before"), (2, "after"), (3, "before"), (3, "after")]
     assert all(r["max_rel_diff"] < 1e-5 and not r["tensorflow_imported"] and r["img_per_s"] > 0 for r in out["rows"])
     assert out["macs_per_class_image"] == 64 * 64 * 2 + 64 * 8 * 2 and out["scaling_of"] == [2, 3]
+
+
+def test_one_blas_thread_restores_the_process_whatever_order_callers_leave_in():
+    """The BLAS limit is the process's: caller A in, B in, A out, B out (two threads of a server) must leave
+    BLAS as it was, not on one thread for good (every later product of the process would run on one core),
+    and B, still inside when A leaves, keeps its one thread."""
+    from threadpoolctl import threadpool_info
+
+    import bank.machine as machine
+
+    machine._BLAS.clear()  # a controller made now knows every BLAS library loaded by the tests before this one
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    a, b = machine.one_blas_thread(), machine.one_blas_thread()
+    a.__enter__()
+    b.__enter__()
+    both = blas()
+    a.__exit__(None, None, None)
+    b_alone = blas()
+    b.__exit__(None, None, None)
+    assert all(n == 1 for n in both + b_alone), (both, b_alone)
+    assert blas() == before

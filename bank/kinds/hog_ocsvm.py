@@ -164,7 +164,9 @@ class HOGOneClassSVM:
         weights = np.asarray(svm.dual_coef_, dtype=np.float64).ravel()
         keep = heaviest(weights, self.weight_share)
         self.support_vectors_ = np.ascontiguousarray(svm.support_vectors_[keep], dtype=np.float64)
-        self.dual_coef_ = weights[keep]
+        # the kept weights scaled up to the whole's sum: the score (a share of the sum) is the same either way,
+        # and the decision and its boundary stay near the SVM's, whose intercept fits the whole sum
+        self.dual_coef_ = weights[keep] * (weights.sum() / weights[keep].sum())
         self.intercept_ = float(svm.intercept_[0])
         self.n_samples_ = len(x)
         self._prepare()

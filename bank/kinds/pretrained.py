@@ -268,7 +268,7 @@ class PretrainedModel(ClassModel):
                              "retrain the older classes (bank train CLASS DATA --kind pretrained)")
         from contextlib import nullcontext
 
-        from threadpoolctl import threadpool_limits
+        from ..machine import one_blas_thread
 
         mirrors = {m.mirror for m in models}
         knn = [j for j, m in enumerate(models) if m.head == "knn"]
@@ -283,7 +283,7 @@ class PretrainedModel(ClassModel):
             if knn:
                 # a few images: one BLAS thread (two spin on after the small product, and take the cores the
                 # network's LiteRT threads need next: 10 classes of 1,440 photos 9.9 ms an image against 5.1)
-                with threadpool_limits(1, user_api="blas") if len(x) <= FEW else nullcontext():
+                with one_blas_thread() if len(x) <= FEW else nullcontext():
                     sims = {mir: _unit(f) @ bank.T for mir, f in by_mirror.items()}
                 for n, j in enumerate(knn):
                     m = models[j]

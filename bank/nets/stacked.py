@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..machine import cores
+from ..machine import cores, one_blas_thread
 
 #: Activations run as Keras runs them (its names); a network with another is not stacked.
 ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh")
@@ -56,17 +56,7 @@ PARALLEL_MACS = 1 << 24
 
 ErrorFn = Callable[[np.ndarray], np.ndarray]
 
-_BLAS: list = []  # threadpoolctl's controller of the BLAS libraries, made once (80 us a time; its limit 6 us)
 _POOL: list = []  # the threads of _pool, made once
-
-
-def _one_blas_thread():
-    """A context running NumPy's BLAS on one thread (in every thread of the process)."""
-    if not _BLAS:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS.append(ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def _pool():
@@ -263,7 +253,7 @@ class Stacked:
         out = np.empty((len(x), self.k), dtype=np.float64)
         chunks = [slice(s, s + ROWS) for s in range(0, len(x), ROWS)]
         n = cores()
-        with _one_blas_thread():
+        with one_blas_thread():
             if len(chunks) > 1 and n > 1 and self.macs * ROWS >= PARALLEL_MACS:  # NumPy releases the GIL
                 jobs = [_pool().submit(self._chunk, x[c], out[c]) for c in chunks]
             elif len(chunks) == 1 and len(self._blocks) > 1 and n > 1 and self.macs * len(x) >= PARALLEL_MACS // 4:
