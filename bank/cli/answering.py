@@ -151,7 +151,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           + (f" (of classes outside the bank: {', '.join(f['foreign_classes'])})" if foreign else ""))
     print("flags: a class says \"not this class\" when "
           f"{describe_rule(f['method'], f['threshold'], f['margin'], f['complexity_threshold'], f.get('compare', 'raw'))}")
-    print(f"argmin accuracy {f['accuracy']:.4f} (on the images of the bank's classes); mean AUROC "
+    print(f"argmin accuracy {f['accuracy']:.4f} (on the images of the bank's classes); labels right "
+          f"{f['accuracy_with_unknown']:.4f} (what classify answers: unknown, or a class other than the nearest "
+          f"when the nearest flags the image, counted wrong); mean AUROC "
           f"{fmt(f['auroc_mean'])}; false reject {_percent(f['false_reject'])}; false accept {_percent(f['false_accept'])}")
     print(f"called unknown: {f['unknown_rate']:.2%} of the images of the bank's classes ({f['n_unknown']} of "
           f"{f['n_known']}; should be low)")

@@ -42,7 +42,8 @@ from ..io.images import InputSpec
 from .autoencoder import AutoencoderModel
 from . import params as P
 from .base import ARRAYS_FILE, ClassModel, checksums, read_arrays
-from .hog_ocsvm import HOGOneClassSVM, fused_scorer
+from .hog_ocsvm import HOGOneClassSVM
+from .kernel_sums import fused_scorer
 
 #: The autoencoder's files in the entry's folder (a dense one's weights also as one array, to stack a bank's).
 AE_FILE = "ae.keras"
@@ -144,8 +145,9 @@ class AEHOGModel(ClassModel):
         order = np.random.default_rng(self.seed + 1).permutation(len(x))
         n_const = min(max(2, round(CONSTANTS_FRACTION * len(x))), len(x) - 4)
         if n_const < 2:
-            raise InputError(f"ae-hog: a class needs at least 6 images to learn from (besides its held-out share), "
-                             f"got {len(x)}; give it more, or train it with --kind autoencoder (4 images in all)")
+            raise InputError(f"ae-hog: a class needs about 8 images or more: 6 to learn from besides the share held "
+                             f"out for its statistics, and {len(x)} were left; give it more, or train it with --kind "
+                             "autoencoder (4 images in all)")
         const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
         ae = {"verbose": 0, "epochs": EPOCHS, **(self.ae or {}), "spec": self.spec_, "seed": self.seed}
         ae["architecture"], ae["params"] = inner_choice(self.spec_.shape, ae.get("architecture", "auto"),
@@ -160,6 +162,16 @@ class AEHOGModel(ClassModel):
             self.weight_ = float(log_ae.std(ddof=1) / spread) if spread > 0 else 1.0
         else:
             self.weight_ = float(self.weight)
+
+    @classmethod
+    def describe(cls, params: dict) -> tuple[str, dict]:
+        """What ``bank show`` and ``bank list`` call the model, and its settings worth showing: the autoencoder's
+        layers, the HOG term's weight and support vectors (not the inner models' curves and statistics)."""
+        arch = (params.get("ae") or {}).get("architecture") or {}
+        hog = params.get("hog") or {}
+        shown = {**dict(arch.get("params") or {}), "weight": None if params.get("weight_used") is None else round(float(params["weight_used"]), 2),
+                 "support_vectors": hog.get("n_support"), "weight_share": hog.get("weight_share", 1.0)}
+        return f"{arch.get('name')} autoencoder + HOG one-class SVM", {k: v for k, v in shown.items() if v is not None}
 
     def curves(self) -> dict[str, list[float]]:
         return self.ae_.curves() if hasattr(self, "ae_") else {}  # the autoencoder inside trains by epochs
@@ -182,7 +194,7 @@ class AEHOGModel(ClassModel):
     def group_scorer(cls, models):
         """Scores by every one of ``models`` (one spec): their autoencoders as an autoencoder bank's (dense ones
         stacked in NumPy, others in one LiteRT or Keras call), their HOG terms by
-        :func:`~bank.kinds.hog_ocsvm.fused_scorer`."""
+        :func:`~bank.kinds.kernel_sums.fused_scorer`."""
         fused = AutoencoderModel.group_scorer([m.ae_ for m in models])
         hog = fused_scorer([m.hog_ for m in models])  # the HOG of the batch once, every kernel sum in one product
 
