@@ -146,8 +146,9 @@ class AEHOGModel(ClassModel):
         n_const = min(max(2, round(CONSTANTS_FRACTION * len(x))), len(x) - 4)
         if n_const < 2:
             raise InputError(f"ae-hog: a class needs about 8 images or more: 6 to learn from besides the share held "
-                             f"out for its statistics, and {len(x)} were left; give it more, or train it with --kind "
-                             "autoencoder (4 images in all)")
+                             f"out for its statistics, and {len(x)} were left; give it more, or train the whole bank "
+                             "with --kind autoencoder (4 images a class; a class of another kind beside these would "
+                             "make the bank compare every class relative to its few held-out images)")
         const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
         ae = {"verbose": 0, "epochs": EPOCHS, **(self.ae or {}), "spec": self.spec_, "seed": self.seed}
         ae["architecture"], ae["params"] = inner_choice(self.spec_.shape, ae.get("architecture", "auto"),

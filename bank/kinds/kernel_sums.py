@@ -9,14 +9,14 @@ kinds' ``group_scorer`` use it (docs/benchmarks.md, "ae-hog made fast").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 
-if TYPE_CHECKING:
-    from .hog_ocsvm import HOGOneClassSVM
+#: A fitted :class:`bank.kinds.hog_ocsvm.HOGOneClassSVM` (not imported: that module imports this one).
+HOGOneClassSVM = Any
 
 #: Kernel values computed at once while scoring (rows x support vectors), about 16 MB of float32.
 CHUNK_VALUES = 1 << 22
