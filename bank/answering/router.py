@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..verdict import stats as st
+from ..verdict.columns import StatsColumns
 from ..verdict.decision import BankResult, compare_kwargs, decide
 from ..errors import InputError
 from ..io.images import InputSpec, complexity, to_spec
@@ -44,7 +45,7 @@ class Router:
         are, right when every class scores in one unit (autoencoders and PCA
         models: per-pixel squared error). "relative": each error's z under its
         class's held-out errors (the spread pooled over the classes of one
-        unit: :func:`bank.verdict.stats.compared`), unit-free, for a bank mixing
+        unit: :meth:`bank.verdict.columns.StatsColumns.relative`), unit-free, for a bank mixing
         units (``hog-ocsvm``, whose kernel width is fitted per class, alone
         or beside autoencoders and PCA). "auto" (default) picks "raw" when
         every class scores in per-pixel squared error
@@ -70,6 +71,10 @@ class Router:
         self.compare = compare
         self.kinds = [d.kind for d in self.detectors.values()]
         self.stats = [d.stats_ for d in self.detectors.values()]
+        rule = compare_kwargs(self.detectors.values(), compare)
+        self._comparison = rule["compare"]
+        #: The classes' statistics as columns, made once: the verdict of every call reads them.
+        self.columns = StatsColumns.of(self.stats, rule["units"])
         groups: dict[InputSpec, list[int]] = {}
         for k, det in enumerate(self.detectors.values()):
             groups.setdefault(det.spec_, []).append(k)
@@ -174,7 +179,7 @@ class Router:
     def comparison(self) -> str:
         """The comparison in use ("raw" or "relative"): ``compare``, with "auto" resolved from the classes'
         score units (:func:`bank.verdict.decision.auto_compare`)."""
-        return compare_kwargs(self.detectors.values(), self.compare)["compare"]
+        return self._comparison
 
     @property
     def decode_size(self) -> tuple[int, int]:
@@ -242,9 +247,9 @@ class Router:
     def result(self, errors: np.ndarray, complexity: np.ndarray | None = None,
                names: Sequence[str] | None = None) -> BankResult:
         """The bank's answer from (N, K) matrices of this bank's errors and the inputs' complexities."""
-        return decide(errors, self.classes, self.stats, names, threshold=self.threshold, method=self.method,
+        return decide(errors, self.classes, self.columns, names, threshold=self.threshold, method=self.method,
                       margin=self.margin, complexity=complexity, complexity_threshold=self.complexity_threshold,
-                      **compare_kwargs(self.detectors.values(), self.compare))
+                      compare=self._comparison)
 
     def classify(self, images: Images) -> list[str]:
         """Per image, the class by lowest error (see ``compare``), or "unknown" when every class flags it. ``images``: as

@@ -297,7 +297,7 @@ class HOGOCSVMModel(ClassModel):
     kind = "hog-ocsvm"
     summary = "HOG features and a one-class SVM"
     score_label = "the hog-ocsvm score"
-    #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.verdict.stats.compared)
+    #: -log of a kernel share, with a kernel width fitted per class: compared relative (bank.verdict.columns)
     score_unit = "hog-ocsvm"
     unit_per_class = True  #: the kernel width is fitted per class: even hog-ocsvm classes alone compare relative
 

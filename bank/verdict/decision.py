@@ -15,7 +15,8 @@ from functools import cached_property
 import numpy as np
 
 from . import stats as st
-from .conformal import conformal_p_value
+from . import columns
+from .columns import StatsColumns
 from ..errors import InputError
 
 UNKNOWN = "unknown"
@@ -202,7 +203,7 @@ def compare_kwargs(models: Sequence[object], compare: str = "auto") -> dict:
     return {"compare": auto if compare == "auto" else st.check_compare(compare), "units": units}
 
 
-def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats],
+def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats] | StatsColumns,
            names: Sequence[str] | None = None, *, threshold: float = st.DEFAULT_THRESHOLD,
            method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,
            complexity: np.ndarray | None = None,
@@ -215,9 +216,11 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     without the complexity part, ``complexity`` z falls back to lognormal and
     the complexity test is skipped. ``compare``: ``raw`` (errors in one
     unit) or ``relative`` (each error's z under its class, the spread pooled
-    over the classes of one of ``units``: :func:`bank.verdict.stats.compared`), for
-    the argmin and the margin. Pure NumPy: any bank, of any kinds, is judged by
-    the same tests.
+    over the classes of one of ``units``: :meth:`bank.verdict.columns.StatsColumns.relative`),
+    for the argmin and the margin. ``stats``: one per class, or their
+    :class:`~bank.verdict.columns.StatsColumns` made once (which carry their
+    units). Pure NumPy, every test one operation over all classes: any bank, of
+    any kinds, is judged by the same tests.
     """
     errors = np.asarray(errors, dtype=np.float64)
     if not classes or errors.ndim != 2 or errors.shape[1] != len(classes) or len(stats) != len(classes):
@@ -235,27 +238,25 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         complexity = np.asarray(complexity, dtype=np.float64)
         if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
             raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
-    col = (lambda k: None) if complexity is None else (lambda k: complexity[:, k])  # noqa: E731
-    z = np.stack([st.zscore(errors[:, k], s) for k, s in enumerate(stats)], axis=1)
-    test_z = np.stack([st.zscore(errors[:, k], s, method, col(k)) for k, s in enumerate(stats)], axis=1)
-    methods = [st.effective_method(s, method, complexity is not None) for s in stats]
-    cz = None if complexity is None else np.stack([st.complexity_z(col(k), s) for k, s in enumerate(stats)], axis=1)
+    cols = stats if isinstance(stats, StatsColumns) else StatsColumns.of(stats, units)
+    z = cols.zscore(errors)
+    test_z = cols.zscore(errors, method, complexity)
+    cz = None if complexity is None else cols.complexity_z(complexity)
     compare = st.check_compare(compare)
-    relative = stats if compare == "relative" else None
+    rank = cols.relative(errors) if compare == "relative" else None
     flag_error = st.flag(test_z, threshold)
     flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
     own = flag_error if flag_cx is None else flag_error | flag_cx
-    margins = st.margins(errors, relative, units, accepts=~own)
-    conformal = np.stack([conformal_p_value(errors[:, k], s.calibration_array, assume_sorted=True) if s.calibration
-                          else np.full(len(errors), np.nan) for k, s in enumerate(stats)], axis=1)
+    ranked = np.log(np.maximum(errors, st.LOG_FLOOR)) if rank is None else rank  # raw: the log errors as they are
+    margins = columns.margins(ranked, accepts=~own)
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise InputError(f"names: expected {len(errors)}, got {len(names)}")
-    flag_margin = st.past(margins, margin)
     return BankResult(
         classes=list(classes), names=names, errors=errors, z=z, score=st.gaussian_score(z), test_z=test_z,
         p_value=st.upper_p_value(test_z), margin=margins, flag_error=flag_error,
-        flag_margin=flag_margin, threshold=float(threshold), margin_threshold=margin, method=method,
+        flag_margin=st.past(margins, margin), threshold=float(threshold), margin_threshold=margin, method=method,
         complexity=complexity, complexity_z=cz, flag_complexity=flag_cx, complexity_threshold=complexity_threshold,
-        methods=methods, compare=compare, conformal_p=conformal, rank=None if relative is None else st.compared(errors, relative, units),
+        methods=cols.methods(method, complexity is not None), compare=compare, conformal_p=cols.conformal(errors),
+        rank=rank,
     )

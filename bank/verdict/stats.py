@@ -68,7 +68,7 @@ METHOD_LABELS = {"complexity": "complexity-corrected z", "lognormal": "lognormal
 INPUT_COMPLEXITY_LABEL = "input complexity z"
 
 #: How classes are compared for the argmin and the margin: ``raw`` errors (one unit for every class:
-#: autoencoders, PCA), or ``relative``: each error's z under its class's held-out errors (:func:`compared`).
+#: autoencoders, PCA), or ``relative``: each error's z under its class's held-out errors (:meth:`bank.verdict.columns.StatsColumns.relative`).
 COMPARE_MODES = ("raw", "relative")
 
 #: The ``score_unit`` of kinds scored by the per-pixel mean squared error of a reconstruction (pixels in
@@ -254,58 +254,6 @@ def error_cut(stats: ErrorStats, threshold: float, method: str = "gaussian") -> 
     if method == "lognormal":
         return math.exp(stats.log_mean + threshold * stats.log_std) - stats.log_shift
     return stats.mean + threshold * stats.std
-
-
-def compared(errors: np.ndarray, stats: Sequence[ErrorStats] | None = None,
-             units: Sequence[str | None] | None = None) -> np.ndarray:
-    """(N, K) what the argmin and the margin compare: each class's log error (``compare="raw"``) or, with
-    ``stats``, a z of it, ``(log error - log_mean) / spread`` (``"relative"``).
-
-    Raw logs compare classes whose errors share a unit (the per-pixel squared
-    error of an autoencoder or a PCA model). The z is unit-free: how unusual
-    the error is for each class, so it compares classes scored in different
-    units (see :data:`COMPARE_MODES`). ``spread`` is the root mean square of
-    ``log_std`` over the classes that share the class's unit (``units``, one
-    per class; by default each class is its own unit): a class's own
-    ``log_std``, fitted on a few held-out images, is too noisy to rank by
-    (with 6 held-out images a class it cost three HOG digit classes up to 8
-    points of accuracy), and classes of one unit differ in ``log_mean`` more
-    than in spread.
-    """
-    if stats is None:
-        return np.log(np.maximum(np.asarray(errors, dtype=np.float64), LOG_FLOOR))
-    logs = np.stack([s.logs(col) for s, col in zip(stats, np.asarray(errors, dtype=np.float64).T)], axis=1)
-    units = list(range(len(stats))) if units is None else list(units)
-    if len(units) != len(stats):
-        raise InputError(f"units: expected one per class ({len(stats)}), got {len(units)}")
-    log_std = np.array([s.log_std for s in stats])
-    spread = np.array([math.sqrt(np.mean([log_std[j] ** 2 for j, v in enumerate(units) if v == u])) for u in units])
-    return (logs - np.array([s.log_mean for s in stats])) / spread
-
-
-def margins(errors: np.ndarray, stats: Sequence[ErrorStats] | None = None,
-            units: Sequence[str | None] | None = None, accepts: np.ndarray | None = None) -> np.ndarray:
-    """(N, K) margin of each class: its log error minus the lowest among the other classes that accept
-    the image; with ``stats``, its z minus theirs (:func:`compared`).
-
-    ``accepts`` (N, K): which classes accept each image by their own tests (error and input complexity;
-    all by default). Only they are compared with: a class that rejects an image cannot take it from
-    another, so adding a class changes no other class's flags on the images it rejects. Negative for the
-    best-fitting class, positive when an accepting class fits better; NaN for a bank of one class, or
-    when no other class accepts the image.
-    """
-    logs = compared(errors, stats, units)
-    n, k = logs.shape
-    if k < 2:
-        return np.full((n, k), np.nan)
-    ok = np.ones((n, k), bool) if accepts is None else np.asarray(accepts, bool)
-    cand = np.where(ok, logs, np.inf)
-    order = np.argsort(cand, axis=1, kind="stable")
-    best, second = cand[np.arange(n), order[:, 0]], cand[np.arange(n), order[:, 1]]
-    others_min = np.where(np.arange(k)[None, :] == order[:, :1], second[:, None], best[:, None])
-    with np.errstate(invalid="ignore"):
-        out = logs - others_min
-    return np.where(np.isfinite(others_min), out, np.nan)
 
 
 def check_compare(compare: str) -> str:
