@@ -33,7 +33,6 @@ positive margin means another class reconstructs the image better; past
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
