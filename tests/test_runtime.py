@@ -152,7 +152,7 @@ def test_a_failed_conversion_still_registers_the_class(tmp_path, bank_registry, 
 
 
 def test_a_litert_detector_cannot_be_registered_again(tmp_path, bank_registry):
-    with pytest.raises(ValueError, match="saved from its Keras model; this one was loaded for LiteRT"):
+    with pytest.raises(ValueError, match="saving needs its Keras model; this one was loaded for LiteRT"):
         Registry(tmp_path / "reg").register("0", bank_registry.load_detector("0", runtime="litert"))
 
 

@@ -109,3 +109,27 @@ def test_classify_says_when_the_bank_mixes_unlike_inputs(tmp_path, capsys):
     assert "mixes classes of unlike inputs" in err and "--classes" in err
     assert main(["classify", str(tmp_path / "a.png"), "--registry", str(reg.root), "--classes", "photo"]) == 0
     assert "mixes" not in capsys.readouterr().err
+
+
+def test_classify_warns_of_a_class_ranked_on_a_few_held_out_images(tmp_path, capsys):
+    """In a bank compared relative, a class whose kind of score no other class shares, fitted on a few
+    images, ranks on a rough spread: classify says so, naming it, and not the classes of many."""
+    from PIL import Image
+
+    from bank.cli import main
+    from bank.kinds.hog_ocsvm import HOGOCSVMModel
+
+    rng = np.random.default_rng(0)
+    reg = Registry(tmp_path / "reg")
+    for c in ("a", "b"):
+        reg.register(c, PCAModel(n_components=4).fit(rng.random((300, 16, 16))))
+    reg.register("few", HOGOCSVMModel().fit(rng.random((20, 16, 16))))
+    Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(tmp_path / "x.png")
+    assert main(["classify", str(tmp_path / "x.png"), "--registry", str(reg.root)]) == 0
+    err = capsys.readouterr().err
+    assert "class 'few' is ranked beside the others" in err and "rests on 2 held-out images" in err
+    assert "class 'a'" not in err and "class 'b'" not in err
+    assert main(["classify", str(tmp_path / "x.png"), "--registry", str(reg.root), "--classes", "a,b"]) == 0
+    assert "ranked beside" not in capsys.readouterr().err  # raw errors: no ranks by z
+    assert main(["classify", str(tmp_path / "x.png"), "--registry", str(reg.root), "--classes", "few"]) == 0
+    assert "ranked beside" not in capsys.readouterr().err  # one unit: one spread for all, no class favoured

@@ -27,6 +27,10 @@ def _class_data(args: argparse.Namespace, **decoding) -> tuple:
     return data.images, data.names, data.skipped
 
 
+#: A bank compared relative warns of a class whose kind of score rests on fewer held-out images than this.
+FEW_TO_RANK = 30
+
+
 def _router(args: argparse.Namespace):
     from ..answering.router import Router
 
@@ -41,6 +45,12 @@ def _router(args: argparse.Namespace):
                           for spec, ks in router.groups.items())
         say(f"note: this bank mixes classes of unlike inputs ({looks}), compared {router.comparison}: an image "
             "of one may be named as another; --classes A,B answers with some of them")
+    if router.comparison == "relative" and len(set(router.columns.units)) > 1:  # one unit: one spread, fair to all
+        for c, n in zip(router.classes, router.columns.unit_held_out().tolist()):
+            if n < FEW_TO_RANK:
+                say(f"note: class {c!r} is ranked beside the others by the z of its score, and its kind of score "
+                    f"rests on {n} held-out images: so few give a rough spread, and its z may win images of other "
+                    "classes; give it more images, or train it the kind the others are")
     for c, s in zip(router.classes, router.stats):
         if router.detectors[c].uses_complexity and st.effective_method(s, router.method) != router.method:
             say(f"class {c!r} has no complexity statistics (registered before them): it uses the lognormal z and "

@@ -218,31 +218,21 @@ class AEHOGModel(ClassModel):
     def save(self, folder: str | Path, litert: bool = True) -> dict:
         """Write the autoencoder (Keras, LiteRT and, for a dense one, its stacked weights) and the SVM's arrays
         into ``folder``; the card's fields."""
-        from ..nets import stacked
-        from ..nets.netfiles import write_litert
+        from ..nets.netfiles import write_autoencoder
 
         self._check_fitted()
         folder = Path(folder)
-        if not hasattr(self.ae_.model_, "save"):
-            raise InputError("ae-hog: saving needs the autoencoder's Keras model; this one was loaded for LiteRT")
-        self.ae_.model_.save(folder / AE_FILE)
-        lite = write_litert(f"the {self.kind} network", self.ae_.model_, self.spec_, folder, AE_LITERT,
-                            enabled=litert)
-        dense = stacked.write(self.ae_.model_, self.spec_.shape, folder, AE_DENSE, f"the {self.kind} network") \
-            if litert else None
+        fields, written = write_autoencoder(f"the {self.kind} network", self.ae_.model_, self.spec_, folder, AE_FILE,
+                                            AE_LITERT, AE_DENSE, litert)
         hog_params, arrays = self.hog_.to_arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         (folder / ARRAYS_FILE).write_bytes(buf.getvalue())
-        files = checksums(folder, [AE_FILE, *(f["file"] for f in lite["files"]), ARRAYS_FILE,
-                                   *([dense["file"]] if dense and "file" in dense else [])])
+        files = checksums(folder, [*written, ARRAYS_FILE])
         ae_fields = self.ae_.card_fields()
         params = {"kind": self.kind, "weight": self.weight, "weight_used": self.weight_,
                   "hog_log_mean": self.hog_log_mean_, "hog": hog_params,
-                  "ae": {k: ae_fields[k] for k in ("architecture", "training", "history", "stats")},
-                  "litert": {k: v for k, v in lite.items() if k != "files"}}
-        if dense is not None:
-            params["dense"] = dense
+                  "ae": {k: ae_fields[k] for k in ("architecture", "training", "history", "stats")}, **fields}
         return self._card_fields(params, files)
 
     @classmethod

@@ -15,14 +15,13 @@ early, and with a ``checkpoint_dir`` resumes where an interrupted run left off
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..nets import checkpoints
+from ..nets import checkpoints, feeding
 from ..verdict import stats as st
 from ..verdict.fitting import degenerate, fit_error_stats
 from ..nets.checkpoints import _best_epoch, _Plan
@@ -45,20 +44,10 @@ DENSE_FILE = "model-dense.npy"
 #: Fewest images a class needs: two to calibrate, one to monitor, one to train.
 MIN_IMAGES = 4
 
-#: A small class is repeated within an epoch so that an epoch is at least this
-#: many steps: Keras spends ~0.1 s per epoch on overhead whatever its size, and
-#: a few hundred images need as many steps as a few thousand to be learnt
-#: (with shifts, each repeat is a new view of the image).
-MIN_STEPS_PER_EPOCH = 50
-
 #: With ``shift="auto"``, a class with fewer training images than this is trained on images shifted by up
 #: to ``SMALL_SHIFT`` of their sides.
 SMALL_CLASS = 1000
 SMALL_SHIFT = 0.1
-
-
-#: The mean training error in the card is taken over at most this many training images.
-TRAIN_ERROR_SAMPLE = 2000
 
 
 class AutoencoderModel(ClassModel):
@@ -248,7 +237,7 @@ class AutoencoderModel(ClassModel):
         or :class:`~bank.io.pipeline.ImageFiles` (streamed from disk).
         """
         plan = self._plan(X)
-        files, x, spec, n, arch, params = plan.files, plan.x, plan.spec, plan.n, plan.arch, plan.params
+        spec, n, arch, params = plan.spec, plan.n, plan.arch, plan.params
         train_idx, mon_idx, cal_idx = plan.split
 
         from ..nets import models
@@ -257,57 +246,23 @@ class AutoencoderModel(ClassModel):
         keras.utils.set_random_seed(self.seed)
         model = models.build(arch, spec.shape, params)
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
-        repeats = max(1, math.ceil(MIN_STEPS_PER_EPOCH * self.batch_size / len(train_idx)))
-        late: list[tuple[str, str]] = []  # files unreadable since the scan
-        cache = False
-        if files is not None:
-            from ..io.pipeline import dataset, fits_in_memory
-
-            paths, cache = files.paths, fits_in_memory(len(train_idx) + len(mon_idx), spec)
-            train = dataset([paths[i] for i in train_idx], spec, self.batch_size, seed=self.seed, repeats=repeats,
-                            cache=cache, on_skip=lambda name, why: late.append((name, why)))
-            monitor = dataset([paths[i] for i in mon_idx], spec, self.batch_size, cache=cache,
-                              on_skip=lambda *a: None)
-        else:
-            x_train = x[train_idx]
-            x_fit = np.tile(x_train, (repeats, 1, 1, 1)) if repeats > 1 else x_train
-            train, monitor = (x_fit, x_fit), (x[mon_idx], x[mon_idx])
         shift = self._shift(len(train_idx))
-        if shift:
-            train = _shifted(train, self.batch_size, shift, self.seed)
+        fed = feeding.feed(plan, self.batch_size, self.seed, shift)
         # a temporary folder is never resumed: no digest of the data needed
         run_id = "temporary" if self.checkpoint_dir is None else self._run_id(plan)
-        self.history_ = self._train(model, train, monitor, run_id)
+        self.history_ = self._train(model, fed.train, fed.monitor, run_id)
         self.spec_, self.architecture_, self.params_, self.model_ = spec, arch, params, model
-        if files is not None:
-            from ..io.pipeline import measure
-
-            error_fn, note = self._error_fn(), lambda name, why: late.append((name, why))
-            cal_errors, cal_cx = measure(error_fn, [paths[i] for i in cal_idx], spec, on_skip=note)
-            sample = train_idx[: TRAIN_ERROR_SAMPLE]  # the split is a permutation: a random sample
-            train_errors = measure(error_fn, [paths[i] for i in sample], spec, on_skip=note)[0]
-        else:
-            cal_errors, cal_cx = self._errors(x[cal_idx]), complexity(x[cal_idx])
-            train_errors = self._errors(x_train)
+        cal_errors, cal_cx, train_errors = feeding.held_out(plan, self._error_fn(), lambda *bad: fed.late.append(bad))
         self.stats_ = fit_error_stats(cal_errors, cal_cx)
         val = self.history_.get("val_loss", [])
         self.training_ = {
-            "epochs": self.epochs,
+            **{k: getattr(self, k) for k in checkpoints.RUN_SETTINGS}, "shift": shift,  # as run: "auto" resolved
             "epochs_run": len(val),
             "best_epoch": _best_epoch(val, self.best_since_),
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "patience": self.patience,
-            "min_improvement": self.min_improvement,
-            "shift": shift,
-            "seed": self.seed,
             "optimizer": "adam",
             "loss": "mse",
-            "calibration_fraction": self.calibration_fraction,
-            "monitor_fraction": self.monitor_fraction,
-            "repeats_per_epoch": repeats,
-            "data": ("in memory" if files is None else
-                     "files, decoded once and kept in memory" if cache else "files, streamed from disk each epoch"),
+            "repeats_per_epoch": fed.repeats,
+            "data": fed.data_note(plan),
             "n_images": int(n),
             "n_train": int(len(train_idx)),
             "n_monitor": int(len(mon_idx)),
@@ -318,8 +273,8 @@ class AutoencoderModel(ClassModel):
         }
         if self.resumed_from_:
             self.training_["resumed_from_epoch"] = self.resumed_from_
-        if late:
-            gone = sorted({n for n, _ in late})
+        if fed.late:
+            gone = sorted({n for n, _ in fed.late})
             self.training_["warnings"].append(f"{len(gone)} file(s) could not be read during training and were "
                                               f"left out: {', '.join(gone[:10])}")
         warn_training(self.training_, advice(self.training_["convergence"], self.epochs, self.patience))
@@ -426,24 +381,14 @@ class AutoencoderModel(ClassModel):
         """Write the Keras model ``model.keras`` and, with ``litert``, what answers without TensorFlow: its LiteRT
         twins and a dense model's weights as one plain array (:data:`DENSE_FILE`), each checked against it, into
         ``folder``; the card's fields, the architecture and loss curves in ``params``."""
-        from ..nets import stacked
-        from ..nets.netfiles import write_litert
+        from ..nets.netfiles import write_autoencoder
 
         self._check_fitted()
-        if not hasattr(self.model_, "save"):
-            raise InputError("an autoencoder is saved from its Keras model; this one was loaded for LiteRT "
-                             "(load it with runtime='keras')")
-        folder = Path(folder)
-        self.model_.save(folder / MODEL_FILE)
-        lite = write_litert("the autoencoder", self.model_, self.spec_, folder, LITERT_FILE, enabled=litert)
-        dense = stacked.write(self.model_, self.spec_.shape, folder, DENSE_FILE, "the autoencoder") if litert else None
+        fields, written = write_autoencoder("the autoencoder", self.model_, self.spec_, Path(folder), MODEL_FILE,
+                                            LITERT_FILE, DENSE_FILE, litert)
         params = {"architecture": {"name": self.architecture_, "params": self.params_}, "history": self.history_,
-                  "litert": {k: v for k, v in lite.items() if k != "files"}}
-        written = [MODEL_FILE, *(f["file"] for f in lite["files"])]
-        if dense is not None:
-            params["dense"] = dense
-            written += [dense["file"]] if "file" in dense else []
-        return self._card_fields(params, checksums(folder, written))
+                  **fields}
+        return self._card_fields(params, checksums(Path(folder), written))
 
     @classmethod
     def load(cls, card: dict, files: dict[str, bytes], runtime: str = "auto") -> AutoencoderModel:
@@ -496,27 +441,3 @@ class AutoencoderModel(ClassModel):
         """What ``bank show`` and ``bank list`` call the model, and its settings worth showing."""
         arch = params.get("architecture") or {}
         return f"{arch.get('name')} autoencoder", dict(arch.get("params") or {})
-
-
-def _shifted(train, batch_size: int, shift: float, seed: int):
-    """The training batches, each image moved by a random shift of up to ``shift`` of its height and
-    width (the edge pixels repeated into the gap), as (input, target) pairs: a model that learns the class
-    at any nearby position, not the positions of a few hundred images."""
-    import keras
-    import tensorflow as tf
-
-    if isinstance(train, tuple):
-        x = train[0]
-        ds = tf.data.Dataset.from_tensor_slices(x).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
-    else:
-        ds = train.map(lambda x, y: x)
-    move = keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed)
-
-    def pair(x):
-        x = move(x, training=True)
-        return x, x
-
-    # one batch after another: the layer's random state advances in the same order every run (the same
-    # seed, the same model); a shift costs little beside a training step
-    return ds.map(pair).prefetch(tf.data.AUTOTUNE)

@@ -99,3 +99,25 @@ def load_network(files: dict[str, bytes], keras_file: str, pattern: str, shape: 
     if keras_file not in files:
         raise InputError(f"{where}: missing file {keras_file}")
     return keras_from_bytes(files[keras_file], where, keras_file, shape, out_shape)
+
+
+def write_autoencoder(name: str, model, spec: InputSpec, folder: Path, keras_file: str, pattern: str,
+                      dense_file: str, litert: bool = True) -> tuple[dict, list[str]]:
+    """Write an autoencoder as every kind that holds one does: the Keras model ``keras_file``, its LiteRT
+    twins (``pattern``) and, for a dense one, its weights as one plain array (``dense_file``, for a bank to
+    stack: :mod:`bank.nets.stacked`), each checked against it. Returns the card's "litert" (and "dense")
+    fields and the files written. ``litert`` False writes the Keras model alone."""
+    from . import stacked
+
+    if not hasattr(model, "save"):
+        raise InputError(f"{name}: saving needs its Keras model; this one was loaded for LiteRT (load it with "
+                         "runtime='keras')")
+    model.save(folder / keras_file)
+    lite = write_litert(name, model, spec, folder, pattern, enabled=litert)
+    fields = {"litert": {k: v for k, v in lite.items() if k != "files"}}
+    written = [keras_file, *(f["file"] for f in lite["files"])]
+    dense = stacked.write(model, spec.shape, folder, dense_file, name) if litert else None
+    if dense is not None:
+        fields["dense"] = dense
+        written += [dense["file"]] if "file" in dense else []
+    return fields, written

@@ -76,6 +76,14 @@ class StatsColumns:
     def __len__(self) -> int:
         return len(self.stats)
 
+    def unit_held_out(self) -> np.ndarray:
+        """Per class, how many held-out images the spread of its unit rests on (its classes' together):
+        what a relative rank of the class is as good as. A unit of a few (a class of five images of a kind
+        no other class is) ranks on noise: two held-out scores a hair apart gave a spread of 0.0009 and
+        z of -29 to -488 to foreign digits, which took 38 of 120 other digits."""
+        n = np.array([s.n for s in self.stats])
+        return np.array([sum(int(m) for m, v in zip(n, self.units) if v == u) for u in self.units])
+
     def logs(self, errors: np.ndarray) -> np.ndarray:
         """(N, K) each class's log of its errors, as its log fits take it (``log(error + log_shift)``, floored)."""
         return np.log(np.maximum(np.asarray(errors, np.float64) + self.log_shift, LOG_FLOOR))
