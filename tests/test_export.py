@@ -57,13 +57,13 @@ def _run_export(folder, images, cx, tmp_path) -> dict:
         return {k: out[k] for k in out.files}
 
 
-def _same(got: dict, want, prefix: str = "") -> None:
+def _same(got: dict, want, prefix: str = "", atol: float = 1e-9) -> None:
     for k in NUMBERS:
         ref = getattr(want, {"error": "errors", "conformal_p_value": "conformal_p"}.get(k, k))
         if ref is None:
             assert prefix + k not in got
             continue
-        tol = {"atol": 1e-5} if k in ("score", "p_value") else {"atol": 1e-9}
+        tol = {"atol": 1e-5} if k in ("score", "p_value") else {"atol": atol}
         np.testing.assert_allclose(got[prefix + k], ref, rtol=1e-5, **tol, err_msg=k)  # NaN where the router has NaN
     np.testing.assert_array_equal(got[prefix + "flag"], want.flags)
     np.testing.assert_array_equal(got[prefix + "flag_error"], want.flag_error)
@@ -145,3 +145,57 @@ def test_failed_write_leaves_no_version(bank_registry, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_bank(bank_registry, tmp_path / "m")
     assert list((tmp_path / "m" / "bank").iterdir()) == []
+
+
+@pytest.mark.parametrize("settings", [dict(orientations=9, pixels_per_cell=(4, 4), cells_per_block=(2, 2),
+                                           block_norm="L2-Hys"),
+                                      dict(orientations=8, pixels_per_cell=(3, 5), cells_per_block=(2, 1),
+                                           block_norm="L1", signed=True),
+                                      dict(orientations=6, pixels_per_cell=(4, 4), cells_per_block=(1, 2),
+                                           block_norm="L1-sqrt", colour=True),
+                                      dict(orientations=12, pixels_per_cell=(5, 5), cells_per_block=(3, 3),
+                                           block_norm="L2")])
+def test_the_hog_graph_is_the_numpy_hog(settings, digits):
+    """The HOG an exported ae-hog graph computes is bank.kinds.hog's: gray and colour, every block norm,
+    signed, cells that do not fit whole, flat and stepped images (gradients on bin edges)."""
+    import tensorflow as tf
+
+    from bank.kinds.hog import hog
+    from bank.kinds.hog_graph import hog_graph
+
+    settings = dict(settings)
+    colour = settings.pop("colour", False)
+    rng = np.random.default_rng(0)
+    images, _ = digits
+    x = np.kron(images[:12], np.ones((3, 3), np.float32))[..., None]  # 24x24 digits
+    steps = np.tile(np.repeat(np.arange(4, dtype=np.float32) / 4, 6), (24, 1))  # 0 and 90-degree gradients
+    x = np.concatenate([x, np.zeros((1, 24, 24, 1), np.float32), np.stack([steps, steps.T])[..., None],
+                        rng.random((3, 24, 24, 1)).astype(np.float32)])
+    if colour:
+        x = np.concatenate([x, x[::-1] * 0.5, rng.random(x.shape).astype(np.float32)], axis=-1)
+    want = hog(x, **settings)
+    got = hog_graph(tf.constant(x), **{"signed": False, **settings}).numpy()
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=2e-6)
+
+
+def test_an_ae_hog_bank_exports_and_answers_as_the_router(digits, tmp_path):
+    """The default kind for small gray images exports: the autoencoders and the HOG SVMs in one graph, the HOG
+    of the images made once, answering as the router does."""
+    import warnings
+
+    from bank.kinds.ae_hog import AEHOGModel
+
+    images, labels = digits
+    reg = Registry(tmp_path / "reg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny autoencoders say they have not finished learning
+        for d in (0, 1, 7):
+            reg.register(str(d), AEHOGModel(ae={"epochs": 8, "batch_size": 32}).fit(images[:1400][labels[:1400] == d]))
+    folder = export_bank(reg, tmp_path / "models", name="digits")
+    meta = json.loads((folder / "assets.extra" / "bank.json").read_text())
+    assert meta["classes"] == ["0", "1", "7"]
+    x = images[1400:1460][..., None].astype(np.float32)
+    want = Router.from_registry(reg, runtime="keras").score(x)
+    got = _run_export(folder, x, complexity(x), tmp_path)
+    _same(got, want, atol=1e-5)  # within 1e-5 (errors 5.6e-7 when written), every flag and label the router's
