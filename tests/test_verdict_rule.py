@@ -56,6 +56,23 @@ def test_the_verdict_is_the_nearest_class_that_accepts_the_image():
     assert res.records()[0]["label"] == "loose" and res.records()[0]["nearest"] == "tight"
 
 
+def test_an_image_its_nearest_class_rejects_only_for_its_complexity_is_not_given_to_a_far_worse_fit():
+    """A plain 0, simpler than the 0s the class was fitted on: the 0 class fits it best (its error is fine
+    for a 0) but flags the input's complexity; the 3 class accepts it with an error 21 times higher. It
+    is unknown, not a 3; had the 0 class rejected it by its error, the 3 would take it."""
+    rng = np.random.default_rng(3)
+    e0, c0 = np.exp(rng.normal(np.log(0.01), 0.3, 200)), np.exp(rng.normal(np.log(3.0), 0.05, 200))
+    e3, c3 = np.exp(rng.normal(np.log(0.2), 0.6, 200)), np.exp(rng.normal(np.log(3.0), 0.5, 200))
+    zero, three = fit_error_stats(e0, c0), fit_error_stats(e3, c3)
+    plain = np.array([[2.0, 2.0]])  # bits per value: far below the 0s' (z about -8), within the 3s'
+    res = decide(np.array([[0.01, 0.21]]), ["0", "3"], [zero, three], complexity=plain)
+    assert res.flag_complexity[0, 0] and not res.flag_error[0, 0] and not res.own_flags[0, 1]
+    assert res.flag_margin[0, 1] and "class '0'" in res.reasons(0, 1)[0]
+    assert res.labels == ["unknown"] and res.nearest == ["0"]
+    worse = decide(np.array([[0.2, 0.21]]), ["0", "3"], [zero, three], complexity=plain)
+    assert worse.flag_error[0, 0] and worse.labels == ["3"]  # the 0 class's error rejects it: the 3 may take it
+
+
 def test_a_class_whose_held_out_scores_are_all_but_equal_is_warned_of():
     x = np.zeros((60, 8, 8))  # every image the same: reconstructed perfectly, every held-out score 0
     x[:, 2:5, 3] = 1.0

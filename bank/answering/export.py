@@ -120,8 +120,8 @@ def _graph(router: Router):
         else:
             flag_cx = tf.zeros_like(flag_error)
         inf = tf.constant(math.inf, tf.float64)
-        if k_classes > 1:  # log error minus the lowest among the other classes that accept the image
-            cand = tf.where(flag_error | flag_cx, inf, log_e)  # (ties: the lower index is the best)
+        if k_classes > 1:  # log error minus the lowest among the other classes whose error accepts the image
+            cand = tf.where(flag_error, inf, log_e)  # (ties: the lower index is the best)
             low, idx = tf.math.top_k(-cand, k=2)
             is_best = tf.range(k_classes)[None, :] == idx[:, :1]
             others_min = tf.where(is_best, -low[:, 1:2], -low[:, :1])

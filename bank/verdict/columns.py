@@ -159,9 +159,9 @@ def margins(ranked: np.ndarray, accepts: np.ndarray | None = None) -> np.ndarray
     """(N, K) margin of each class: its ``ranked`` value (log error, or :meth:`StatsColumns.relative`) minus
     the lowest among the other classes that accept the image.
 
-    ``accepts`` (N, K): which classes accept each image by their own tests (error and input complexity;
-    all by default). Only they are compared with: a class that rejects an image cannot take it from
-    another, so adding a class changes no other class's flags on the images it rejects. Negative for the
+    ``accepts`` (N, K): which classes' errors accept each image (all by default). Only they are compared
+    with: a class whose error rejects an image cannot take it from another, so adding a class changes no
+    other class's flags on the images its error rejects. Negative for the
     best-fitting class, positive when an accepting class fits better; NaN for a bank of one class, or
     when no other class accepts the image.
     """

@@ -72,7 +72,9 @@ class BankResult:
     @cached_property
     def own_flags(self) -> np.ndarray:
         """True where the class rejects the image by its own tests (error, input complexity), whatever
-        the other classes say: the classes that accept an image are the ones it is compared with."""
+        the other classes say. The margin compares a class with the others whose *error* accepts the
+        image (``~flag_error``): a class that rejects an image only for its input's complexity still fits
+        it, and a class that fits it far worse does not take it."""
         return self.flag_error if self.flag_complexity is None else self.flag_error | self.flag_complexity
 
     @cached_property
@@ -117,7 +119,7 @@ class BankResult:
                        f"{self.threshold:g})")
         if self.flag_margin[i, k]:
             basis = self.errors if self.rank is None else self.rank
-            others = [j for j in range(len(self.classes)) if j != k and not self.own_flags[i, j]]
+            others = [j for j in range(len(self.classes)) if j != k and not self.flag_error[i, j]]
             best = self.classes[min(others, key=lambda j: basis[i, j])]
             lower = (f"error {1 - np.exp(-self.margin[i, k]):.0%} lower" if self.rank is None
                      else f"z of its log error {self.margin[i, k]:.2f} lower")
@@ -246,9 +248,8 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
     rank = cols.relative(errors) if compare == "relative" else None
     flag_error = st.flag(test_z, threshold)
     flag_cx = None if cz is None else st.past(np.abs(cz), complexity_threshold)
-    own = flag_error if flag_cx is None else flag_error | flag_cx
     ranked = np.log(np.maximum(errors, st.LOG_FLOOR)) if rank is None else rank  # raw: the log errors as they are
-    margins = columns.margins(ranked, accepts=~own)
+    margins = columns.margins(ranked, accepts=~flag_error)  # the classes whose error accepts the image
     names = list(names) if names is not None else [f"#{i}" for i in range(len(errors))]
     if len(names) != len(errors):
         raise InputError(f"names: expected {len(errors)}, got {len(names)}")
