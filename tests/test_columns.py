@@ -87,3 +87,14 @@ def test_decide_reads_columns_made_once_as_it_reads_the_statistics():
     np.testing.assert_allclose(a.rank, (logs - [s.log_mean for s in stats]) / [spread[u] for u in units])
     raw = decide(errors, list("abcdef"), stats, compare="raw")
     np.testing.assert_allclose(raw.margin, margins(np.log(errors)))  # raw: the log errors, no class's shift
+
+
+def test_a_matrix_of_the_wrong_width_is_refused_not_broadcast():
+    rng = np.random.default_rng(4)
+    stats = _bank(rng)
+    cols = StatsColumns.of(stats, ["a"] * 6)
+    for call in (cols.zscore, cols.conformal, cols.relative, cols.complexity_z):
+        with pytest.raises(ValueError, match=r"expected shape \(N, 6\)"):
+            call(np.full((3, 1), 0.02))
+    with pytest.raises(ValueError, match="units"):
+        decide(np.full((1, 6), 0.02), list("abcdef"), cols, units=["b"] * 6)

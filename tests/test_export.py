@@ -171,8 +171,11 @@ def test_the_hog_graph_is_the_numpy_hog(settings, digits):
     steps = np.tile(np.repeat(np.arange(4, dtype=np.float32) / 4, 6), (24, 1))  # 0 and 90-degree gradients
     x = np.concatenate([x, np.zeros((1, 24, 24, 1), np.float32), np.stack([steps, steps.T])[..., None],
                         rng.random((3, 24, 24, 1)).astype(np.float32)])
-    if colour:
+    if colour:  # and 8-bit colour, whose channels often tie in gradient: the same channel must win
         x = np.concatenate([x, x[::-1] * 0.5, rng.random(x.shape).astype(np.float32)], axis=-1)
+        eight = rng.integers(0, 4, (12, 24, 24, 3)) / 3  # 4 levels a channel: ties everywhere
+        smooth = np.round(np.kron(rng.random((12, 6, 6, 3)), np.ones((4, 4, 1))) * 255) / 255
+        x = np.concatenate([x, eight, smooth]).astype(np.float32)
     want = hog(x, **settings)
     got = hog_graph(tf.constant(x), **{"signed": False, **settings}).numpy()
     assert got.dtype == np.float32 and got.shape == want.shape

@@ -33,7 +33,7 @@ def test_router_equals_each_model_alone(bank_registry, digits):
     np.testing.assert_allclose(res.p_value, st.upper_p_value(res.test_z))
     log_e = np.log(res.errors)
     own = (res.test_z > 3.0) | (np.abs(res.complexity_z) > 4.0)  # each class's own tests
-    accepting = np.where(own, np.inf, log_e)  # the margin compares with the other classes that accept the image
+    accepting = np.where(res.test_z > 3.0, np.inf, log_e)  # the margin: the other classes whose error accepts it
     best_other = np.stack([np.delete(accepting, k, 1).min(1) for k in range(3)], 1)
     with np.errstate(invalid="ignore"):
         np.testing.assert_allclose(res.margin, np.where(np.isinf(best_other), np.nan, log_e - best_other))

@@ -17,7 +17,7 @@ from .hog import EPS, _pair, hog_grid
 
 def hog_graph(images, orientations: int, pixels_per_cell, cells_per_block, block_norm: str, signed: bool = False):
     """HOG vectors (N, F) float32 of ``images``, a float32 tensor (N, H, W, C), as :func:`bank.kinds.hog.hog`
-    (``transform_sqrt`` off, as the kinds use it)."""
+    gives for float32 images (``transform_sqrt`` off, as the kinds use it)."""
     import tensorflow as tf
 
     h, w, channels = (int(v) for v in images.shape[1:])
@@ -29,7 +29,11 @@ def hog_graph(images, orientations: int, pixels_per_cell, cells_per_block, block
     g_row = tf.pad(images[:, 2:] - images[:, :-2], [[0, 0], [1, 1], [0, 0], [0, 0]])
     g_col = tf.pad(images[:, :, 2:] - images[:, :, :-2], [[0, 0], [0, 0], [1, 1], [0, 0]])
     if channels > 1:  # the channel of the largest gradient (the first on ties)
-        pick = tf.argmax(tf.sqrt(g_row * g_row + g_col * g_col), axis=-1, output_type=tf.int32)[..., None]
+        # np.hypot's float32, made as float64 and rounded: 8-bit colour ties channels often, and a magnitude
+        # rounded another way picks another channel, with another angle
+        wide_r, wide_c = tf.cast(g_row, tf.float64), tf.cast(g_col, tf.float64)
+        size = tf.cast(tf.sqrt(wide_r * wide_r + wide_c * wide_c), tf.float32)
+        pick = tf.argmax(size, axis=-1, output_type=tf.int32)[..., None]
         g_row, g_col = tf.gather(g_row, pick, batch_dims=3), tf.gather(g_col, pick, batch_dims=3)
     g_row = tf.cast(g_row[:, : ncr * pr, : ncc * pc, 0], tf.float64)
     g_col = tf.cast(g_col[:, : ncr * pr, : ncc * pc, 0], tf.float64)

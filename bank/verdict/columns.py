@@ -84,9 +84,17 @@ class StatsColumns:
         n = np.array([s.n for s in self.stats])
         return np.array([sum(int(m) for m, v in zip(n, self.units) if v == u) for u in self.units])
 
+    def matrix(self, values: np.ndarray, name: str = "errors") -> np.ndarray:
+        """``values`` as an (N, K) float64 matrix, a column per class; InputError for another shape (NumPy would
+        broadcast a single column over every class)."""
+        out = np.asarray(values, np.float64)
+        if out.ndim != 2 or out.shape[1] != len(self):
+            raise InputError(f"{name}: expected shape (N, {len(self)}), a column per class, got {out.shape}")
+        return out
+
     def logs(self, errors: np.ndarray) -> np.ndarray:
         """(N, K) each class's log of its errors, as its log fits take it (``log(error + log_shift)``, floored)."""
-        return np.log(np.maximum(np.asarray(errors, np.float64) + self.log_shift, LOG_FLOOR))
+        return np.log(np.maximum(self.matrix(errors) + self.log_shift, LOG_FLOOR))
 
     def methods(self, method: str, have_complexity: bool = True) -> list[str]:
         """Per class, the method its z is really taken under (:func:`bank.verdict.stats.effective_method`)."""
@@ -97,21 +105,21 @@ class StatsColumns:
     def zscore(self, errors: np.ndarray, method: str = "gaussian",
                complexity: np.ndarray | None = None) -> np.ndarray:
         """(N, K) z of each class's errors under ``method``, as :func:`bank.verdict.stats.zscore` per class."""
-        e = np.asarray(errors, np.float64)
+        e = self.matrix(errors)
         if check_method(method) == "gaussian":
             return (e - self.mean) / self.std
         log_e = self.logs(e)
         if method == "lognormal" or complexity is None:
             return (log_e - self.log_mean) / self.log_std
         reach = COMPLEXITY_CLAMP * self.complexity_std  # the line is not extrapolated past the images it was fitted on
-        dc = np.clip(np.log(np.asarray(complexity, np.float64)) - self.complexity_mean, -reach, reach)
+        dc = np.clip(np.log(self.matrix(complexity, "complexity")) - self.complexity_mean, -reach, reach)
         # a class without the complexity part has slope 0 and its log spread as the residual's: lognormal
         return (log_e - (self.log_mean + self.complexity_slope * dc)) / self.residual_std
 
     def complexity_z(self, complexity: np.ndarray) -> np.ndarray:
         """(N, K) how far each input's log complexity is from each class's, in its standard deviations
         (NaN for a class fitted without the complexity part)."""
-        z = (np.log(np.asarray(complexity, np.float64)) - self.complexity_mean) / self.complexity_std
+        z = (np.log(self.matrix(complexity, "complexity")) - self.complexity_mean) / self.complexity_std
         return np.where(self.has_complexity, z, np.nan)
 
     def relative(self, errors: np.ndarray) -> np.ndarray:
@@ -133,7 +141,7 @@ class StatsColumns:
         its place in that one sorted array less the class's start (searched class by class, the queries
         of one class side by side: twice as fast as image by image for a batch).
         """
-        e = np.asarray(errors, np.float64)
+        e = self.matrix(errors)
         queries = np.arange(len(self))[:, None] + 1j * e.T
         below = np.searchsorted(self.calibration_keys, queries, side="left").T - self.calibration_start
         n = self.calibration_n

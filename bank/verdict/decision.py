@@ -241,6 +241,8 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
             raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
     cols = stats if isinstance(stats, StatsColumns) else StatsColumns.of(stats, units)
+    if units is not None and tuple(units) != cols.units:
+        raise InputError(f"units: the statistics' columns were made with {list(cols.units)}, got {list(units)}")
     z = cols.zscore(errors)
     test_z = cols.zscore(errors, method, complexity)
     cz = None if complexity is None else cols.complexity_z(complexity)
