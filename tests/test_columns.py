@@ -83,8 +83,14 @@ def test_decide_reads_columns_made_once_as_it_reads_the_statistics():
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     assert a.labels == b.labels and a.methods == b.methods
     spread = {u: np.sqrt(np.mean([s.log_std**2 for s, v in zip(stats, units) if v == u])) for u in units}
+    centre = {u: np.mean([s.log_mean for s, v in zip(stats, units) if v == u]) for u in units}
     logs = np.log(errors + [s.log_shift for s in stats])
-    np.testing.assert_allclose(a.rank, (logs - [s.log_mean for s in stats]) / [spread[u] for u in units])
+    np.testing.assert_allclose(a.rank, (logs - [centre[u] for u in units]) / [spread[u] for u in units])
+    # a unit fitted per class (a kernel width) centres each class on its own log mean
+    own = [False, False, True, True, False, False]
+    c = decide(errors, list("abcdef"), stats, compare="relative", units=units, per_class=own)
+    mid = [s.log_mean if o else centre[u] for s, u, o in zip(stats, units, own)]
+    np.testing.assert_allclose(c.rank, (logs - mid) / [spread[u] for u in units])
     raw = decide(errors, list("abcdef"), stats, compare="raw")
     np.testing.assert_allclose(raw.margin, margins(np.log(errors)))  # raw: the log errors, no class's shift
 
@@ -98,3 +104,14 @@ def test_a_matrix_of_the_wrong_width_is_refused_not_broadcast():
             call(np.full((3, 1), 0.02))
     with pytest.raises(ValueError, match="units"):
         decide(np.full((1, 6), 0.02), list("abcdef"), cols, units=["b"] * 6)
+
+
+def test_within_a_unit_the_relative_ranking_is_the_raw_one():
+    """Classes whose raw scores compare (one unit, none fitted per class) keep the raw argmin among
+    themselves however the bank compares: a class of another kind beside them does not reorder them."""
+    rng = np.random.default_rng(5)
+    stats = [fit_error_stats(rng.lognormal(np.log(m), s, 60)) for m, s in [(0.01, 0.2), (0.05, 0.6), (0.02, 0.4)]]
+    stats.append(fit_error_stats(rng.lognormal(np.log(3.0), 0.05, 60)))  # another kind, another unit
+    errors = rng.lognormal(np.log(0.03), 1.0, (300, 4))
+    rel = decide(errors, list("abcd"), stats, compare="relative", units=["mse"] * 3 + ["hog"])
+    np.testing.assert_array_equal(np.argmin(rel.rank[:, :3], axis=1), np.argmin(errors[:, :3], axis=1))

@@ -103,11 +103,13 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
     truth = y_test[keep].astype(str)
     assert res.compare == "relative"
     assert np.mean(np.asarray(res.nearest) == truth) >= 0.9
-    # the argmin and the margin read each error's z under its class, not raw units; the spread is pooled
-    # over the classes of one unit (the autoencoder's and PCA's squared errors), the HOG class has its own
+    # the argmin and the margin read each log error centred and scaled by its unit, not raw units: the
+    # autoencoder's and PCA's squared errors share a unit (its classes' mean log error, their pooled spread:
+    # between them the ranking is the raw one); the HOG class, its width fitted per class, has its own
     sd = np.array([d.stats_.log_std for d in router.detectors.values()])
+    lm = np.array([d.stats_.log_mean for d in router.detectors.values()])
     spread = np.array([np.sqrt((sd[0] ** 2 + sd[1] ** 2) / 2)] * 2 + [sd[2]])
-    expected = (np.log(res.errors) - [d.stats_.log_mean for d in router.detectors.values()]) / spread
+    expected = (np.log(res.errors) - np.array([(lm[0] + lm[1]) / 2] * 2 + [lm[2]])) / spread
     np.testing.assert_allclose(res.rank, expected)
     assert res.nearest == [res.classes[i] for i in np.argmin(expected, axis=1)]
     # one kind's classes keep comparing raw errors (autoencoders and PCA share the unit)
@@ -117,13 +119,13 @@ def test_a_bank_mixing_kinds_compares_relative_errors(split, bank_registry, tmp_
         Router(router.detectors, compare="units")
 
     # the report draws reconstructions for the classes that reconstruct (not the HOG class), and its rule says
-    # the margin compares z
+    # the margin compares relative log errors
     from bank.reports.report import write_report
 
     fig = write_report(tmp_path / "report", router, x_test[keep][:30], list(truth[:30]),
                        [f"{i}.png" for i in range(30)])
     assert fig["compare"] == "relative" and "montage_sample.png" in fig["pictures"].values()
-    assert "z of its log error" in (tmp_path / "report" / "report.html").read_text()
+    assert "relative log error" in (tmp_path / "report" / "report.html").read_text()
 
     from PIL import Image
 

@@ -43,9 +43,10 @@ class Router:
     compare : "auto", "raw" or "relative"
         What the argmin and the margin compare. "raw": the errors as they
         are, right when every class scores in one unit (autoencoders and PCA
-        models: per-pixel squared error). "relative": each error's z under its
-        class's held-out errors (the spread pooled over the classes of one
-        unit: :meth:`bank.verdict.columns.StatsColumns.relative`), unit-free, for a bank mixing
+        models: per-pixel squared error). "relative": each log error centred
+        on its unit's classes and divided by their pooled spread (its own
+        class's centre for a unit fitted per class:
+        :meth:`bank.verdict.columns.StatsColumns.relative`), unit-free, for a bank mixing
         units (``hog-ocsvm``, whose kernel width is fitted per class, alone
         or beside autoencoders and PCA). "auto" (default) picks "raw" when
         every class scores in per-pixel squared error
@@ -74,7 +75,7 @@ class Router:
         rule = compare_kwargs(self.detectors.values(), compare)
         self._comparison = rule["compare"]
         #: The classes' statistics as columns, made once: the verdict of every call reads them.
-        self.columns = StatsColumns.of(self.stats, rule["units"])
+        self.columns = StatsColumns.of(self.stats, rule["units"], rule["per_class"])
         groups: dict[InputSpec, list[int]] = {}
         for k, det in enumerate(self.detectors.values()):
             groups.setdefault(det.spec_, []).append(k)

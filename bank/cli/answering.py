@@ -48,9 +48,9 @@ def _router(args: argparse.Namespace):
     if router.comparison == "relative" and len(set(router.columns.units)) > 1:  # one unit: one spread, fair to all
         for c, n in zip(router.classes, router.columns.unit_held_out().tolist()):
             if n < FEW_TO_RANK:
-                say(f"note: class {c!r} is ranked beside the others by the z of its score, and its kind of score "
-                    f"rests on {n} held-out images: so few give a rough spread, and its z may win images of other "
-                    "classes; give it more images, or train it the kind the others are")
+                say(f"note: class {c!r} is ranked beside the others by its score relative to its kind's spread, "
+                    f"which rests on {n} held-out images: so few give a rough spread, and it may win images of "
+                    "other classes; give it more images, or train it the kind the others are")
     for c, s in zip(router.classes, router.stats):
         if router.detectors[c].uses_complexity and st.effective_method(s, router.method) != router.method:
             say(f"class {c!r} has no complexity statistics (registered before them): it uses the lognormal z and "
@@ -76,7 +76,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     rows, doubtful = classify_rows(result)
     print(table(rows, ["image", "label", "nearest", "its error", "its test z", "note"]))
     if doubtful:
-        lowest = "lowest error" if result.compare == "raw" else "lowest z of its error (the bank compares relative errors)"
+        lowest = "lowest error" if result.compare == "raw" else "lowest relative error (the bank compares relative errors)"
         print(f"{doubtful} image(s) labelled by a class other than the one of {lowest}, which flags them (the "
               "label is the nearest class that accepts the image): look at 'bank score' for these")
     return 0
@@ -124,7 +124,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"z, score: the seeds' Gaussian on the raw error; test z: the {named} of the "
           f"error{which}, the flag's first test (p its upper tail); margin: "
           + ("log error minus the best other class's" if result.compare == "raw" else
-             "z of the log error minus the best other class's (the bank compares relative errors)")
+             "relative log error minus the best other class's (the bank compares relative errors)")
           + "; input cx "
           f"z: the {st.INPUT_COMPLEXITY_LABEL}, the input's zlib bits per value against the class's images (a "
           "different quantity); -: none (no other class accepts the image; a class without complexity "

@@ -145,7 +145,8 @@ def add_tests(sp: argparse.ArgumentParser, skip_broken: bool = True, runtime: bo
     if compare:
         sp.add_argument("--compare", choices=("auto", "raw", "relative"), default="auto",
                         help="what the nearest class and the margin compare: raw errors, or relative ones (each "
-                             "error's z under its class, for classes scored in different units); auto (default): "
+                             "log error centred and scaled by its unit's classes, for classes scored in different "
+                             "units); auto (default): "
                              "raw when every class scores in per-pixel squared error (autoencoder, pca), else "
                              "relative (a hog-ocsvm class is in the bank)")
     sp.add_argument("--classes", metavar="A,B,...", help="use these classes only")

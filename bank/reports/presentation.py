@@ -25,10 +25,10 @@ INPUT_COMPLEXITY_LABEL = st.INPUT_COMPLEXITY_LABEL
 def describe_rule(method: str, threshold: float, margin: float | None, complexity_threshold: float | None,
                   compare: str = "raw") -> str:
     """The flag rule in words, as reports and the CLI print it: each part under its own name (``compare``:
-    what the margin compares, raw errors or each class's z)."""
+    what the margin compares, raw errors or relative ones)."""
     parts = [f"{st.METHOD_LABELS[method]} of the error > {threshold:g}"]
     if margin and compare == "relative":
-        parts.append(f"{MARGIN_LABEL} > {margin:g} (another class's z of its log error lower by more than "
+        parts.append(f"{MARGIN_LABEL} > {margin:g} (another class's relative log error lower by more than "
                      f"{margin:g}: the bank compares relative errors)")
     elif margin:
         parts.append(f"{MARGIN_LABEL} > {margin:g} (another class's error lower by more than "

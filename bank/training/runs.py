@@ -99,7 +99,7 @@ def mixing_note(registry, names: Iterable[str], kind: str, look: tuple[int, bool
     """What to tell a user about to train classes ``names`` of ``kind`` on images of ``look`` (largest side,
     all gray) into ``registry`` when its other classes are unlike them (another kind, or images of other
     colour or a size more than 4 times apart, such as 8x8 gray digits beside colour photos): one bank
-    would mix them, and answers then compare each class's scores relative to its own. None when alike."""
+    would mix them, and answers then compare each class's scores relative to its kind's. None when alike."""
     from ..registry.store import RegistryError
 
     others = []
@@ -127,8 +127,9 @@ def mixing_note(registry, names: Iterable[str], kind: str, look: tuple[int, bool
             f"{', '.join(specs)} inputs; these are {kind} on {'gray' if gray else 'colour'} images of up to {side} px, "
             f"seen at {mine}): "
             "one bank will answer for all of them; where their score units differ it compares every class's "
-            "scores relative to its own held-out scores (those of these classes too, which may change their "
-            "answers), and an image of one may be named as another (a photo as a digit). To keep them apart, "
+            "scores relative to the held-out scores of its kind's classes (those of these classes too, which may "
+            "change their answers), and an image of one may be named as another (a photo as a digit). To keep "
+            "them apart, "
             "train into another --registry (or answer with --classes, or --compare raw)")
 
 

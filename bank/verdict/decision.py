@@ -42,7 +42,8 @@ class BankResult:
 
     ``compare`` says what the argmin (``nearest``) and the margin compare:
     ``raw`` errors (the margin in log error), or ``relative`` ones, each
-    class's z of its log error (``rank``; the margin in z), unit-free
+    log error centred and scaled by its unit's classes (``rank``; the margin
+    in those units; :meth:`bank.verdict.columns.StatsColumns.relative`), unit-free
     for banks whose classes score in units of their own (see
     :data:`bank.verdict.stats.COMPARE_MODES`).
     """
@@ -92,7 +93,7 @@ class BankResult:
     @cached_property
     def nearest(self) -> list[str]:
         """Per image, the class whose model fits it best: lowest error (``compare="raw"``) or lowest
-        z of the log error under each class's held-out errors (``"relative"``)."""
+        relative log error (``"relative"``: :meth:`bank.verdict.columns.StatsColumns.relative`)."""
         return [self.classes[i] for i in np.argmin(self.errors if self.rank is None else self.rank, axis=1)]
 
     @cached_property
@@ -122,7 +123,7 @@ class BankResult:
             others = [j for j in range(len(self.classes)) if j != k and not self.flag_error[i, j]]
             best = self.classes[min(others, key=lambda j: basis[i, j])]
             lower = (f"error {1 - np.exp(-self.margin[i, k]):.0%} lower" if self.rank is None
-                     else f"z of its log error {self.margin[i, k]:.2f} lower")
+                     else f"relative log error {self.margin[i, k]:.2f} lower")
             out.append(f"another class fits it better (class {best!r}: {lower}; margin {self.margin[i, k]:.2f} > "
                        f"{self.margin_threshold:g})")
         if self.flag_complexity is not None and self.flag_complexity[i, k]:
@@ -198,11 +199,13 @@ def auto_compare(units: Sequence[str], per_class: bool = False) -> str:
 
 
 def compare_kwargs(models: Sequence[object], compare: str = "auto") -> dict:
-    """``compare`` and ``units`` for :func:`decide` over these class models (``"auto"`` resolved from what
-    their kinds declare: ``score_unit``, ``unit_per_class``)."""
+    """``compare``, ``units`` and ``per_class`` for :func:`decide` over these class models (``"auto"``
+    resolved from what their kinds declare: ``score_unit``, ``unit_per_class``)."""
     units = [m.score_unit for m in models]
-    auto = auto_compare(units, any(m.unit_per_class for m in models))
-    return {"compare": auto if compare == "auto" else st.check_compare(compare), "units": units}
+    per_class = [bool(m.unit_per_class) for m in models]
+    auto = auto_compare(units, any(per_class))
+    return {"compare": auto if compare == "auto" else st.check_compare(compare), "units": units,
+            "per_class": per_class}
 
 
 def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorStats] | StatsColumns,
@@ -210,16 +213,18 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
            method: str = "complexity", margin: float | None = st.DEFAULT_MARGIN,
            complexity: np.ndarray | None = None,
            complexity_threshold: float | None = st.DEFAULT_COMPLEXITY, compare: str = "raw",
-           units: Sequence[str | None] | None = None) -> BankResult:
+           units: Sequence[str | None] | None = None, per_class: Sequence[bool] | None = None) -> BankResult:
     """The bank's answer from an (N, K) matrix of errors and each class's statistics.
 
     ``complexity``: (N, K), each input's complexity at class k's spec
     (:func:`bank.io.images.complexity`); without it, or for a class fitted
     without the complexity part, ``complexity`` z falls back to lognormal and
     the complexity test is skipped. ``compare``: ``raw`` (errors in one
-    unit) or ``relative`` (each error's z under its class, the spread pooled
-    over the classes of one of ``units``: :meth:`bank.verdict.columns.StatsColumns.relative`),
-    for the argmin and the margin. ``stats``: one per class, or their
+    unit) or ``relative`` (each log error centred on its unit's classes and
+    divided by their pooled spread, ``units`` and ``per_class`` as
+    :meth:`bank.verdict.columns.StatsColumns.of` takes them:
+    :meth:`~bank.verdict.columns.StatsColumns.relative`), for the argmin and
+    the margin. ``stats``: one per class, or their
     :class:`~bank.verdict.columns.StatsColumns` made once (which carry their
     units). Pure NumPy, every test one operation over all classes: any bank, of
     any kinds, is judged by the same tests.
@@ -240,9 +245,9 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         complexity = np.asarray(complexity, dtype=np.float64)
         if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
             raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
-    cols = stats if isinstance(stats, StatsColumns) else StatsColumns.of(stats, units)
-    if units is not None and tuple(units) != cols.units:
-        raise InputError(f"units: the statistics' columns were made with {list(cols.units)}, got {list(units)}")
+    cols = stats if isinstance(stats, StatsColumns) else StatsColumns.of(stats, units, per_class)
+    if (units is not None and tuple(units) != cols.units) or (per_class is not None and cols is stats):
+        raise InputError("units, per_class: the statistics' columns were made with theirs; give them there")
     z = cols.zscore(errors)
     test_z = cols.zscore(errors, method, complexity)
     cz = None if complexity is None else cols.complexity_z(complexity)

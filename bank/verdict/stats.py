@@ -67,7 +67,8 @@ METHOD_LABELS = {"complexity": "complexity-corrected z", "lognormal": "lognormal
 INPUT_COMPLEXITY_LABEL = "input complexity z"
 
 #: How classes are compared for the argmin and the margin: ``raw`` errors (one unit for every class:
-#: autoencoders, PCA), or ``relative``: each error's z under its class's held-out errors (:meth:`bank.verdict.columns.StatsColumns.relative`).
+#: autoencoders, PCA), or ``relative``: each log error centred and scaled by its unit's classes
+#: (:meth:`bank.verdict.columns.StatsColumns.relative`).
 COMPARE_MODES = ("raw", "relative")
 
 #: The ``score_unit`` of kinds scored by the per-pixel mean squared error of a reconstruction (pixels in
