@@ -121,3 +121,31 @@ def test_small_gray_images_get_a_dense_autoencoder_stacked_in_the_bank(digits, t
     probe = big[600:700]
     np.testing.assert_allclose(stacked.errors(probe), alone.errors(probe), rtol=1e-5)
     assert stacked.classify(big[600:700][labels[600:700] == 1][:5]) == ["1"] * 5
+
+
+def test_an_interrupted_training_goes_on_from_its_last_epoch(digits, tmp_path):
+    """The autoencoder inside keeps its state in the run's folder: run again with the same images and
+    settings, the training goes on from the last finished epoch; the key names the run."""
+    images, labels = digits
+    x = images[:1400][labels[:1400] == 3]
+    settings = {"epochs": 6, "batch_size": 16, "patience": 10}
+
+    def stop(e):
+        if e["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    first = AEHOGModel(ae={**settings, "progress": stop})
+    first.checkpoint_dir = tmp_path
+    key = first.run_key(x)
+    assert key == AEHOGModel(ae=settings).run_key(x) != AEHOGModel(ae=settings).run_key(x[:-1])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(x)
+    from bank.nets.trainstate import resumable
+
+    assert resumable(tmp_path, key)  # what bank train checks before it says it resumes
+    again = AEHOGModel(ae=settings)
+    again.checkpoint_dir = tmp_path
+    with pytest.warns(UserWarning):  # six epochs do not finish learning
+        again.fit(x)
+    assert 2 <= again.training_["resumed_from_epoch"] <= 3 and len(again.ae_.history_["loss"]) == 6
+    assert AEHOGModel.resumes

@@ -106,6 +106,11 @@ class AEHOGModel(ClassModel):
     score_label = "the ae-hog score"
     score_unit = "ae-hog"  #: the AE's squared error times a class-relative HOG factor: compares within the kind
     reconstructs = True
+    #: an interrupted training goes on from the autoencoder's last finished epoch (the SVM is fitted anew: seconds)
+    resumes = True
+    #: where the autoencoder inside keeps its training state (:mod:`bank.nets.checkpoints`); set by whoever runs
+    #: the training (``bank.training.runs``), None: a temporary folder
+    checkpoint_dir = None
     exports = True  #: the autoencoder and the HOG SVM in one TensorFlow graph (bank.kinds.hog_graph)
     #: its held-out log scores lean right (skew 0.5-1.7 on MNIST's digits): spreads from the 0.975 quantile
     #: flag 1.53% of the test digits by their own class where the mean and deviation flagged 2.28% (docs/kinds.md)
@@ -143,8 +148,9 @@ class AEHOGModel(ClassModel):
             raise InputError(f"ae-hog: {err}") from None
 
     # ------------------------------------------------------------ learning
-    def _fit_core(self, x: np.ndarray) -> None:
-
+    def _inner(self, x: np.ndarray, spec: InputSpec) -> tuple[AutoencoderModel, np.ndarray, np.ndarray]:
+        """The autoencoder inside, unfitted (keeping its training state in :attr:`checkpoint_dir`), the images that
+        set the HOG term's footing and weight, and those both experts learn from, of training images ``x``."""
         order = np.random.default_rng(self.seed + 1).permutation(len(x))
         n_const = min(max(2, round(CONSTANTS_FRACTION * len(x))), len(x) - 4)
         if n_const < 2:
@@ -153,10 +159,24 @@ class AEHOGModel(ClassModel):
                              "with --kind autoencoder (4 images a class; a class of another kind beside these would "
                              "make the bank compare every class relative to its few held-out images)")
         const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
-        ae = {"verbose": 0, "epochs": EPOCHS, **(self.ae or {}), "spec": self.spec_, "seed": self.seed}
-        ae["architecture"], ae["params"] = inner_choice(self.spec_.shape, ae.get("architecture", "auto"),
-                                                        ae.get("params"))
-        self.ae_ = AutoencoderModel(**ae).fit(learn)
+        ae = {"verbose": 0, "epochs": EPOCHS, **(self.ae or {}), "spec": spec, "seed": self.seed,
+              "checkpoint_dir": self.checkpoint_dir}
+        ae["architecture"], ae["params"] = inner_choice(spec.shape, ae.get("architecture", "auto"), ae.get("params"))
+        return AutoencoderModel(**ae), const, learn
+
+    def run_key(self, X) -> str:
+        """The key of training on ``X`` with these parameters: the autoencoder inside's
+        (:meth:`AutoencoderModel.run_key`) on the images it learns from. It names the state a checkpoint
+        folder holds: only the same key resumes from it."""
+        self._check_params()
+        x, spec, _ = self._read(X)
+        train_idx, _ = self._split(len(x))
+        inner, _, learn = self._inner(x[train_idx], spec)
+        return inner.run_key(learn)
+
+    def _fit_core(self, x: np.ndarray) -> None:
+        inner, const, learn = self._inner(x, self.spec_)
+        self.ae_ = inner.fit(learn)
         self.hog_ = HOGOneClassSVM(**{"seed": self.seed, **(self.svm or {})}).fit(learn)
         log_ae = np.log(np.maximum(self.ae_._errors(const), st.LOG_FLOOR))
         log_hog = np.log(np.maximum(self.hog_.score_samples(const), st.LOG_FLOOR))
@@ -179,6 +199,11 @@ class AEHOGModel(ClassModel):
 
     def curves(self) -> dict[str, list[float]]:
         return self.ae_.curves() if hasattr(self, "ae_") else {}  # the autoencoder inside trains by epochs
+
+    def _record_training(self, n, train_idx, cal_idx, train_scores, late) -> None:
+        super()._record_training(n, train_idx, cal_idx, train_scores, late)
+        if self.ae_.training_.get("resumed_from_epoch"):  # the autoencoder went on from an interrupted run
+            self.training_["resumed_from_epoch"] = self.ae_.training_["resumed_from_epoch"]
 
     def _epochs_and_patience(self, ran: int) -> tuple[int, int]:
         return self.ae_.epochs, self.ae_.patience
