@@ -1,4 +1,4 @@
-"""A registry written before every kind had one card format loads and answers as it did.
+"""A registry written before every kind had one card format loads and scores as it did.
 
 ``tests/data/registry-0.1`` was written by bank at commit 132a72b (see its ``write.py``): autoencoder cards of
 the old layout (no ``kind``; ``architecture``, ``model_sha256`` and ``litert`` at the top), one without LiteRT
@@ -27,7 +27,7 @@ def old_registry(tmp_path) -> Registry:
 
 
 @pytest.mark.parametrize("runtime", ["keras", "auto"])
-def test_an_old_registry_answers_exactly_as_it_did(old_registry, runtime):
+def test_an_old_registry_scores_exactly_as_it_did_and_answers_by_todays_rule(old_registry, runtime):
     want = json.loads((FIXTURE / f"answers-{runtime}.json").read_text())
     images = np.load(FIXTURE / "images.npy")
     router = Router.from_registry(old_registry, runtime=runtime)
@@ -35,8 +35,13 @@ def test_an_old_registry_answers_exactly_as_it_did(old_registry, runtime):
     res = router.score(images)
     np.testing.assert_allclose(res.errors, np.asarray(want["errors"]), rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(res.test_z, np.asarray(want["test_z"]), rtol=1e-5, atol=1e-6)
-    assert res.labels == want["labels"]
-    assert res.flags.astype(int).tolist() == want["flags"]
+    # the verdict on them is today's rule's: the one it gives on the errors the old bank gave (this mixed bank's
+    # classes have been compared centred by score unit since 2026-12-04: 8 of its 40 labels changed then, the
+    # barely trained toy bank naming 13 of its 24 digits of 0-5 right both ways)
+    then = router.result(np.asarray(want["errors"]), router.measure(images)[1])
+    assert res.labels == then.labels
+    assert (res.flags == then.flags).all()
+    assert sum(a != b for a, b in zip(res.labels, want["labels"])) <= 8
 
 
 def test_old_autoencoder_cards_are_read_in_todays_format_and_the_files_are_untouched(old_registry):
