@@ -18,6 +18,8 @@ def _bank(rng):
     for k in range(6):
         n = 3 if k == 5 else 80
         e = rng.lognormal(np.log(0.01 * (k + 1)), 0.3 + 0.05 * k, n)
+        if k == 2:  # scores crowding at 0 with a tail, as a sure network's: a shifted log fit
+            e = np.concatenate([rng.exponential(1e-4, 60), rng.lognormal(np.log(0.05), 0.5, 20)])
         cx = rng.uniform(2, 5, n)
         s = fit_error_stats(e, None if k in (1, 5) else cx, shifted_log=k == 2, tail_spread=0.975 if k == 3 else None)
         if k == 4:
@@ -84,15 +86,20 @@ def test_decide_reads_columns_made_once_as_it_reads_the_statistics():
     assert a.labels == b.labels and a.methods == b.methods
     spread = {u: np.sqrt(np.mean([s.log_std**2 for s, v in zip(stats, units) if v == u])) for u in units}
     centre = {u: np.mean([s.log_mean for s, v in zip(stats, units) if v == u]) for u in units}
-    logs = np.log(errors + [s.log_shift for s in stats])
-    np.testing.assert_allclose(a.rank, (logs - [centre[u] for u in units]) / [spread[u] for u in units])
-    # a unit fitted per class (a kernel width) centres each class on its own log mean
+    plain, shifted = np.log(errors), np.log(errors + [s.log_shift for s in stats])  # class 2's fit is shifted
+    assert stats[2].log_shift > 0
+    np.testing.assert_allclose(a.rank, (plain - [centre[u] for u in units]) / [spread[u] for u in units])
+    # a unit fitted per class (a kernel width) centres each class on its own log mean, its log as its fit takes it
     own = [False, False, True, True, False, False]
     c = decide(errors, list("abcdef"), stats, compare="relative", units=units, per_class=own)
     mid = [s.log_mean if o else centre[u] for s, u, o in zip(stats, units, own)]
-    np.testing.assert_allclose(c.rank, (logs - mid) / [spread[u] for u in units])
+    np.testing.assert_allclose(c.rank, (np.where(own, shifted, plain) - mid) / [spread[u] for u in units])
+    cols = StatsColumns.of(stats, units, own)
+    assert decide(errors, list("abcdef"), cols, compare="relative", per_class=own).labels == c.labels
+    with pytest.raises(ValueError, match="per_class"):
+        decide(errors, list("abcdef"), cols, compare="relative", per_class=[False] * 6)
     raw = decide(errors, list("abcdef"), stats, compare="raw")
-    np.testing.assert_allclose(raw.margin, margins(np.log(errors)))  # raw: the log errors, no class's shift
+    np.testing.assert_allclose(raw.margin, margins(np.log(errors), ~raw.flag_error))  # raw: plain logs, no shift
 
 
 def test_a_matrix_of_the_wrong_width_is_refused_not_broadcast():

@@ -159,8 +159,9 @@ class AEHOGModel(ClassModel):
                              "with --kind autoencoder (4 images a class; a class of another kind beside these would "
                              "make the bank compare every class relative to its few held-out images)")
         const, learn = x[np.sort(order[:n_const])], x[np.sort(order[n_const:])]
-        ae = {"verbose": 0, "epochs": EPOCHS, **(self.ae or {}), "spec": spec, "seed": self.seed,
-              "checkpoint_dir": self.checkpoint_dir}
+        ae = {"verbose": 0, "epochs": EPOCHS, **(self.ae or {}), "spec": spec, "seed": self.seed}
+        if self.checkpoint_dir is not None:  # the run's folder (bank train), else the one the caller named, if any
+            ae["checkpoint_dir"] = self.checkpoint_dir
         ae["architecture"], ae["params"] = inner_choice(spec.shape, ae.get("architecture", "auto"), ae.get("params"))
         return AutoencoderModel(**ae), const, learn
 

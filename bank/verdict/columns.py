@@ -6,8 +6,10 @@ Python round per class: 14 of the 14.3 ms a 1,000-class bank spent on one image'
 per bank (the router keeps one), and gives the numbers the per-class functions give (tested equal), each
 in a few NumPy operations over the (N, K) matrix.
 
-It also holds what only a bank has: the spread the ``relative`` comparison divides by, pooled over the
-classes of one score unit (:func:`pooled_spread`), and the margins between classes (:func:`margins`).
+It also holds what only a bank has: where the ``relative`` comparison centres each class's log score (its
+unit's classes' mean log score, or its own for a unit fitted per class: :func:`unit_centres`) and the spread
+it divides by, pooled over the classes of one score unit (:func:`pooled_spread`), and the margins between
+classes (:func:`margins`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class StatsColumns:
 
     stats: tuple[ErrorStats, ...]
     units: tuple
+    per_class: tuple  #: per class, True when its unit is fitted per class (its own centre; raw scores never compare)
     mean: np.ndarray
     std: np.ndarray
     log_mean: np.ndarray
@@ -70,7 +73,7 @@ class StatsColumns:
         n_cal = np.array([c.size for c in cal], np.int64)
         keys = np.concatenate([k + 1j * c for k, c in enumerate(cal)]) if stats else np.empty(0, np.complex128)
         log_mean = col("log_mean")
-        return cls(stats=stats, units=units, mean=col("mean"), std=col("std"), log_mean=log_mean,
+        return cls(stats=stats, units=units, per_class=per_class, mean=col("mean"), std=col("std"), log_mean=log_mean,
                    log_std=log_std, log_shift=col("log_shift"), has_complexity=has,
                    complexity_mean=col("complexity_mean", 0.0), complexity_std=col("complexity_std", 1.0),
                    complexity_slope=col("complexity_slope", 0.0),
@@ -138,7 +141,11 @@ class StatsColumns:
         that one, fitted on a few held-out images, is too noisy to rank by (with 6 held-out images a
         class it cost three HOG digit classes up to 8 points of accuracy).
         """
-        return (self.logs(errors) - self.centre) / self.spread
+        e = self.matrix(errors)
+        # a class of a shared unit ranks by its plain log score (a kind's fitted log shift would move classes of
+        # one unit apart: the ranking among them must be the raw one); a class of its own unit as its fit takes it
+        logs = np.where(np.asarray(self.per_class, bool), self.logs(e), np.log(np.maximum(e, LOG_FLOOR)))
+        return (logs - self.centre) / self.spread
 
     def conformal(self, errors: np.ndarray) -> np.ndarray:
         """(N, K) each error's conformal p-value under its class's held-out scores

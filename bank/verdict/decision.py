@@ -246,8 +246,11 @@ def decide(errors: np.ndarray, classes: Sequence[str], stats: Sequence[st.ErrorS
         if complexity.shape != errors.shape or not np.all(np.isfinite(complexity) & (complexity > 0)):
             raise InputError(f"complexity: expected {errors.shape} positive finite values, like the errors")
     cols = stats if isinstance(stats, StatsColumns) else StatsColumns.of(stats, units, per_class)
-    if (units is not None and tuple(units) != cols.units) or (per_class is not None and cols is stats):
-        raise InputError("units, per_class: the statistics' columns were made with theirs; give them there")
+    if units is not None and tuple(units) != cols.units:
+        raise InputError(f"units: the statistics' columns were made with {list(cols.units)}, got {list(units)}")
+    if per_class is not None and tuple(bool(v) for v in per_class) != cols.per_class:
+        raise InputError(f"per_class: the statistics' columns were made with {list(cols.per_class)}, got "
+                         f"{list(per_class)}")
     z = cols.zscore(errors)
     test_z = cols.zscore(errors, method, complexity)
     cz = None if complexity is None else cols.complexity_z(complexity)
