@@ -172,3 +172,11 @@ class HelpFormatter(argparse.HelpFormatter):
         if isinstance(action.help, LazyHelp):
             return action.help.make()
         return super()._get_help_string(action)
+
+
+def pairs(d: dict) -> str:
+    """A card's small object as people read it: ``filters 32,64; latent_dim 16``."""
+    def value(v: object) -> str:
+        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    return "; ".join(f"{k} {value(v)}" for k, v in d.items()) or "-"

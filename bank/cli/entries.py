@@ -8,7 +8,7 @@ from ..verdict import stats as st
 from ..registry.store import RegistryError
 from ..kinds import kind_class
 from ..registry.summary import SKIPPED_SHOWN, entry_summary
-from .common import CommandError, emit_json, registry_of, say, table
+from .common import CommandError, emit_json, pairs, registry_of, say, table
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"class {e.class_name!r} version {e.version} ({e.path})")
     print(f"  created      {m.created}")
     print(f"  input        {e.spec}")
-    print(f"  model        {m.model}, {_pairs(m.model_params)}")
+    print(f"  model        {m.model}, {pairs(m.model_params)}")
     resumed = f", went on from epoch {m.resumed_from_epoch} of an interrupted run" if m.resumed_from_epoch else ""
     resumed += "" if m.convergence == "settled" else f"; NOT FINISHED: {m.convergence} (see the warning below)"
     monitor = f"{t['n_monitor']} early-stopping / " if "n_monitor" in t else ""
@@ -91,18 +91,11 @@ def cmd_show(args: argparse.Namespace) -> int:
           " (change with --method, --threshold, --margin, --complexity)")
     for w in m.warnings:
         print(f"  warning      {w}")
-    print(f"  made with    {_pairs(m.made_with)}")
+    print(f"  made with    {pairs(m.made_with)}")
     for file, sha256 in m.checksums:
         print(f"  sha256       {sha256} ({file})")
     return 0
 
-
-def _pairs(d: dict) -> str:
-    """A card's small object as people read it: ``filters 32,64; latent_dim 16``."""
-    def value(v: object) -> str:
-        return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
-    return "; ".join(f"{k} {value(v)}" for k, v in d.items()) or "-"
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..verdict.decision import skipped_json
 from ..kinds import AUTO, PHOTO_SIDE, TINY_SIDE, kind_class
-from .common import CommandError, LazyHelp, emit_json, registry_of, report_skipped, say, table
+from .common import CommandError, LazyHelp, emit_json, pairs, registry_of, report_skipped, say, table
 
 
 def _training_params(args: argparse.Namespace) -> dict:
@@ -137,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         t, s = det.training_, det.stats_
         print(f"registered class {entry.class_name!r} version {entry.version} (active) at {entry.path}")
         model, shown = kind_class(det.kind).describe(entry.card.get("params") or {})
-        print(f"  input {det.spec_}, {model}{f' {shown}' if shown else ''}")
+        print(f"  input {det.spec_}, {model}{f' ({pairs(shown)})' if shown else ''}")
         monitor = f"{t['n_monitor']} early-stopping, " if "n_monitor" in t else ""
         epochs = f"; {t['epochs_run']} epochs, best {t['best_epoch']}" if "epochs_run" in t else ""
         data = f"; {t['data']}" if "data" in t else ""

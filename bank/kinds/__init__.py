@@ -71,8 +71,9 @@ def why_kind(largest_side: int, gray: bool, size: tuple[int, int] | None = None)
     if kind == PHOTO_KIND:
         return f"photos ({look}), seen through a network pretrained on ImageNet"
     if kind == SMALL_KIND:
-        return f"small images ({look}): an autoencoder for the pixels, HOG for the shapes"
-    return f"tiny images ({look})"
+        return (f"small images ({look}; auto's rule: over {TINY_SIDE} px a side and not photos): an autoencoder "
+                "for the pixels, HOG for the shapes")
+    return f"tiny images ({look}; auto's rule: at most {TINY_SIDE} px a side)"
 
 
 def check_kind(name: object, auto: bool = False) -> str:
