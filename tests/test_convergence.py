@@ -42,7 +42,7 @@ def test_the_cap_reached_with_the_loss_still_falling():
 
 
 def test_no_loss_at_all():
-    assert assess([], 30, 5) == {"status": SETTLED, "kept_epoch": None, "epochs_run": 0, "change": 0.0}
+    assert assess([], 30, 5) == {"status": SETTLED, "kept_epoch": None, "epochs_run": 0, "change": None}
     assert assess([float("nan")] * 3, 30, 5)["kept_epoch"] is None
 
 

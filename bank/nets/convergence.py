@@ -34,11 +34,13 @@ def assess(val_loss: Sequence[float], epochs: int, patience: int) -> dict:
     ``"stopped early"`` (the kept epoch is early and the loss moved by ``change`` after it, relatively,
     before patience ran out) or ``"still falling"`` (the run hit ``epochs`` and its last quarter of
     epochs lowered the loss by ``change`` below all before); ``kept_epoch`` counted from 1, None without a finite loss.
+    ``change`` is None for a settled run: only a test that fired has a change to report (a 0 would read as a
+    measurement).
     """
     val = [float(v) for v in val_loss]
     finite = [(v, i) for i, v in enumerate(val) if math.isfinite(v)]
     n = len(val)
-    out = {"status": SETTLED, "kept_epoch": None, "epochs_run": n, "change": 0.0}
+    out = {"status": SETTLED, "kept_epoch": None, "epochs_run": n, "change": None}
     if not finite:
         return out
     best, at = min(finite)
