@@ -55,29 +55,20 @@ def next_version(folder: Path) -> int:
 
 
 def _constants(router: Router) -> dict[str, np.ndarray]:
-    """Each class's statistics as float64 vectors, and which z each class takes (a class without the
-    complexity fit falls back to lognormal: neutral constants there, never selected)."""
-    cols: dict[str, list[float]] = {k: [] for k in ("mean", "std", "log_mean", "log_std", "c_mean", "c_std",
-                                                    "slope", "residual_std", "has_cx", "log_shift")}
-    for s in router.stats:
-        cols["mean"].append(s.mean)
-        cols["std"].append(s.std)
-        cols["log_mean"].append(s.log_mean)
-        cols["log_std"].append(s.log_std)
-        cols["log_shift"].append(s.log_shift)
-        have = s.has_complexity
-        cols["has_cx"].append(1.0 if have else 0.0)
-        cols["c_mean"].append(s.complexity_mean if have else 0.0)
-        cols["c_std"].append(s.complexity_std if have else 1.0)
-        cols["slope"].append(s.complexity_slope if have else 0.0)
-        cols["residual_std"].append(s.residual_std if have else 1.0)
-    out = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
-    # the held-out errors of each class for its conformal p-value, padded with -inf (never "at least as high")
+    """Each class's statistics as float64 vectors, the router's own columns
+    (:class:`bank.verdict.columns.StatsColumns`: a class without the complexity fit has neutral values there,
+    never selected), and its held-out errors for the conformal p-value, padded with -inf (never "at least as
+    high")."""
+    cols = router.columns
+    out = {"mean": cols.mean, "std": cols.std, "log_mean": cols.log_mean, "log_std": cols.log_std,
+           "log_shift": cols.log_shift, "has_cx": cols.has_complexity.astype(np.float64),
+           "c_mean": cols.complexity_mean, "c_std": cols.complexity_std, "slope": cols.complexity_slope,
+           "residual_std": cols.residual_std}
     held = [s.calibration or () for s in router.stats]
     out["calibration"] = np.full((len(held), max(1, *map(len, held))), -np.inf)
     for k, row in enumerate(held):
         out["calibration"][k, : len(row)] = row
-    out["n_calibration"] = np.asarray([len(row) for row in held], dtype=np.float64)
+    out["n_calibration"] = cols.calibration_n.astype(np.float64)
     return out
 
 
